@@ -1,0 +1,1 @@
+"""spamtune: turn a pretrained decoder LLM into a text classifier."""

@@ -1,0 +1,5 @@
+import sys
+
+from spamtune.cli import main
+
+sys.exit(main())

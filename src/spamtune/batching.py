@@ -1,0 +1,136 @@
+"""Dataset and batching (book §6.3): encode once, pad per batch (dynamic) or to a fixed length (the book's way).
+
+Padding is always on the right and every batch carries the true lengths, so the classifier pools each message's
+last real token from `lengths` — never by looking for a pad id.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from spamtune.tokenizer import Tokenizer
+
+
+class Batch(NamedTuple):
+    input_ids: torch.Tensor  # (B, T) token ids, right-padded with the pad id
+    lengths: torch.Tensor  # (B,) number of real tokens per row, 1..T
+    labels: torch.Tensor  # (B,) class ids
+
+
+class SpamDataset(Dataset):
+    """Encoded messages truncated to `max_length` (default: the longest message, as in the book).
+
+    Args:
+        texts: the messages.
+        labels: class ids, one per message.
+        tokenizer: anything with `encode` and `pad_id`.
+        max_length: truncate to this many tokens; None = the longest encoded message (capped at `context_length`).
+        context_length: the model's context; no message is ever longer.
+    """
+
+    def __init__(self, texts: Sequence[str], labels: Sequence[int], tokenizer: Tokenizer,
+                 max_length: int | None = None, context_length: int | None = None) -> None:
+        if len(texts) != len(labels):
+            raise ValueError("texts and labels differ in length")
+        encode_batch = getattr(tokenizer, "encode_batch", None)
+        encoded = encode_batch(list(texts)) if encode_batch else [tokenizer.encode(t) for t in texts]
+        # an empty encoding (only possible for odd input) becomes one pad token so every row has a last token
+        encoded = [ids or [tokenizer.pad_id] for ids in encoded]
+        longest = max((len(ids) for ids in encoded), default=1)
+        limit = max_length or longest
+        if context_length is not None:
+            limit = min(limit, context_length)
+        self.max_length = limit
+        self.encoded = [ids[:limit] for ids in encoded]
+        self.labels = [int(y) for y in labels]
+        self.pad_id = tokenizer.pad_id
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, index: int) -> tuple[list[int], int]:
+        return self.encoded[index], self.labels[index]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.encoded]
+
+
+def collate(items: list[tuple[list[int], int]], pad_id: int, pad_to: int | None = None) -> Batch:
+    """Right-pad to `pad_to` (fixed padding) or to the longest item of the batch (dynamic padding)."""
+    lengths = [len(ids) for ids, _ in items]
+    width = pad_to or max(lengths)
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    for row, (ids, _) in enumerate(items):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return Batch(input_ids, torch.tensor(lengths), torch.tensor([y for _, y in items]))
+
+
+def attention_mask_from_lengths(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, T) bool, True at real tokens."""
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar length: shuffle, cut into buckets of `bucket_batches` batches, sort each bucket by length,
+    batch it, then shuffle the batches. Less padding per batch, still a fresh order each epoch."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, drop_last: bool = False,
+                 seed: int = 123, bucket_batches: int = 50) -> None:
+        self.lengths, self.batch_size, self.shuffle, self.drop_last = list(lengths), batch_size, shuffle, drop_last
+        self.rng = random.Random(seed)
+        self.bucket = batch_size * bucket_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(range(len(self.lengths)))
+        if self.shuffle:
+            self.rng.shuffle(order)
+        batches = []
+        for start in range(0, len(order), self.bucket):
+            bucket = sorted(order[start : start + self.bucket], key=self.lengths.__getitem__)
+            batches += [bucket[i : i + self.batch_size] for i in range(0, len(bucket), self.batch_size)]
+        # drop_last drops one short batch overall, like DataLoader(drop_last=True), not one per bucket
+        short = [b for b in batches if len(b) < self.batch_size]
+        batches = [b for b in batches if len(b) == self.batch_size]
+        if short:
+            rest = [i for b in short for i in b]
+            batches += [rest[i : i + self.batch_size] for i in range(0, len(rest), self.batch_size)]
+            if self.drop_last and len(batches[-1]) < self.batch_size:
+                batches.pop()
+        if self.shuffle:
+            self.rng.shuffle(batches)
+        return iter(batches)
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def create_dataloader(dataset: SpamDataset, batch_size: int = 8, shuffle: bool = False, drop_last: bool = False,
+                      padding: str = "dynamic", pad_to: int | None = None, buckets: bool = False,
+                      seed: int = 123) -> DataLoader:
+    """The book's loader settings (batch 8; train: shuffle + drop_last) with a padding choice.
+
+    Args:
+        padding: "dynamic" pads to the longest message of each batch; "longest_train" pads to `dataset.max_length`
+            (the book); "context" pads to `pad_to` (the model's context, the book's slow ablation row).
+        buckets: group messages of similar length into batches (with dynamic padding).
+    """
+    width = {"dynamic": None, "longest_train": dataset.max_length, "context": pad_to}[padding]
+    if padding == "context" and pad_to is None:
+        raise ValueError("padding='context' needs pad_to")
+
+    def collate_fn(items):
+        return collate(items, dataset.pad_id, width)
+
+    if buckets:
+        sampler = LengthBucketSampler(dataset.lengths, batch_size, shuffle, drop_last, seed)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=collate_fn,
+                      generator=generator)

@@ -1,0 +1,135 @@
+"""Configuration: the architecture (`ModelConfig`, with a table of known presets) and run settings (`TrainArgs`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Arch = Literal["gpt2", "llama"]
+Trainable = Literal["head", "last_block", "last_two_blocks", "all", "lora"]
+Pooling = Literal["last", "last_real", "first", "mean"]
+Padding = Literal["longest_train", "dynamic", "context"]
+
+TRAINABLE_CHOICES: tuple[str, ...] = Trainable.__args__
+POOLING_CHOICES: tuple[str, ...] = Pooling.__args__
+PADDING_CHOICES: tuple[str, ...] = Padding.__args__
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a decoder-only transformer: GPT-2 (learned positions, LayerNorm, GELU, MHA with qkv bias)
+    or Llama (RoPE, RMSNorm, SwiGLU, grouped-query attention, usually tied embeddings)."""
+
+    arch: Arch
+    vocab_size: int
+    context_length: int
+    emb_dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int | None = None  # None: same as n_heads (plain multi-head attention)
+    hidden_dim: int | None = None  # MLP width; None: 4 * emb_dim (GPT-2)
+    qkv_bias: bool = False
+    drop_rate: float = 0.0  # the book uses 0.0 for fine-tuning; dropout >0 turns the frozen-prefix cache off
+    norm_eps: float = 1e-5
+    rope_base: float = 10_000.0
+    tie_embeddings: bool = False
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        if self.hidden_dim is None:
+            self.hidden_dim = 4 * self.emb_dim
+        if self.arch not in ("gpt2", "llama"):
+            raise ValueError(f"unknown arch {self.arch!r}")
+        if self.emb_dim % self.n_heads:
+            raise ValueError(f"emb_dim {self.emb_dim} is not divisible by n_heads {self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.n_kv_heads}")
+        if self.arch == "llama" and self.head_dim % 2:
+            raise ValueError("RoPE needs an even head_dim")
+
+    @property
+    def head_dim(self) -> int:
+        return self.emb_dim // self.n_heads
+
+    @property
+    def kv_groups(self) -> int:
+        """How many query heads share one key/value head (1 for plain MHA)."""
+        return self.n_heads // self.n_kv_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+# GPT-2 sizes: OpenAI's released checkpoints (the `openai-community/gpt2*` config.json files; the book's table in ch. 5).
+GPT2_PRESETS: dict[str, ModelConfig] = {
+    name: ModelConfig(
+        arch="gpt2", vocab_size=50257, context_length=1024, emb_dim=emb, n_layers=layers, n_heads=heads,
+        qkv_bias=True, norm_eps=1e-5, name=name,
+    )
+    for name, emb, layers, heads in [
+        ("gpt2-small", 768, 12, 12),  # 124M
+        ("gpt2-medium", 1024, 24, 16),  # 355M
+        ("gpt2-large", 1280, 36, 20),  # 774M
+        ("gpt2-xl", 1600, 48, 25),  # 1558M
+    ]
+}
+
+# Llama-family presets are read from their GGUF metadata at load time (weights.smollm2_config), not written here.
+LLAMA_PRESETS: tuple[str, ...] = ("smollm2-135m",)
+MODEL_CHOICES: tuple[str, ...] = (*LLAMA_PRESETS, *GPT2_PRESETS)
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def _arg(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field whose help text becomes the CLI's --help line."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainArgs:
+    """Settings of one fine-tuning run. Defaults are the book's (ch. 6) unless a comment says why not."""
+
+    model: str = _arg(DEFAULT_MODEL, "preset name (" + ", ".join(MODEL_CHOICES) + "), a .gguf file or a HF directory")
+    random_init: bool = _arg(False, "random weights of the same architecture instead of pretrained ones")
+    trainable: str = _arg("last_block", "what to fine-tune", choices=TRAINABLE_CHOICES)
+    pooling: str = _arg("last_real", "which position classifies the message", choices=POOLING_CHOICES)
+    padding: str = _arg("dynamic", "pad to the longest training message (book), per batch, or to the context",
+                        choices=PADDING_CHOICES)
+    max_length: int | None = _arg(None, "truncate messages to this many tokens (default: longest training message)")
+    epochs: int = _arg(5, "training epochs")
+    batch_size: int = _arg(8, "messages per batch")
+    lr: float = _arg(5e-5, "AdamW learning rate")
+    weight_decay: float = _arg(0.1, "AdamW weight decay")
+    seed: int = _arg(123, "seed for the head init, shuffling and dropout")
+    eval_freq: int = _arg(50, "evaluate every N optimizer steps")
+    eval_iter: int = _arg(5, "batches per periodic evaluation")
+    early_stopping: int | None = _arg(None, "stop after N evaluations without a better validation loss")
+    lora_rank: int = _arg(16, "LoRA rank (with --trainable lora)")
+    lora_alpha: int = _arg(16, "LoRA alpha (with --trainable lora)")
+    cache_prefix: bool = _arg(True, "run the frozen layers once per message and train on their cached output")
+    limit: int | None = _arg(None, "use only the first N messages of each split (quick runs, CI)")
+
+    def __post_init__(self) -> None:
+        for name, choices in (("trainable", TRAINABLE_CHOICES), ("pooling", POOLING_CHOICES),
+                              ("padding", PADDING_CHOICES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"--{name} must be one of {', '.join(choices)}")
+        for name in ("epochs", "batch_size", "eval_freq", "eval_iter"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError("--max-length must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

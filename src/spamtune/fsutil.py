@@ -1,0 +1,66 @@
+"""Atomic writes: a crash never leaves a half-written file or run directory where a finished one is expected."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from spamtune.errors import SpamtuneError
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_file(dest: str | os.PathLike, mode: str = "w", **open_kw) -> Iterator:
+    """Open a temp file beside `dest`; rename it onto `dest` only if the block finishes."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        with open(tmp, mode, **open_kw) as f:
+            yield f
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temp directory beside `dest`; when the block finishes, it replaces `dest` in one rename.
+
+    An existing non-empty `dest` is refused unless `overwrite`; then the old one is moved aside first and deleted
+    only after the new one is in place.
+    """
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise SpamtuneError(f"{dest} exists and is not a directory")
+    if dest.is_dir() and any(dest.iterdir()) and not overwrite:
+        raise SpamtuneError(f"{dest} already exists and is not empty; pass --overwrite to replace it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        yield tmp
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old.{os.getpid()}")
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
