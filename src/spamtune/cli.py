@@ -9,6 +9,7 @@ import sys
 import textwrap
 from importlib.metadata import version
 
+from spamtune.config import DEFAULT_MODEL
 from spamtune.errors import SpamtuneError
 
 EXAMPLES = """\
@@ -52,6 +53,84 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(f"read {result.source}\nwrote {result.out}/\n{result.table()}")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from spamtune.evaluate import evaluate_run, format_report
+
+    r = evaluate_run(args.run, args.data_dir, args.threshold, args.limit, unused=not args.no_unused,
+                     progress=not args.json)
+    print(json.dumps(r) if args.json else format_report(r))
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    import json
+
+    from spamtune.predict import SpamClassifier
+
+    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
+    if not texts:
+        raise SpamtuneError("no messages: give them as arguments or one per line on stdin")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise SpamtuneError("--threshold must be between 0 and 1")
+    clf = SpamClassifier.load(args.run)
+    probs = clf.predict_proba(texts)
+    from spamtune.predict import predict_ids
+
+    for text, p, pred in zip(texts, probs, predict_ids(probs, args.threshold)):
+        record = {"label": clf.labels[pred], "probability": float(p[pred]),
+                  "probabilities": dict(zip(clf.labels, map(float, p))), "text": text}
+        if args.json:
+            print(json.dumps(record))
+        else:
+            shown = text if len(text) <= 70 else text[:67] + "..."
+            print(f"{record['label']:<6} {record['probability']:6.1%}  {shown}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    import torch
+
+    from spamtune.generate import generate_text_simple
+    from spamtune.tokenizer import load_tokenizer
+    from spamtune.weights import load_backbone
+
+    bb = load_backbone(args.model)
+    tok = load_tokenizer(bb.tokenizer)
+    ids = tok.encode(args.prompt)
+    if not ids:
+        raise SpamtuneError("the prompt encodes to no tokens")
+    out = generate_text_simple(bb.model, torch.tensor([ids]), args.max_new_tokens, bb.cfg.context_length, tok.eos_id)
+    print(tok.decode(out[0].tolist()))
+
+
+def cmd_zero_shot(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from spamtune.data import read_split
+    from spamtune.generate import zero_shot
+    from spamtune.tokenizer import load_tokenizer
+    from spamtune.weights import load_backbone
+
+    df = read_split(Path(args.data_dir) / f"{args.split}.csv")
+    if args.limit:
+        df = df[: args.limit]
+    bb = load_backbone(args.model)
+    r = zero_shot(bb.model, load_tokenizer(bb.tokenizer), list(df["Text"]), list(df["Label"]), bb.cfg.context_length)
+    print(f"zero-shot {args.model} on {args.split} ({r.n} messages, {'chat' if r.chat else 'plain'} prompt): "
+          f"accuracy {r.accuracy:.2%}, called spam {r.predicted_spam}/{r.n}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from spamtune.config import TrainArgs
+    from spamtune.train import train_run
+
+    if args.resume:
+        train_run(None, None, args.resume, resume=True)
+        return
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainArgs)}
+    train_run(TrainArgs(**fields), args.data_dir, args.out, overwrite=args.overwrite)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # parser
 
@@ -90,12 +169,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
     p.set_defaults(func=cmd_prepare)
 
+    from spamtune.config import TrainArgs
+
+    p = sub.add_parser("train", formatter_class=fmt, help="fine-tune a classifier (book ch. 6 defaults)",
+                       description="Fine-tune a pretrained decoder as a classifier: swap the vocabulary head for a "
+                                   "class head, train the chosen scope with AdamW, keep the best epoch by "
+                                   "validation loss. Frozen layers run once per message (exact, much faster).",
+                       epilog=textwrap.dedent("""\
+                           examples:
+                             spamtune train --data-dir data/ --out runs/smollm2
+                             spamtune train --data-dir data/ --out runs/lora --trainable lora --lora-rank 8
+                             spamtune train --data-dir data/ --out runs/g2 --model gpt2-small --padding longest_train
+                             spamtune train --resume runs/smollm2          # continue a killed run
+                           """))
+    p.add_argument("--data-dir", default="data", help="directory written by `spamtune prepare` (default: data)")
+    p.add_argument("--out", default="runs/latest", help="run directory to create (default: runs/latest)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last finished epoch")
+    _add_dataclass_args(p, TrainArgs)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", formatter_class=fmt, help="accuracy, precision/recall/F1, confusion matrix, FPR",
+                       epilog=textwrap.dedent("""\
+                           examples:
+                             spamtune evaluate runs/smollm2 --data-dir data/
+                             spamtune evaluate runs/smollm2 --data-dir data/ --json --threshold 0.8
+                           """))
+    p.add_argument("run", help="run directory written by `spamtune train`")
+    p.add_argument("--data-dir", default="data", help="directory written by `spamtune prepare` (default: data)")
+    p.add_argument("--threshold", type=float, help="spam if P(spam) >= this (two classes; default: argmax)")
+    p.add_argument("--limit", type=int, help="first N messages of each split only")
+    p.add_argument("--no-unused", action="store_true", help="skip the false-positive rate on unused.csv")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("classify", formatter_class=fmt, help="label new messages with a probability",
+                       epilog=textwrap.dedent("""\
+                           examples:
+                             spamtune classify runs/smollm2 "WINNER! Claim your prize now" "See you at 6?"
+                             cat messages.txt | spamtune classify runs/smollm2 --json
+                           """))
+    p.add_argument("run", help="run directory written by `spamtune train`")
+    p.add_argument("texts", nargs="*", help="messages (default: one per line on stdin)")
+    p.add_argument("--threshold", type=float, help="spam if P(spam) >= this (two classes; default: argmax)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("generate", formatter_class=fmt, help="greedy text generation (a sanity check of the weights)",
+                       epilog='example:\n  spamtune generate --model smollm2-135m "The capital of France is"')
+    p.add_argument("prompt")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset or path (default: {DEFAULT_MODEL})")
+    p.add_argument("--max-new-tokens", type=int, default=20)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("zero-shot", formatter_class=fmt, help="ask the untuned model 'is this spam?' (baseline)",
+                       epilog="example:\n  spamtune zero-shot --data-dir data/ --model smollm2-135m")
+    p.add_argument("--data-dir", default="data", help="directory written by `spamtune prepare` (default: data)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset or path (default: {DEFAULT_MODEL})")
+    p.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    p.add_argument("--limit", type=int, help="first N messages only")
+    p.set_defaults(func=cmd_zero_shot)
+
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `classify RUN --json "a" "b"`: argparse closes a nargs="*" positional at the first option; the words after
+    # it are still messages (parse_intermixed_args does not support subcommands)
+    if extra and args.verb == "classify" and not any(e.startswith("-") for e in extra):
+        args.texts += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

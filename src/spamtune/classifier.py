@@ -1,0 +1,128 @@
+"""Model surgery (book §6.5): swap the vocabulary head for a `num_classes` head, choose what trains, pool a position.
+
+The classifier is split at the first trainable block: `prefix` (embeddings + frozen blocks) and `suffix` (trainable
+blocks + final norm + pooling + head). When the prefix is frozen and deterministic, its output per message can be
+computed once and cached (train.py), which is exact because padding is on the right and attention is causal: a
+real token never attends to a pad.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spamtune.batching import attention_mask_from_lengths
+
+
+def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, T, D) hidden states -> (B, D), the same function in training, evaluation and prediction.
+
+    last: position -1 as in the book (a pad position for short messages); last_real: each message's last real
+    token (from `lengths`, never from a pad id); first: position 0; mean: average over real tokens.
+    """
+    if pooling == "last":
+        return hidden[:, -1]
+    if pooling == "last_real":
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+    if pooling == "first":
+        return hidden[:, 0]
+    if pooling == "mean":
+        mask = attention_mask_from_lengths(lengths, hidden.shape[1]).to(hidden.dtype)[..., None]  # (B, T, 1)
+        return (hidden * mask).sum(1) / lengths[:, None].to(hidden.dtype)
+    raise ValueError(f"unknown pooling {pooling!r}")
+
+
+def trainable_start(trainable: str, n_layers: int) -> int:
+    """Index of the first block that trains: everything before it is the frozen prefix."""
+    return {"head": n_layers, "last_block": n_layers - 1, "last_two_blocks": max(n_layers - 2, 0),
+            "all": 0, "lora": 0}[trainable]
+
+
+class Classifier(nn.Module):
+    """A decoder backbone (`GPTModel` / `LlamaModel`) whose `out_head` is replaced by Linear(emb_dim, num_classes).
+
+    Args:
+        backbone: the pretrained model; its vocabulary head is dropped (for tied models this unties it).
+        num_classes: number of labels.
+        pooling: see `pool`.
+        trainable: head | last_block | last_two_blocks | all | lora (see `apply_trainable`).
+        seed: seeds the new head's init (the book: torch.manual_seed(123) before the swap).
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, pooling: str = "last_real",
+                 trainable: str = "last_block", seed: int = 123) -> None:
+        super().__init__()
+        self.backbone, self.pooling, self.trainable = backbone, pooling, trainable
+        cfg = backbone.cfg
+        dtype = backbone.final_norm.weight.dtype if hasattr(backbone.final_norm, "weight") else torch.float32
+        torch.manual_seed(seed)
+        backbone.out_head = nn.Linear(cfg.emb_dim, num_classes, dtype=dtype)
+        self.start = trainable_start(trainable, cfg.n_layers)
+
+    @property
+    def cfg(self):
+        return self.backbone.cfg
+
+    def prefix(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D) hidden states after the frozen blocks."""
+        x = self.backbone.embed(input_ids)
+        for block in self.backbone.trf_blocks[: self.start]:
+            x = block(x)
+        return x
+
+    def suffix(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) prefix output -> (B, num_classes) logits."""
+        for block in self.backbone.trf_blocks[self.start :]:
+            hidden = block(hidden)
+        if self.pooling == "mean":
+            pooled = pool(self.backbone.final_norm(hidden), lengths, "mean")
+        else:  # the norm is per position: pool first, normalise one vector per message
+            pooled = self.backbone.final_norm(pool(hidden, lengths, self.pooling))
+        return self.backbone.out_head(pooled)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T) right-padded ids and (B,) lengths -> (B, num_classes) logits."""
+        return self.suffix(self.prefix(input_ids), lengths)
+
+
+def apply_trainable(clf: Classifier, lora_rank: int = 16, lora_alpha: int = 16) -> nn.Module:
+    """Freeze everything, then unfreeze per `clf.trainable` (book §6.5: last block + final norm + head).
+
+    `lora` wraps the classifier with peft: adapters on every attention and MLP projection, the head in
+    `modules_to_save` (trained and saved in full). Returns the module to train (the peft wrapper for lora).
+    """
+    bb = clf.backbone
+    for p in clf.parameters():
+        p.requires_grad = False
+    for p in bb.out_head.parameters():
+        p.requires_grad = True
+    if clf.trainable == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        import re
+
+        # a full-path regex: GPT-2's MLP linears are named `layers.0`/`layers.2`, and a bare "0" would match blocks
+        inner = sorted(name for name, m in bb.trf_blocks[0].named_modules() if isinstance(m, nn.Linear))
+        targets = r".*trf_blocks\.\d+\.(" + "|".join(map(re.escape, inner)) + ")"
+        config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=targets,
+                            modules_to_save=["out_head"])
+        return get_peft_model(clf, config)
+    if clf.trainable == "all":
+        for p in clf.parameters():
+            p.requires_grad = True
+        return clf
+    if clf.trainable != "head":
+        for block in bb.trf_blocks[clf.start :]:
+            for p in block.parameters():
+                p.requires_grad = True
+        for p in bb.final_norm.parameters():
+            p.requires_grad = True
+    return clf
+
+
+def prefix_is_cacheable(clf: Classifier, padding: str) -> bool:
+    """The frozen prefix's output can be computed once per message and reused across epochs when it is frozen
+    (not all/lora), deterministic (no dropout) and independent of batch composition (pooling `last` with dynamic
+    padding reads a pad position whose value depends on the batch's width)."""
+    return (clf.trainable not in ("all", "lora") and clf.cfg.drop_rate == 0.0
+            and not (clf.pooling == "last" and padding == "dynamic"))

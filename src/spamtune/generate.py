@@ -1,0 +1,76 @@
+"""Sanity checks the book runs before fine-tuning: greedy generation (ch. 4/5) and a zero-shot spam prompt (ch. 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from spamtune.tokenizer import Tokenizer
+
+ZERO_SHOT_PROMPT = "Is the following text 'spam'? Answer with 'yes' or 'no': '{text}'"
+
+
+@torch.no_grad()
+def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int,
+                         eos_id: int | None = None) -> torch.Tensor:
+    """Greedy decoding (the book's `generate_text_simple`): append the argmax token `max_new_tokens` times."""
+    for _ in range(max_new_tokens):
+        logits = model(idx[:, -context_size:])[:, -1, :]  # (B, vocab) at the last position
+        idx_next = logits.argmax(dim=-1, keepdim=True)
+        idx = torch.cat([idx, idx_next], dim=1)
+        if eos_id is not None and bool((idx_next == eos_id).all()):
+            break
+    return idx
+
+
+def is_chat_tokenizer(tok: Tokenizer) -> bool:
+    """Instruct models with ChatML (SmolLM2-Instruct) have `<|im_start|>` as one special token."""
+    return len(tok.encode("<|im_start|>")) == 1
+
+
+def zero_shot_prompt(text: str, chat: bool) -> str:
+    prompt = ZERO_SHOT_PROMPT.format(text=text)
+    if chat:  # SmolLM2-Instruct's chat template, without the default system turn
+        return f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+    return prompt + "\nAnswer:"
+
+
+@dataclass
+class ZeroShotResult:
+    accuracy: float
+    n: int
+    predicted_spam: int  # how many it called spam (a model that always says one thing scores ~50 %)
+    chat: bool
+
+
+@torch.no_grad()
+def zero_shot(model: nn.Module, tok: Tokenizer, texts: Sequence[str], labels: Sequence[int], context_length: int,
+              batch_size: int = 8) -> ZeroShotResult:
+    """Ask the model whether each text is spam; read its answer as P(yes) > P(no) at the first answer token.
+
+    Comparing the two answer tokens' logits (both casings, with and without a leading space) scores the model's
+    preference even when greedy decoding would ramble.
+    """
+    chat = is_chat_tokenizer(tok)
+    variants = ("yes", "Yes", " yes", " Yes"), ("no", "No", " no", " No")
+    yes_ids, no_ids = ([ids[0] for v in group if len(ids := tok.encode(v)) == 1] for group in variants)
+    encoded = [tok.encode(zero_shot_prompt(t, chat))[-context_length:] for t in texts]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # length-sorted: little padding
+    preds = [0] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in rows)
+        ids = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
+        for r, i in enumerate(rows):
+            ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
+        logits = model(ids)
+        last = torch.tensor([len(encoded[i]) - 1 for i in rows])
+        at_answer = logits[torch.arange(len(rows)), last]  # (b, vocab)
+        spam = at_answer[:, yes_ids].max(-1).values > at_answer[:, no_ids].max(-1).values
+        for r, i in enumerate(rows):
+            preds[i] = int(spam[r])
+    correct = sum(int(p == y) for p, y in zip(preds, labels))
+    return ZeroShotResult(correct / max(len(preds), 1), len(preds), sum(preds), chat)

@@ -1,0 +1,77 @@
+"""Prediction: load a run, classify messages in length-sorted batches, return probabilities.
+
+Uses the training-time rules: the run's tokenizer, its max length (clamped to the model's context; longer messages
+are truncated, never an error) and its pooling over each message's real tokens, so a prediction does not depend on
+which other messages share its batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from spamtune.checkpoint import LoadedRun, load_run
+from spamtune.tokenizer import load_tokenizer
+
+
+class SpamClassifier:
+    """A trained classifier: `SpamClassifier.load(run_dir).predict(["…"])` -> [(label, probability)]."""
+
+    def __init__(self, run: LoadedRun) -> None:
+        self.run = run
+        self.module = run.module
+        self.tokenizer = load_tokenizer(run.tokenizer)
+        self.max_length = min(run.config["max_length"], run.classifier.cfg.context_length)
+        self.id2label = {int(k): v for k, v in run.labels["id2label"].items()}
+        self.device = next(self.module.parameters()).device
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> SpamClassifier:
+        return cls(load_run(run_dir))
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.id2label[i] for i in range(len(self.id2label))]
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        tok = self.tokenizer
+        encoded = tok.encode_batch(list(texts)) if hasattr(tok, "encode_batch") else [tok.encode(t) for t in texts]
+        return [ids[: self.max_length] or [tok.pad_id] for ids in encoded]
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """(N, num_classes) softmax probabilities, in input order."""
+        from tqdm.auto import tqdm
+
+        encoded = self.encode(texts)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out = np.zeros((len(encoded), len(self.id2label)), dtype=np.float32)
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="classifying", unit="batch", disable=not progress, leave=False):
+            rows = order[start : start + batch_size]
+            width = max(len(encoded[i]) for i in rows)
+            if self.run.classifier.pooling == "last":  # the book's pooling reads a pad: pad like training did
+                width = self.max_length
+            ids = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long)
+            for r, i in enumerate(rows):
+                ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
+            lengths = torch.tensor([len(encoded[i]) for i in rows])
+            logits = self.module(ids.to(self.device), lengths.to(self.device))
+            out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return out
+
+    def predict(self, texts: Sequence[str], threshold: float | None = None) -> list[tuple[str, float]]:
+        """(label, probability of that label) per text. With two classes, `threshold` on P(class 1) decides."""
+        probs = self.predict_proba(texts)
+        preds = predict_ids(probs, threshold)
+        return [(self.id2label[int(p)], float(probs[i, p])) for i, p in enumerate(preds)]
+
+
+def predict_ids(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Argmax, or for two classes P(class 1) >= threshold."""
+    if threshold is not None and probs.shape[1] == 2:
+        return (probs[:, 1] >= threshold).astype(int)
+    return probs.argmax(axis=1)

@@ -1,0 +1,437 @@
+"""Fine-tuning (book §6.6–6.7): `setup` -> `fit` -> results, with a frozen-prefix cache as the exact fast path.
+
+The fast path: when the layers below the trainable ones are frozen and deterministic, each message's hidden states
+after them are computed once (`build_prefix_cache`) and every epoch trains only the suffix on those. The batches,
+losses and updates are the same as running the whole model each step (tests/test_train.py checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from spamtune.batching import LengthBucketSampler, SpamDataset, create_dataloader
+from spamtune.checkpoint import (CONFIG, LABELS, TRAIN_ARGS, WEIGHTS, load_weights_into, read_json, read_safetensors,
+                                 run_config, save_weights, weights_to_save, write_json)
+from spamtune.classifier import Classifier, apply_trainable, prefix_is_cacheable
+from spamtune.config import TrainArgs
+from spamtune.data import read_label_maps, read_split
+from spamtune.errors import SpamtuneError
+from spamtune.fsutil import atomic_dir
+from spamtune.tokenizer import load_tokenizer
+from spamtune.weights import load_backbone
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The frozen-prefix cache
+
+
+class HiddenBatch(NamedTuple):
+    hidden: torch.Tensor  # (B, T, D) prefix output, zero-padded on the right
+    lengths: torch.Tensor  # (B,) real tokens
+    labels: torch.Tensor  # (B,)
+
+
+class PrefixCache(Dataset):
+    """Per message: its prefix hidden states (T_i, D), true length and label. Same indices as its SpamDataset."""
+
+    def __init__(self, hidden: list[torch.Tensor], lengths: list[int], labels: list[int]) -> None:
+        self.hidden, self.lengths, self.labels = hidden, lengths, labels
+
+    def __len__(self) -> int:
+        return len(self.hidden)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        return self.hidden[i], self.lengths[i], self.labels[i]
+
+    def nbytes(self) -> int:
+        return sum(h.numel() * h.element_size() for h in self.hidden)
+
+
+def collate_hidden(items: list[tuple[torch.Tensor, int, int]]) -> HiddenBatch:
+    width = max(h.shape[0] for h, _, _ in items)
+    hidden = items[0][0].new_zeros(len(items), width, items[0][0].shape[1])
+    for r, (h, _, _) in enumerate(items):
+        hidden[r, : h.shape[0]] = h
+    return HiddenBatch(hidden, torch.tensor([n for _, n, _ in items]), torch.tensor([y for _, _, y in items]))
+
+
+@torch.inference_mode()
+def build_prefix_cache(clf: Classifier, ds: SpamDataset, fixed_width: int | None, batch_size: int = 16,
+                       desc: str = "cache") -> PrefixCache:
+    """Run the frozen prefix once per message, in length-sorted batches (little padding).
+
+    Only real positions are kept, except for `last` pooling with fixed padding, which reads a pad position:
+    then rows are padded to `fixed_width` exactly as the uncached batches are.
+    """
+    from tqdm.auto import tqdm
+
+    keep_pads = clf.pooling == "last"
+    order = sorted(range(len(ds)), key=lambda i: len(ds.encoded[i]))
+    hidden: list[torch.Tensor | None] = [None] * len(ds)
+    device = next(clf.parameters()).device
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        rows = order[start : start + batch_size]
+        width = fixed_width if keep_pads else max(len(ds.encoded[i]) for i in rows)
+        ids = torch.full((len(rows), width), ds.pad_id, dtype=torch.long)
+        for r, i in enumerate(rows):
+            ids[r, : len(ds.encoded[i])] = torch.tensor(ds.encoded[i])
+        out = clf.prefix(ids.to(device))
+        for r, i in enumerate(rows):
+            hidden[i] = out[r, : (width if keep_pads else len(ds.encoded[i]))].clone()
+    return PrefixCache(hidden, ds.lengths, ds.labels)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The book's helpers; `forward` maps a batch (token Batch or HiddenBatch) to logits
+
+
+Forward = Callable[[tuple], torch.Tensor]
+
+
+def calc_loss_batch(batch: tuple, forward: Forward) -> torch.Tensor:
+    return F.cross_entropy(forward(batch), batch[2])
+
+
+@torch.no_grad()
+def calc_loss_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None) -> float:
+    total, n = 0.0, 0
+    for i, batch in enumerate(loader):
+        if num_batches is not None and i >= num_batches:
+            break
+        total += calc_loss_batch(batch, forward).item()
+        n += 1
+    return total / n if n else float("nan")
+
+
+@torch.no_grad()
+def calc_accuracy_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None) -> float:
+    correct, seen = 0, 0
+    for i, batch in enumerate(loader):
+        if num_batches is not None and i >= num_batches:
+            break
+        correct += (forward(batch).argmax(-1) == batch[2]).sum().item()
+        seen += len(batch[2])
+    return correct / seen if seen else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Setup
+
+
+@dataclass
+class History:
+    """What the book's `train_classifier_simple` returns, plus full-validation figures per epoch."""
+
+    train_losses: list[float] = field(default_factory=list)  # every eval_freq steps, on eval_iter batches
+    val_losses: list[float] = field(default_factory=list)
+    examples_seen: list[int] = field(default_factory=list)  # at each of those evaluations
+    train_accs: list[float] = field(default_factory=list)  # each epoch, on eval_iter batches
+    val_accs: list[float] = field(default_factory=list)
+    val_loss_full: list[float] = field(default_factory=list)  # each epoch, whole validation split
+    val_acc_full: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TrainSetup:
+    args: TrainArgs
+    run_dir: Path
+    clf: Classifier
+    module: nn.Module  # what trains (clf, or its peft wrapper)
+    forward: Forward
+    train_loader: DataLoader
+    train_eval_loader: DataLoader  # unshuffled: the periodic evaluations look at the same batches
+    val_eval_loader: DataLoader
+    val_full_loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    config: dict
+    cached: bool
+    timings: dict[str, float]
+
+
+def _datasets(args: TrainArgs, data_dir: Path, tokenizer, context_length: int) -> tuple[SpamDataset, SpamDataset]:
+    frames = [read_split(data_dir / f"{name}.csv") for name in ("train", "validation")]
+    if args.limit:
+        frames = [df[: args.limit] for df in frames]
+    if min(len(df) for df in frames) == 0:
+        raise SpamtuneError(f"{data_dir}: an empty train or validation split")
+    train = SpamDataset(frames[0]["Text"], frames[0]["Label"], tokenizer, args.max_length, context_length)
+    val = SpamDataset(frames[1]["Text"], frames[1]["Label"], tokenizer, train.max_length, context_length)
+    return train, val
+
+
+def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path) -> TrainSetup:
+    """Load the backbone, swap the head, freeze, tokenize, (cache the prefix,) and build loaders and optimizer."""
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    labels = read_label_maps(data_dir)
+    backbone = load_backbone(args.model, random_init=args.random_init, seed=args.seed)
+    tokenizer = load_tokenizer(backbone.tokenizer)
+    timings["load_s"] = time.perf_counter() - t0
+
+    train_ds, val_ds = _datasets(args, data_dir, tokenizer, backbone.cfg.context_length)
+    num_classes = len(labels["id2label"])
+    if max(train_ds.labels + val_ds.labels) >= num_classes:
+        raise SpamtuneError(f"{data_dir}: a label id is outside labels.json's {num_classes} classes")
+    config = run_config(args, backbone.cfg, backbone.tokenizer, train_ds.max_length, num_classes, backbone.source)
+
+    clf = Classifier(backbone.model, num_classes, args.pooling, args.trainable, seed=args.seed)
+    module = apply_trainable(clf, args.lora_rank, args.lora_alpha)
+    cached = args.cache_prefix and prefix_is_cacheable(clf, args.padding)
+    fixed = {"dynamic": None, "longest_train": train_ds.max_length,
+             "context": backbone.cfg.context_length}[args.padding]
+
+    t0 = time.perf_counter()
+    if cached:
+        clf.eval()
+        train_src = build_prefix_cache(clf, train_ds, fixed, desc="caching frozen layers (train)")
+        val_src = build_prefix_cache(clf, val_ds, fixed, desc="caching frozen layers (validation)")
+        log.info("prefix cache: %.1f MB", (train_src.nbytes() + val_src.nbytes()) / 1e6)
+
+        def loader(ds, **kw):
+            return _hidden_loader(ds, args, **kw)
+
+        def forward(b):
+            return clf.suffix(b.hidden, b.lengths)
+    else:
+        train_src, val_src = train_ds, val_ds
+
+        def loader(ds, **kw):
+            return create_dataloader(ds, args.batch_size, padding=args.padding, pad_to=fixed,
+                                     buckets=kw.pop("buckets", args.padding == "dynamic"), seed=args.seed, **kw)
+
+        def forward(b):
+            return module(b.input_ids, b.lengths)
+    timings["cache_s"] = time.perf_counter() - t0
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    return TrainSetup(
+        args=args, run_dir=run_dir, clf=clf, module=module, forward=forward,
+        train_loader=loader(train_src, shuffle=True, drop_last=True),
+        train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
+        val_full_loader=loader(val_src), optimizer=optimizer, config=config, cached=cached, timings=timings)
+
+
+def _hidden_loader(ds: PrefixCache, args: TrainArgs, shuffle: bool = False, drop_last: bool = False,
+                   buckets: bool | None = None) -> DataLoader:
+    """Same batching rules as `create_dataloader` (same seeds -> same batches), over cached hidden states."""
+    if buckets if buckets is not None else args.padding == "dynamic":
+        sampler = LengthBucketSampler(ds.lengths, args.batch_size, shuffle, drop_last, args.seed)
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_hidden)
+    return DataLoader(ds, batch_size=args.batch_size, shuffle=shuffle, drop_last=drop_last,
+                      collate_fn=collate_hidden, generator=torch.Generator().manual_seed(args.seed))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resume state: weights, AdamW moments, counters, RNG states (safetensors + JSON; no pickle)
+
+
+def _rng_of(loader: DataLoader):
+    """The loader's shuffling state: a LengthBucketSampler's random.Random or the DataLoader's torch.Generator."""
+    return loader.batch_sampler.rng if isinstance(loader.batch_sampler, LengthBucketSampler) else loader.generator
+
+
+def save_resume(s: TrainSetup, state: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in weights_to_save(s.module, s.args.random_init).items()}
+    opt = s.optimizer.state_dict()
+    for idx, st in opt["state"].items():
+        for k, v in st.items():
+            tensors[f"optim.{idx}.{k}"] = v.detach().clone().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    rng = _rng_of(s.train_loader)
+    state = {**state, "param_groups": opt["param_groups"]}
+    if isinstance(rng, torch.Generator):
+        tensors["rng.loader"] = rng.get_state()
+    else:
+        state["rng_loader"] = rng.getstate()
+    with atomic_dir(s.run_dir / "resume", overwrite=True) as tmp:
+        save_weights(tmp / "state.safetensors", tensors)
+        write_json(tmp / "state.json", state)
+
+
+def load_resume(s: TrainSetup) -> dict:
+    tensors = read_safetensors(s.run_dir / "resume" / "state.safetensors")
+    state = read_json(s.run_dir / "resume" / "state.json")
+    load_weights_into(s.module, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+                      str(s.run_dir / "resume"))
+    opt_state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            opt_state.setdefault(int(idx), {})[name] = v
+    s.optimizer.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
+    torch.set_rng_state(tensors["rng.torch"])
+    rng = _rng_of(s.train_loader)
+    if isinstance(rng, torch.Generator):
+        rng.set_state(tensors["rng.loader"])
+    else:
+        v, internal, gauss = state.pop("rng_loader")
+        rng.setstate((v, tuple(internal), gauss))
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fit
+
+
+def evaluate_model(s: TrainSetup) -> tuple[float, float]:
+    """The book's `evaluate_model`: loss on `eval_iter` batches of train and validation."""
+    s.module.eval()
+    train_loss = calc_loss_loader(s.train_eval_loader, s.forward, s.args.eval_iter)
+    val_loss = calc_loss_loader(s.val_eval_loader, s.forward, s.args.eval_iter)
+    s.module.train()
+    return train_loss, val_loss
+
+
+def _log(s: TrainSetup, record: dict) -> None:
+    with open(s.run_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], None] | None = None) -> dict:
+    """Train for `args.epochs` (from `state` when resuming). Returns the final state (history, counters, times)."""
+    from tqdm.auto import tqdm
+
+    args = s.args
+    state = state or {"epoch": 0, "global_step": 0, "examples_seen": 0, "best_val_loss": math.inf,
+                      "best_epoch": None, "bad_epochs": 0, "history": asdict(History()), "train_time_s": 0.0}
+    hist = History(**state["history"])
+    steps_per_epoch = len(s.train_loader)
+    bar = tqdm(total=steps_per_epoch * args.epochs, initial=state["global_step"], desc="training", unit="step")
+    s.module.train()
+    for epoch in range(state["epoch"], args.epochs):
+        t_epoch = time.perf_counter()
+        for batch in s.train_loader:
+            s.optimizer.zero_grad()
+            loss = calc_loss_batch(batch, s.forward)
+            loss.backward()
+            s.optimizer.step()
+            state["examples_seen"] += len(batch[2])
+            state["global_step"] += 1
+            bar.update()
+            if state["global_step"] % args.eval_freq == 0:
+                train_loss, val_loss = evaluate_model(s)
+                hist.train_losses.append(train_loss)
+                hist.val_losses.append(val_loss)
+                hist.examples_seen.append(state["examples_seen"])
+                bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}")
+                _log(s, {"step": state["global_step"], "epoch": epoch + 1, "examples_seen": state["examples_seen"],
+                         "train_loss": train_loss, "val_loss": val_loss})
+        state["train_time_s"] += time.perf_counter() - t_epoch
+
+        s.module.eval()
+        train_acc = calc_accuracy_loader(s.train_eval_loader, s.forward, args.eval_iter)
+        val_acc = calc_accuracy_loader(s.val_eval_loader, s.forward, args.eval_iter)
+        val_loss_full = calc_loss_loader(s.val_full_loader, s.forward)
+        val_acc_full = calc_accuracy_loader(s.val_full_loader, s.forward)
+        s.module.train()
+        hist.train_accs.append(train_acc)
+        hist.val_accs.append(val_acc)
+        hist.val_loss_full.append(val_loss_full)
+        hist.val_acc_full.append(val_acc_full)
+        _log(s, {"epoch": epoch + 1, "step": state["global_step"], "train_acc": train_acc, "val_acc": val_acc,
+                 "val_loss_full": val_loss_full, "val_acc_full": val_acc_full})
+        tqdm.write(f"epoch {epoch + 1}: train acc {train_acc:.2%} | val acc {val_acc:.2%} "
+                   f"(full validation: loss {val_loss_full:.4f}, acc {val_acc_full:.2%})")
+
+        if val_loss_full < state["best_val_loss"]:
+            state.update(best_val_loss=val_loss_full, best_epoch=epoch + 1, bad_epochs=0)
+            save_weights(s.run_dir / WEIGHTS, weights_to_save(s.module, args.random_init))
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch + 1
+        state["history"] = asdict(hist)
+        save_resume(s, state)
+        if on_epoch_end:
+            on_epoch_end(epoch + 1)
+        if args.early_stopping and state["bad_epochs"] >= args.early_stopping:
+            tqdm.write(f"early stopping: no better validation loss for {args.early_stopping} epochs")
+            break
+    bar.close()
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole run
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise SpamtuneError(f"{run_dir} already exists; pass --overwrite to replace it or --resume {run_dir}")
+        if not (run_dir / CONFIG).is_file():
+            raise SpamtuneError(f"{run_dir} is not a spamtune run; refusing to delete it")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train_run(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwrite: bool = False,
+              resume: bool = False) -> dict:
+    """prepare the run dir -> setup -> (resume) -> fit -> history, metrics and plots. Returns metrics."""
+    from spamtune.plots import plot_values
+
+    run_dir = Path(run_dir)
+    if resume:
+        args = TrainArgs(**read_json(run_dir / TRAIN_ARGS))
+        data_dir = read_json(run_dir / "data_dir.json")["data_dir"]
+    else:
+        prepare_run_dir(run_dir, overwrite)
+    torch.manual_seed(args.seed)
+    s = setup(args, data_dir, run_dir)
+    if resume:
+        state = load_resume(s)
+        print(f"resuming {run_dir} after epoch {state['epoch']} (step {state['global_step']})")
+    else:
+        write_json(run_dir / CONFIG, s.config)
+        write_json(run_dir / LABELS, read_label_maps(data_dir))
+        write_json(run_dir / TRAIN_ARGS, args.to_dict())
+        write_json(run_dir / "data_dir.json", {"data_dir": str(Path(data_dir).resolve())})
+        state = None
+        s.module.eval()
+        accs = [calc_accuracy_loader(dl, s.forward, 10) for dl in (s.train_eval_loader, s.val_eval_loader)]
+        print(f"untrained head: train acc {accs[0]:.2%}, val acc {accs[1]:.2%} (10 batches)")
+
+    state = fit(s, state)
+    hist = History(**state["history"])
+    examples = state["examples_seen"]
+    metrics = {
+        "model": args.model, "trainable": args.trainable, "pooling": args.pooling, "padding": args.padding,
+        "cached_prefix": s.cached, "epochs_run": state["epoch"], "steps": state["global_step"],
+        "examples_seen": examples, "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
+        "val_acc_full": hist.val_acc_full, "load_s": s.timings["load_s"], "cache_s": s.timings["cache_s"],
+        "train_time_s": state["train_time_s"],
+        "total_time_s": s.timings["load_s"] + s.timings["cache_s"] + state["train_time_s"],
+        "examples_per_s": examples / max(state["train_time_s"], 1e-9),
+    }
+    write_json(run_dir / "history.json", asdict(hist))
+    write_json(run_dir / "metrics.json", metrics)
+    if hist.train_losses:
+        n = len(hist.train_losses)
+        plot_values([state["epoch"] * (i + 1) / n for i in range(n)], hist.examples_seen, hist.train_losses,
+                    hist.val_losses, "loss", run_dir / "loss")
+    if hist.train_accs:
+        n = len(hist.train_accs)
+        plot_values(list(range(1, n + 1)), [examples * (i + 1) // n for i in range(n)], hist.train_accs,
+                    hist.val_accs, "accuracy", run_dir / "accuracy")
+    print(f"done: {state['epoch']} epochs, {examples} examples in {state['train_time_s']:.0f} s "
+          f"({metrics['examples_per_s']:.1f} examples/s; load {s.timings['load_s']:.0f} s, "
+          f"cache {s.timings['cache_s']:.0f} s); best epoch {state['best_epoch']} "
+          f"(val loss {state['best_val_loss']:.4f}) -> {run_dir / WEIGHTS}")
+    return metrics
+

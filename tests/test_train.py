@@ -1,0 +1,234 @@
+"""Training: the cached fast path is exact, the scopes train what they say, runs save/load/resume, CLI end to end."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from spamtune.checkpoint import load_run
+from spamtune.classifier import Classifier, apply_trainable, pool
+from spamtune.cli import main
+from spamtune.config import TrainArgs
+from spamtune.predict import SpamClassifier
+from spamtune.train import fit, setup, train_run
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    """A random GPT-2 with the real vocabulary (the GPT-2 BPE ids reach 50256), saved like HF does."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    GPT2LMHeadModel(GPT2Config(n_positions=256, n_embd=32, n_layer=3, n_head=4)).save_pretrained(path)
+    return path
+
+
+def _args(model, **kw) -> TrainArgs:
+    base = dict(model=str(model), epochs=1, limit=64, eval_freq=3, eval_iter=2, lr=1e-3)
+    return TrainArgs(**{**base, **kw})
+
+
+def _trained_tensors(s):
+    return {k: p.detach().clone() for k, p in s.module.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("pooling,padding", [("last_real", "dynamic"), ("mean", "dynamic"),
+                                             ("last", "longest_train"), ("first", "longest_train")])
+def test_cached_prefix_is_exact(tiny_gpt2_dir, data_dir, tmp_path, pooling, padding):
+    """Same batches, same losses, same weights after a whole epoch, with and without the prefix cache."""
+    runs = {}
+    init = None
+    for cached in (True, False):
+        torch.manual_seed(123)
+        s = setup(_args(tiny_gpt2_dir, pooling=pooling, padding=padding, cache_prefix=cached), data_dir,
+                  tmp_path / str(cached))
+        (tmp_path / str(cached)).mkdir()
+        assert s.cached is cached
+        init = init or _trained_tensors(s)
+        state = fit(s)
+        runs[cached] = (state["history"], _trained_tensors(s))
+    (h_c, w_c), (h_u, w_u) = runs[True], runs[False]
+    assert len(h_c["train_losses"]) == 2  # 64 messages / 8 = 8 steps, evaluated at steps 3 and 6
+    torch.testing.assert_close(torch.tensor(h_c["train_losses"]), torch.tensor(h_u["train_losses"]), rtol=1e-5,
+                               atol=1e-6)
+    torch.testing.assert_close(torch.tensor(h_c["val_loss_full"]), torch.tensor(h_u["val_loss_full"]), rtol=1e-5,
+                               atol=1e-6)
+    assert w_c.keys() == w_u.keys()
+    # AdamW divides by sqrt(v): float noise in near-zero gradients becomes noise of up to ~lr/10 in a weight, so
+    # the weights are compared at 1e-4 (lr 1e-3, 8 steps); training moved them by far more than that
+    moved = max((w_c[k] - init[k]).abs().max().item() for k in w_c)
+    assert moved > 5e-3
+    for k in w_c:
+        torch.testing.assert_close(w_c[k], w_u[k], rtol=1e-3, atol=1e-4)
+
+
+def test_last_pooling_with_dynamic_padding_is_not_cached(tiny_gpt2_dir, data_dir, tmp_path):
+    s = setup(_args(tiny_gpt2_dir, pooling="last", padding="dynamic"), data_dir, tmp_path)
+    assert not s.cached
+
+
+@pytest.mark.parametrize("trainable,expected", [
+    ("head", {"backbone.out_head"}),
+    ("last_block", {"backbone.out_head", "backbone.final_norm", "backbone.trf_blocks.2"}),
+    ("last_two_blocks", {"backbone.out_head", "backbone.final_norm", "backbone.trf_blocks.2",
+                         "backbone.trf_blocks.1"}),
+])
+def test_trainable_scopes(tiny_gpt2_dir, trainable, expected):
+    from spamtune.weights import load_backbone
+
+    clf = Classifier(load_backbone(str(tiny_gpt2_dir)).model, 2, trainable=trainable)
+    apply_trainable(clf)
+    names = {n for n, p in clf.named_parameters() if p.requires_grad}
+    got = {n.rsplit(".", 1)[0] if "trf_blocks" not in n else ".".join(n.split(".")[:3]) for n in names}
+    got = {g.removesuffix(".scale").removesuffix(".shift") for g in got}
+    assert got == expected
+    assert clf.backbone.out_head.weight.shape == (2, 32)
+
+
+def test_head_is_seeded():
+    from spamtune.config import ModelConfig
+    from spamtune.models import GPTModel
+
+    cfg = ModelConfig(arch="gpt2", vocab_size=50, context_length=16, emb_dim=8, n_layers=1, n_heads=2)
+    a = Classifier(GPTModel(cfg), 2, seed=123).backbone.out_head.weight
+    b = Classifier(GPTModel(cfg), 2, seed=123).backbone.out_head.weight
+    assert torch.equal(a, b)
+
+
+def test_pooling_positions():
+    h = torch.arange(2 * 4 * 1, dtype=torch.float32).view(2, 4, 1)
+    lengths = torch.tensor([2, 4])
+    assert pool(h, lengths, "last_real").flatten().tolist() == [1.0, 7.0]
+    assert pool(h, lengths, "last").flatten().tolist() == [3.0, 7.0]
+    assert pool(h, lengths, "first").flatten().tolist() == [0.0, 4.0]
+    assert pool(h, lengths, "mean").flatten().tolist() == [0.5, 5.5]
+
+
+def test_prediction_does_not_depend_on_batch_mates(tiny_gpt2_dir, data_dir, tmp_path):
+    train_run(_args(tiny_gpt2_dir), data_dir, tmp_path / "run")
+    clf = SpamClassifier.load(tmp_path / "run")
+    msg = "Free entry in 2 a wkly comp to win FA Cup final tkts"
+    alone = clf.predict_proba([msg])
+    with_long = clf.predict_proba([msg, "a much longer message " * 30])
+    torch.testing.assert_close(torch.tensor(alone[0]), torch.tensor(with_long[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_lora_saves_and_restores(tiny_gpt2_dir, data_dir, tmp_path):
+    args = _args(tiny_gpt2_dir, trainable="lora", lora_rank=4, lora_alpha=8)
+    train_run(args, data_dir, tmp_path / "lora")
+    run = load_run(tmp_path / "lora")
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "lora" / "model.safetensors")
+    assert any("lora_A" in k for k in saved) and any("modules_to_save" in k and "out_head" in k for k in saved)
+    assert not any("tok_emb" in k for k in saved)  # the frozen base is not copied into the run
+    ids, lengths = torch.tensor([[464, 3290, 318, 50256]]), torch.tensor([3])
+    with torch.no_grad():
+        once = run.module(ids, lengths)
+        again = load_run(tmp_path / "lora").module(ids, lengths)
+    torch.testing.assert_close(once, again)
+    # the adapters are not zero: a fresh, untrained wrapper gives other logits
+    from spamtune.checkpoint import build_classifier
+
+    _, fresh = build_classifier(run.config)
+    with torch.no_grad():
+        assert not torch.allclose(fresh.eval()(ids, lengths), once)
+
+
+def test_resume_equals_uninterrupted(tiny_gpt2_dir, data_dir, tmp_path):
+    args = _args(tiny_gpt2_dir, epochs=3, limit=48)
+    train_run(args, data_dir, tmp_path / "full")
+
+    import spamtune.train as train_mod
+
+    real_fit = train_mod.fit
+
+    def interrupted_fit(s, state=None, on_epoch_end=None):
+        def stop(epoch):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+        return real_fit(s, state, stop)
+
+    train_mod.fit = interrupted_fit
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_run(args, data_dir, tmp_path / "cut")
+    finally:
+        train_mod.fit = real_fit
+    assert json.loads((tmp_path / "cut" / "resume" / "state.json").read_text())["epoch"] == 1
+    train_run(None, None, tmp_path / "cut", resume=True)
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    ha = json.loads((tmp_path / "full" / "history.json").read_text())
+    hb = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert ha.keys() == hb.keys()
+    for key in ha:
+        assert ha[key] == pytest.approx(hb[key]), key
+
+
+def test_cli_prepare_train_evaluate_classify(tiny_gpt2_dir, sms_path, tmp_path, capsys):
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert main(["prepare", "--data", str(sms_path), "--out", str(data)]) == 0
+    assert main(["train", "--data-dir", str(data), "--out", str(run), "--model", str(tiny_gpt2_dir),
+                 "--epochs", "2", "--limit", "40", "--eval-freq", "2", "--lr", "1e-3"]) == 0
+    for name in ("config.json", "labels.json", "train_args.json", "model.safetensors", "history.json",
+                 "metrics.json", "log.jsonl", "loss.png", "loss.pdf", "accuracy.png", "accuracy.pdf"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["tokenizer"] == "gpt2" and config["pooling"] == "last_real" and config["trainable"] == "last_block"
+    assert json.loads((run / "metrics.json").read_text())["cached_prefix"] is True
+    capsys.readouterr()
+
+    assert main(["evaluate", str(run), "--data-dir", str(data), "--json", "--limit", "30"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "confusion_matrix", "fpr_unused"):
+        assert key in report, key
+    assert set(report["accuracy"]) == {"train", "validation", "test"}
+    assert sum(map(sum, report["confusion_matrix"])) == 30
+    assert 0.0 <= report["fpr_unused"] <= 1.0
+    assert (run / "confusion_matrix.png").is_file() and (run / "eval.json").is_file()
+
+    assert main(["classify", str(run), "--json", "WINNER!! Claim your prize", "see you at 6"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [set(x["probabilities"]) for x in lines] == [{"ham", "spam"}] * 2
+    assert all(abs(sum(x["probabilities"].values()) - 1) < 1e-5 for x in lines)
+
+    # an existing run is not overwritten without --overwrite
+    before = (run / "model.safetensors").read_bytes()
+    assert main(["train", "--data-dir", str(data), "--out", str(run), "--model", str(tiny_gpt2_dir)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_no_pickle_anywhere_in_the_package():
+    src = Path(__file__).resolve().parents[1] / "src" / "spamtune"
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        assert "torch.load(" not in text and "import pickle" not in text, path
+
+
+@pytest.mark.real_model
+def test_smollm2_few_steps_end_to_end(data_dir, tmp_path, capsys):
+    run = tmp_path / "smol"
+    assert main(["train", "--data-dir", str(data_dir), "--out", str(run), "--limit", "48", "--epochs", "1",
+                 "--eval-freq", "3", "--eval-iter", "1"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["cached_prefix"] is True
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data-dir", str(data_dir), "--json", "--limit", "16"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["accuracy"]) == {"train", "validation", "test"} and report["fpr_unused"] is not None
+    # only the trained tensors are stored: the last block, the final norm and the head (~3.5M of 135M)
+    from safetensors.torch import load_file
+
+    saved = load_file(run / "model.safetensors")
+    assert {k.split(".")[1] for k in saved} == {"trf_blocks", "final_norm", "out_head"}
+    assert {k.split(".")[2] for k in saved if "trf_blocks" in k} == {"29"}
