@@ -10,8 +10,14 @@ from safetensors.torch import save_file
 from spamtune.config import GPT2_PRESETS, ModelConfig
 from spamtune.errors import SpamtuneError
 from spamtune.models import GPTModel, LlamaModel
-from spamtune.weights import (count_parameters, gguf_to_llama, hf_to_gpt2, load_backbone, read_gguf_tensors,
-                              unpermute_rope)
+from spamtune.weights import (
+    count_parameters,
+    gguf_to_llama,
+    hf_to_gpt2,
+    load_backbone,
+    read_gguf_tensors,
+    unpermute_rope,
+)
 
 torch.manual_seed(0)
 IDS = torch.randint(0, 100, (3, 11))

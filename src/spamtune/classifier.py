@@ -97,9 +97,9 @@ def apply_trainable(clf: Classifier, lora_rank: int = 16, lora_alpha: int = 16) 
     for p in bb.out_head.parameters():
         p.requires_grad = True
     if clf.trainable == "lora":
-        from peft import LoraConfig, get_peft_model
-
         import re
+
+        from peft import LoraConfig, get_peft_model
 
         # a full-path regex: GPT-2's MLP linears are named `layers.0`/`layers.2`, and a bare "0" would match blocks
         inner = sorted(name for name, m in bb.trf_blocks[0].named_modules() if isinstance(m, nn.Linear))

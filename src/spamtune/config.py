@@ -71,7 +71,7 @@ class ModelConfig:
         return cls(**d)
 
 
-# GPT-2 sizes: OpenAI's released checkpoints (the `openai-community/gpt2*` config.json files; the book's table in ch. 5).
+# GPT-2 sizes: OpenAI's released checkpoints (`openai-community/gpt2*` config.json files; the book's ch. 5 table).
 GPT2_PRESETS: dict[str, ModelConfig] = {
     name: ModelConfig(
         arch="gpt2", vocab_size=50257, context_length=1024, emb_dim=emb, n_layers=layers, n_heads=heads,
@@ -119,13 +119,14 @@ class TrainArgs:
     lora_alpha: int = _arg(16, "LoRA alpha (with --trainable lora)")
     cache_prefix: bool = _arg(True, "run the frozen layers once per message and train on their cached output")
     limit: int | None = _arg(None, "use only the first N messages of each split (quick runs, CI)")
+    max_steps: int | None = _arg(None, "stop after N optimizer steps (quick runs, benchmarks)")
 
     def __post_init__(self) -> None:
         for name, choices in (("trainable", TRAINABLE_CHOICES), ("pooling", POOLING_CHOICES),
                               ("padding", PADDING_CHOICES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"--{name} must be one of {', '.join(choices)}")
-        for name in ("epochs", "batch_size", "eval_freq", "eval_iter"):
+        for name in ("epochs", "batch_size", "eval_freq", "eval_iter", *(("max_steps",) if self.max_steps else ())):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_length is not None and self.max_length < 1:

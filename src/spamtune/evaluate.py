@@ -22,8 +22,13 @@ SPLITS = ("train", "validation", "test")
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
     """Binary: the positive class is id 1 (spam); more classes: macro averages and one-vs-rest ROC-AUC."""
-    from sklearn.metrics import (accuracy_score, confusion_matrix, matthews_corrcoef,
-                                 precision_recall_fscore_support, roc_auc_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        matthews_corrcoef,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     y_pred = predict_ids(probs, threshold)
     n_classes = probs.shape[1]

@@ -23,8 +23,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spamtune.batching import LengthBucketSampler, SpamDataset, create_dataloader
-from spamtune.checkpoint import (CONFIG, LABELS, TRAIN_ARGS, WEIGHTS, load_weights_into, read_json, read_safetensors,
-                                 run_config, save_weights, weights_to_save, write_json)
+from spamtune.checkpoint import (
+    CONFIG,
+    LABELS,
+    TRAIN_ARGS,
+    WEIGHTS,
+    load_weights_into,
+    read_json,
+    read_safetensors,
+    run_config,
+    save_weights,
+    weights_to_save,
+    write_json,
+)
 from spamtune.classifier import Classifier, apply_trainable, prefix_is_cacheable
 from spamtune.config import TrainArgs
 from spamtune.data import read_label_maps, read_split
@@ -313,8 +324,10 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
                       "best_epoch": None, "bad_epochs": 0, "history": asdict(History()), "train_time_s": 0.0}
     hist = History(**state["history"])
     steps_per_epoch = len(s.train_loader)
-    bar = tqdm(total=steps_per_epoch * args.epochs, initial=state["global_step"], desc="training", unit="step")
+    total = min(steps_per_epoch * args.epochs, args.max_steps or math.inf)
+    bar = tqdm(total=total, initial=state["global_step"], desc="training", unit="step")
     s.module.train()
+    stop = False
     for epoch in range(state["epoch"], args.epochs):
         t_epoch = time.perf_counter()
         for batch in s.train_loader:
@@ -325,6 +338,7 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
             state["examples_seen"] += len(batch[2])
             state["global_step"] += 1
             bar.update()
+            stop = args.max_steps is not None and state["global_step"] >= args.max_steps
             if state["global_step"] % args.eval_freq == 0:
                 train_loss, val_loss = evaluate_model(s)
                 hist.train_losses.append(train_loss)
@@ -333,6 +347,8 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
                 bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}")
                 _log(s, {"step": state["global_step"], "epoch": epoch + 1, "examples_seen": state["examples_seen"],
                          "train_loss": train_loss, "val_loss": val_loss})
+            if stop:
+                break
         state["train_time_s"] += time.perf_counter() - t_epoch
 
         s.module.eval()
@@ -360,6 +376,8 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
         save_resume(s, state)
         if on_epoch_end:
             on_epoch_end(epoch + 1)
+        if stop:
+            break
         if args.early_stopping and state["bad_epochs"] >= args.early_stopping:
             tqdm.write(f"early stopping: no better validation loss for {args.early_stopping} epochs")
             break

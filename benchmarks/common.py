@@ -1,0 +1,42 @@
+"""Shared by the benchmark scripts: where a figure was measured, and appending it to RESULTS.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = cpu
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def append_results(title: str, command: str, body: str) -> None:
+    """One dated section per benchmark run, newest last."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (f"\n## {title}\n\n{stamp} · commit {commit()} · {machine()}\n\n"
+               f"Command: `{command}`\n\n{body.rstrip()}\n")
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nEvery section was appended by the script it names; figures are "
+                           "measured, never edited by hand.\n")
+    with open(RESULTS, "a") as f:
+        f.write(section)
