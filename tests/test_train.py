@@ -232,3 +232,9 @@ def test_smollm2_few_steps_end_to_end(data_dir, tmp_path, capsys):
     saved = load_file(run / "model.safetensors")
     assert {k.split(".")[1] for k in saved} == {"trf_blocks", "final_norm", "out_head"}
     assert {k.split(".")[2] for k in saved if "trf_blocks" in k} == {"29"}
+
+
+def test_max_steps_stops_mid_epoch(tiny_gpt2_dir, data_dir, tmp_path):
+    metrics = train_run(_args(tiny_gpt2_dir, epochs=3, max_steps=5), data_dir, tmp_path / "run")
+    assert metrics["steps"] == 5 and metrics["examples_seen"] == 40 and metrics["epochs_run"] == 1
+    assert (tmp_path / "run" / "model.safetensors").is_file()

@@ -87,6 +87,12 @@ def cmd_classify(args: argparse.Namespace) -> None:
             print(f"{record['label']:<6} {record['probability']:6.1%}  {shown}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from spamtune.serve import ServeLimits, serve
+
+    serve(args.run, args.host, args.port, ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars))
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
     import torch
 
@@ -214,6 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="spam if P(spam) >= this (two classes; default: argmax)")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("serve", formatter_class=fmt, help="HTTP API (POST /classify) and a web page",
+                       epilog=textwrap.dedent("""\
+                           examples:
+                             spamtune serve runs/smollm2                 # http://127.0.0.1:8000/ and /docs
+                             curl -s localhost:8000/classify -H 'Content-Type: application/json' \\
+                                  -d '{"texts": ["WINNER! Claim your prize", "See you at 6?"]}'
+                           """))
+    p.add_argument("run", help="run directory written by `spamtune train`")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: 64)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default: 20000)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("generate", formatter_class=fmt, help="greedy text generation (a sanity check of the weights)",
                        epilog='example:\n  spamtune generate --model smollm2-135m "The capital of France is"')

@@ -1,0 +1,161 @@
+"""HTTP service: FastAPI app with request validation, a body-size limit, micro-batching and a small web page.
+
+Concurrent requests are queued and classified together in one forward pass (up to `max_batch` texts, waiting at
+most `batch_window_ms` for company), on one worker thread: the model is never run twice at once, and throughput
+under load is that of batched inference rather than one pass per request.
+"""
+
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field, StringConstraints
+
+from spamtune.predict import SpamClassifier, predict_ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeLimits:
+    max_texts: int = 64  # texts per request
+    max_chars: int = 20_000  # characters per text (longer messages would be truncated to max_length tokens anyway)
+    max_body_bytes: int = 2_000_000
+    max_batch: int = 64  # texts per forward pass across requests
+    batch_window_ms: float = 5.0
+
+
+class MicroBatcher:
+    """Collect texts from concurrent requests and classify them in shared batches on one worker thread."""
+
+    def __init__(self, clf: SpamClassifier, max_batch: int, window_ms: float) -> None:
+        self.clf, self.max_batch, self.window = clf, max_batch, window_ms / 1000
+        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] = asyncio.Queue()
+        self.batches_run = 0  # observable in /health: proof that requests share passes
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._worker())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def classify(self, texts: list[str]) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, future))
+        return await future
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            n = len(jobs[0][0])
+            deadline = loop.time() + self.window
+            while n < self.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), timeout)
+                except TimeoutError:
+                    break
+                jobs.append(job)
+                n += len(job[0])
+            texts = [t for job_texts, _ in jobs for t in job_texts]
+            try:
+                probs = await asyncio.to_thread(self.clf.predict_proba, texts)
+            except Exception as e:  # never leave a request hanging; the handler turns this into a 500 JSON
+                log.exception("classification failed")
+                for _, fut in jobs:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            self.batches_run += 1
+            start = 0
+            for job_texts, fut in jobs:
+                if not fut.done():  # the client may have gone away
+                    fut.set_result(probs[start : start + len(job_texts)])
+                start += len(job_texts)
+
+
+def create_app(clf: SpamClassifier, limits: ServeLimits | None = None) -> FastAPI:
+    """The app for one loaded classifier. Routes: GET / (page), GET /health, POST /classify, /docs (OpenAPI)."""
+    limits = limits or ServeLimits()
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_chars)]
+
+    class ClassifyRequest(BaseModel):
+        texts: list[Text] = Field(min_length=1, max_length=limits.max_texts,
+                                  description=f"1 to {limits.max_texts} messages, each at most "
+                                              f"{limits.max_chars} characters")
+        threshold: float | None = Field(None, ge=0.0, le=1.0, description="spam if P(spam) >= threshold")
+
+    class Prediction(BaseModel):
+        label: str
+        probability: float
+        probabilities: dict[str, float]
+
+    class ClassifyResponse(BaseModel):
+        results: list[Prediction]
+
+    batcher = MicroBatcher(clf, limits.max_batch, limits.batch_window_ms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="spamtune", description="Classify messages with a fine-tuned LLM.", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        # Content-Length first (cheap); a chunked body without it is read and measured
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
+            return JSONResponse({"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
+        if size is None and request.method == "POST":
+            body = await request.body()
+            if len(body) > limits.max_body_bytes:
+                return JSONResponse({"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
+    page = files("spamtune").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> str:
+        return page
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": clf.run.config["model"], "labels": clf.labels,
+                "max_length": clf.max_length, "batches_run": batcher.batches_run}
+
+    @app.post("/classify", response_model=ClassifyResponse)
+    async def classify(req: ClassifyRequest) -> ClassifyResponse:
+        probs = await batcher.classify(req.texts)
+        preds = predict_ids(probs, req.threshold)
+        return ClassifyResponse(results=[
+            Prediction(label=clf.labels[p], probability=float(row[p]),
+                       probabilities={lab: float(v) for lab, v in zip(clf.labels, row)})
+            for row, p in zip(probs, preds)])
+
+    return app
+
+
+def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None) -> None:
+    import uvicorn
+
+    app = create_app(SpamClassifier.load(run_dir), limits)
+    print(f"spamtune serving {run_dir} on http://{host}:{port}/ (API docs: /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

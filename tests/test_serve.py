@@ -1,0 +1,159 @@
+"""The HTTP service and web page: validation, limits, micro-batching, and the page in a real browser."""
+
+import concurrent.futures
+import json
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spamtune.config import TrainArgs
+from spamtune.predict import SpamClassifier
+from spamtune.serve import ServeLimits, create_app
+from spamtune.train import train_run
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_dir) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model_dir = tmp_path_factory.mktemp("tiny")
+    GPT2LMHeadModel(GPT2Config(n_positions=256, n_embd=32, n_layer=2, n_head=4)).save_pretrained(model_dir)
+    run = tmp_path_factory.mktemp("run") / "run"
+    train_run(TrainArgs(model=str(model_dir), epochs=1, limit=32, lr=1e-3), data_dir, run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+    """A real uvicorn server on a free loopback port, in a thread."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clf = SpamClassifier.load(run_dir)
+    app = create_app(clf, ServeLimits(max_texts=8, max_chars=500, max_body_bytes=20_000, batch_window_ms=20))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app, clf
+    srv.should_exit = True
+    thread.join(10)
+
+
+def _post(url: str, payload, raw: bytes | None = None) -> tuple[int, dict]:
+    data = raw if raw is not None else json.dumps(payload).encode()
+    req = urllib.request.Request(url + "/classify", data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_classify_matches_the_python_api(server):
+    url, _, clf = server
+    texts = ["WINNER!! Claim your £900 prize now", "see you at 6", "ok"]
+    code, body = _post(url, {"texts": texts})
+    assert code == 200
+    want = clf.predict_proba(texts)
+    got = np.array([[r["probabilities"][lab] for lab in clf.labels] for r in body["results"]])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert [r["label"] for r in body["results"]] == [clf.labels[i] for i in want.argmax(1)]
+    code, body = _post(url, {"texts": texts, "threshold": 0.0})
+    assert code == 200 and {r["label"] for r in body["results"]} == {"spam"}
+
+
+@pytest.mark.parametrize("payload,fragment", [
+    ({"texts": []}, "at least 1"),
+    ({"texts": ["x"] * 9}, "at most 8"),
+    ({"texts": ["x" * 501]}, "at most 500"),
+    ({"texts": [""]}, "at least 1 character"),
+    ({"texts": "not a list"}, "valid list"),
+    ({"text": ["wrong key"]}, "Field required"),
+    ({"texts": ["ok"], "threshold": 2}, "less than or equal to 1"),
+])
+def test_invalid_requests_get_422_with_a_message(server, payload, fragment):
+    code, body = _post(server[0], payload)
+    assert code == 422
+    assert fragment in json.dumps(body)
+
+
+def test_body_limit_and_bad_json(server):
+    code, body = _post(server[0], None, raw=b'{"texts": ["' + b"a" * 30_000 + b'"]}')
+    assert code == 413 and "over 20000 bytes" in body["detail"]
+    code, body = _post(server[0], None, raw=b"{not json")
+    assert code == 422
+
+
+def test_health_and_docs(server):
+    url = server[0]
+    with urllib.request.urlopen(url + "/health") as r:
+        health = json.loads(r.read())
+    assert health["status"] == "ok" and health["labels"] == ["ham", "spam"]
+    with urllib.request.urlopen(url + "/openapi.json") as r:
+        assert "/classify" in json.loads(r.read())["paths"]
+
+
+def test_concurrent_requests_share_forward_passes(server):
+    url, app, clf = server
+    before = app.state.batcher.batches_run
+    texts = [f"message number {i} about a prize" for i in range(24)]
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(lambda t: _post(url, {"texts": [t]}), texts))
+    assert all(code == 200 for code, _ in results)
+    passes = app.state.batcher.batches_run - before
+    assert passes < len(texts)  # micro-batching: fewer forward passes than requests
+    want = clf.predict_proba(texts)
+    got = np.array([[body["results"][0]["probabilities"][lab] for lab in clf.labels] for _, body in results])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # and nobody got someone else's answer
+
+
+def test_web_page_in_headless_chromium(server):
+    """Open the page, click an example, see a verdict with a confidence bar; keep a screenshot as an artifact."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian chromium is required (scripts/test.sh installs it)"
+    from playwright.sync_api import sync_playwright
+
+    url, _, clf = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 900, "height": 640})
+        page.goto(url + "/")
+        assert page.title() == "spamtune"
+        page.click("text=Example: prize")
+        page.wait_for_function("document.getElementById('verdict').textContent.includes('confident')")
+        verdict = page.text_content("#verdict")
+        text = page.input_value("#text")
+        want = clf.labels[int(clf.predict_proba([text])[0].argmax())]
+        assert verdict.startswith(want)
+        assert page.get_attribute("#result", "class") == want
+        width = page.eval_on_selector("#fill", "e => e.style.width")
+        assert width.endswith("%") and float(width[:-1]) >= 50.0
+        page.fill("#text", "   ")
+        page.click("#go")
+        assert "Type a message first" in page.text_content("#verdict")
+        page.click("text=Example: dinner")
+        page.wait_for_function("document.getElementById('detail').textContent.includes('P(ham)')")
+        page.wait_for_timeout(500)  # let the bar finish its 0.3 s transition
+        page.screenshot(path=str(ARTIFACTS / "web_page.png"))
+        browser.close()
+    assert (ARTIFACTS / "web_page.png").stat().st_size > 5_000
