@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SMS_PATH = Path(os.environ.get("SPAMTUNE_TEST_DATA", ROOT.parent / "shared" / "data" / "SMSSpamCollection"))
@@ -21,3 +22,25 @@ def data_dir(tmp_path_factory, sms_path) -> Path:
     out = tmp_path_factory.mktemp("data")
     prepare(out, sms_path)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    """A random GPT-2 with the real vocabulary (the GPT-2 BPE ids reach 50256), saved like HF does."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    GPT2LMHeadModel(GPT2Config(n_positions=256, n_embd=32, n_layer=3, n_head=4)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_gpt2_dir, data_dir) -> Path:
+    """A finished run of the tiny GPT-2 (one short epoch): for prediction, serving and evaluation tests."""
+    from spamtune.config import TrainArgs
+    from spamtune.train import train_run
+
+    run = tmp_path_factory.mktemp("run") / "run"
+    train_run(TrainArgs(model=str(tiny_gpt2_dir), epochs=1, limit=32, lr=1e-3), data_dir, run)
+    return run

@@ -23,26 +23,14 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, data_dir) -> Path:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    model_dir = tmp_path_factory.mktemp("tiny")
-    GPT2LMHeadModel(GPT2Config(n_positions=256, n_embd=32, n_layer=2, n_head=4)).save_pretrained(model_dir)
-    run = tmp_path_factory.mktemp("run") / "run"
-    train_run(TrainArgs(model=str(model_dir), epochs=1, limit=32, lr=1e-3), data_dir, run)
-    return run
-
-
-@pytest.fixture(scope="module")
-def server(run_dir):
+def server(tiny_run):
     """A real uvicorn server on a free loopback port, in a thread."""
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    clf = SpamClassifier.load(run_dir)
+    clf = SpamClassifier.load(tiny_run)
     app = create_app(clf, ServeLimits(max_texts=8, max_chars=500, max_body_bytes=20_000, batch_window_ms=20))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)

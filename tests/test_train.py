@@ -14,17 +14,6 @@ from spamtune.predict import SpamClassifier
 from spamtune.train import fit, setup, train_run
 
 
-@pytest.fixture(scope="module")
-def tiny_gpt2_dir(tmp_path_factory) -> Path:
-    """A random GPT-2 with the real vocabulary (the GPT-2 BPE ids reach 50256), saved like HF does."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-gpt2")
-    GPT2LMHeadModel(GPT2Config(n_positions=256, n_embd=32, n_layer=3, n_head=4)).save_pretrained(path)
-    return path
-
-
 def _args(model, **kw) -> TrainArgs:
     base = dict(model=str(model), epochs=1, limit=64, eval_freq=3, eval_iter=2, lr=1e-3)
     return TrainArgs(**{**base, **kw})

@@ -68,11 +68,22 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
     from spamtune.predict import SpamClassifier
 
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise SpamtuneError("--threshold must be between 0 and 1")
+    if args.file:
+        if args.texts:
+            raise SpamtuneError("give messages as arguments or with --file, not both")
+        from spamtune.predict import classify_file
+
+        n = classify_file(SpamClassifier.load(args.run), args.file, args.out, args.threshold, args.text_col)
+        if args.out:
+            print(f"classified {n} messages -> {args.out}", file=sys.stderr)
+        return
+    if args.out:
+        raise SpamtuneError("--out goes with --file")
     texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     if not texts:
         raise SpamtuneError("no messages: give them as arguments or one per line on stdin")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise SpamtuneError("--threshold must be between 0 and 1")
     clf = SpamClassifier.load(args.run)
     probs = clf.predict_proba(texts)
     from spamtune.predict import predict_ids
@@ -214,11 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
                            examples:
                              spamtune classify runs/smollm2 "WINNER! Claim your prize now" "See you at 6?"
                              cat messages.txt | spamtune classify runs/smollm2 --json
+                             spamtune classify runs/smollm2 --file inbox.csv --text-col body --out scored.csv
                            """))
     p.add_argument("run", help="run directory written by `spamtune train`")
     p.add_argument("texts", nargs="*", help="messages (default: one per line on stdin)")
     p.add_argument("--threshold", type=float, help="spam if P(spam) >= this (two classes; default: argmax)")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.add_argument("--file", help="classify a .txt (one message per line) or .csv/.tsv file, streamed in batches")
+    p.add_argument("--text-col", default="Text", help="text column of a --file CSV (default: Text)")
+    p.add_argument("--out", help="with --file: write .jsonl or .csv here (default: JSON lines on stdout)")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("serve", formatter_class=fmt, help="HTTP API (POST /classify) and a web page",

@@ -7,13 +7,17 @@ which other messages share its batch.
 
 from __future__ import annotations
 
+import csv
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from spamtune.checkpoint import LoadedRun, load_run
+from spamtune.errors import SpamtuneError
 from spamtune.tokenizer import load_tokenizer
 
 
@@ -75,3 +79,67 @@ def predict_ids(probs: np.ndarray, threshold: float | None = None) -> np.ndarray
     if threshold is not None and probs.shape[1] == 2:
         return (probs[:, 1] >= threshold).astype(int)
     return probs.argmax(axis=1)
+
+
+def _read_messages(path: Path, text_col: str) -> Iterator[tuple[int, str]]:
+    """(line or row number, text) from a .txt (one message per line; blank lines skipped) or .csv/.tsv file."""
+    if path.suffix.lower() in (".csv", ".tsv"):
+        with open(path, newline="", encoding="utf-8", errors="strict") as f:
+            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            if reader.fieldnames is None or text_col not in reader.fieldnames:
+                raise SpamtuneError(f"{path}: no column {text_col!r} (columns: {', '.join(reader.fieldnames or [])})")
+            for row_no, row in enumerate(reader, start=2):
+                yield row_no, row[text_col] or ""
+        return
+    with open(path, encoding="utf-8", errors="strict", newline="") as f:
+        for line_no, line in enumerate(f, start=1):
+            text = line.rstrip("\r\n")
+            if text.strip():
+                yield line_no, text
+
+
+def classify_file(clf: SpamClassifier, src: str | os.PathLike, out: str | os.PathLike | None,
+                  threshold: float | None = None, text_col: str = "Text", chunk: int = 256) -> int:
+    """Classify a file in chunks (memory stays flat) into .jsonl or .csv (atomic) or stdout. Returns the count."""
+    import json
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from spamtune.fsutil import atomic_file
+
+    src = Path(src)
+    if not src.is_file():
+        raise SpamtuneError(f"no such file: {src}")
+    as_csv = out is not None and Path(out).suffix.lower() == ".csv"
+    n = 0
+
+    def write_all(f) -> None:
+        nonlocal n
+        writer = csv.writer(f) if as_csv else None
+        if writer:
+            writer.writerow(["line", "label", "probability", *(f"p_{lab}" for lab in clf.labels), "text"])
+        messages = _read_messages(src, text_col)
+        with tqdm(desc=f"classifying {src.name}", unit="msg", disable=out is None) as bar:
+            while batch := list(itertools.islice(messages, chunk)):
+                probs = clf.predict_proba([t for _, t in batch])
+                for (line, text), p, pred in zip(batch, probs, predict_ids(probs, threshold)):
+                    label, prob = clf.labels[pred], float(p[pred])
+                    if writer:
+                        writer.writerow([line, label, f"{prob:.6f}", *(f"{v:.6f}" for v in p), text])
+                    else:
+                        f.write(json.dumps({"line": line, "label": label, "probability": prob,
+                                            "probabilities": dict(zip(clf.labels, map(float, p))),
+                                            "text": text}) + "\n")
+                n += len(batch)
+                bar.update(len(batch))
+
+    try:
+        if out is None:
+            write_all(sys.stdout)
+        else:
+            with atomic_file(out, "w", newline="" if as_csv else None, encoding="utf-8") as f:
+                write_all(f)
+    except UnicodeDecodeError as e:
+        raise SpamtuneError(f"{src}: not valid UTF-8 ({e.reason} at byte {e.start} of a line)") from None
+    return n
