@@ -12,12 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from spamtune.config import TrainArgs
 from spamtune.predict import SpamClassifier
 from spamtune.serve import ServeLimits, create_app
-from spamtune.train import train_run
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
