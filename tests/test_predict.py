@@ -69,3 +69,44 @@ def test_classify_stdin(tiny_run, monkeypatch, capsys):
     assert main(["classify", str(tiny_run), "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["text"] for x in lines] == ["first message", "second message"]
+
+
+def test_bf16_and_int8_stay_close_to_fp32(tiny_run):
+    import torch
+
+    from spamtune import SpamClassifier
+
+    texts = ["WINNER! Claim your prize now", "See you at 6?", "ok", "Call 0800 123 to get your free ringtone"] * 4
+    base = SpamClassifier.load(tiny_run).predict_proba(texts)
+    bf16 = SpamClassifier.load(tiny_run, dtype="bf16")
+    assert bf16.module.backbone.tok_emb.weight.dtype == torch.bfloat16
+    int8 = SpamClassifier.load(tiny_run, quantize="int8")
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    modules = list(int8.module.modules())
+    assert not any(type(m) is torch.nn.Linear for m in modules)  # every float Linear was swapped
+    assert sum(isinstance(m, DynamicInt8Linear) for m in modules) == 3 * 6 + 1  # q, k, v, out + 2 MLP per block, 3 blocks, + head
+    for clf in (bf16, int8):
+        probs = clf.predict_proba(texts)
+        assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1, atol=1e-5)
+        assert np.abs(probs - base).max() < 0.05
+
+
+def test_lora_is_merged_for_inference(tiny_gpt2_dir, data_dir, tmp_path):
+    import torch
+
+    from spamtune import SpamClassifier
+    from spamtune.checkpoint import load_run
+    from spamtune.config import TrainArgs
+    from spamtune.train import train_run
+
+    train_run(TrainArgs(model=str(tiny_gpt2_dir), epochs=1, limit=32, lr=1e-2, trainable="lora", lora_rank=4),
+              data_dir, tmp_path / "lora")
+    clf = SpamClassifier.load(tmp_path / "lora")
+    assert not any("lora" in n for n, _ in clf.module.named_parameters())
+    texts = ["WINNER! Claim your prize now", "See you at 6?"]
+    run = load_run(tmp_path / "lora")
+    ids = torch.tensor([clf.encode([t])[0] for t in texts[:1]])
+    with torch.no_grad():
+        unmerged = torch.softmax(run.module(ids, torch.tensor([ids.shape[1]])), -1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(texts[:1]), unmerged, rtol=1e-5, atol=1e-6)

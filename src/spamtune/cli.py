@@ -38,6 +38,11 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls) -> None:
         parser.add_argument(flag, dest=f.name, type=typ, default=f.default, choices=meta.get("choices"), help=help_)
 
 
+def _add_inference_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="inference precision")
+    parser.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantization of the Linear layers")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # verbs
 
@@ -75,7 +80,8 @@ def cmd_classify(args: argparse.Namespace) -> None:
             raise SpamtuneError("give messages as arguments or with --file, not both")
         from spamtune.predict import classify_file
 
-        n = classify_file(SpamClassifier.load(args.run), args.file, args.out, args.threshold, args.text_col)
+        clf = SpamClassifier.load(args.run, args.dtype, args.quantize)
+        n = classify_file(clf, args.file, args.out, args.threshold, args.text_col)
         if args.out:
             print(f"classified {n} messages -> {args.out}", file=sys.stderr)
         return
@@ -84,7 +90,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
     texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     if not texts:
         raise SpamtuneError("no messages: give them as arguments or one per line on stdin")
-    clf = SpamClassifier.load(args.run)
+    clf = SpamClassifier.load(args.run, args.dtype, args.quantize)
     probs = clf.predict_proba(texts)
     from spamtune.predict import predict_ids
 
@@ -101,7 +107,8 @@ def cmd_classify(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from spamtune.serve import ServeLimits, serve
 
-    serve(args.run, args.host, args.port, ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars))
+    serve(args.run, args.host, args.port, ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars),
+          args.dtype, args.quantize)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -234,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="classify a .txt (one message per line) or .csv/.tsv file, streamed in batches")
     p.add_argument("--text-col", default="Text", help="text column of a --file CSV (default: Text)")
     p.add_argument("--out", help="with --file: write .jsonl or .csv here (default: JSON lines on stdout)")
+    _add_inference_args(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("serve", formatter_class=fmt, help="HTTP API (POST /classify) and a web page",
@@ -248,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: 64)")
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default: 20000)")
+    _add_inference_args(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("generate", formatter_class=fmt, help="greedy text generation (a sanity check of the weights)",

@@ -24,17 +24,19 @@ from spamtune.tokenizer import load_tokenizer
 class SpamClassifier:
     """A trained classifier: `SpamClassifier.load(run_dir).predict(["…"])` -> [(label, probability)]."""
 
-    def __init__(self, run: LoadedRun) -> None:
+    def __init__(self, run: LoadedRun, dtype: str = "fp32", quantize: str | None = None) -> None:
         self.run = run
-        self.module = run.module
+        self.module = prepare_for_inference(run.module, dtype, quantize)
+        self.dtype, self.quantize = dtype, quantize
         self.tokenizer = load_tokenizer(run.tokenizer)
         self.max_length = min(run.config["max_length"], run.classifier.cfg.context_length)
         self.id2label = {int(k): v for k, v in run.labels["id2label"].items()}
         self.device = next(self.module.parameters()).device
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike) -> SpamClassifier:
-        return cls(load_run(run_dir))
+    def load(cls, run_dir: str | os.PathLike, dtype: str = "fp32", quantize: str | None = None) -> SpamClassifier:
+        """Args: dtype: fp32 | bf16 (weights and activations); quantize: None | int8 (dynamic, Linear layers)."""
+        return cls(load_run(run_dir), dtype, quantize)
 
     @property
     def labels(self) -> list[str]:
@@ -72,6 +74,35 @@ class SpamClassifier:
         probs = self.predict_proba(texts)
         preds = predict_ids(probs, threshold)
         return [(self.id2label[int(p)], float(probs[i, p])) for i, p in enumerate(preds)]
+
+
+def prepare_for_inference(module: torch.nn.Module, dtype: str = "fp32", quantize: str | None = None
+                          ) -> torch.nn.Module:
+    """Merge LoRA adapters into their weights (one matmul per layer again), then cast or quantize.
+
+    int8 is PyTorch's dynamic quantization: Linear weights stored as int8, activations quantized per batch on
+    the fly (CPU). bf16 halves the bytes moved. Both trade a little agreement with fp32 for speed; see
+    benchmarks/inference.py for the measured agreement and speed-up.
+    """
+    import warnings
+
+    from torch import nn
+
+    if hasattr(module, "merge_and_unload"):  # a peft LoRA wrapper
+        module = module.merge_and_unload()
+    if dtype not in ("fp32", "bf16"):
+        raise SpamtuneError(f"--dtype must be fp32 or bf16, not {dtype!r}")
+    if quantize not in (None, "int8"):
+        raise SpamtuneError(f"--quantize must be int8, not {quantize!r}")
+    if quantize and dtype != "fp32":
+        raise SpamtuneError("--quantize int8 works on fp32 models; drop --dtype bf16")
+    if dtype == "bf16":
+        module = module.to(torch.bfloat16)
+    if quantize == "int8":
+        with warnings.catch_warnings():  # torch.ao's deprecation notice; the API is still the shipped one
+            warnings.simplefilter("ignore")
+            module = torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+    return module.eval()
 
 
 def predict_ids(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:

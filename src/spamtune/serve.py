@@ -153,9 +153,10 @@ def create_app(clf: SpamClassifier, limits: ServeLimits | None = None) -> FastAP
     return app
 
 
-def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None) -> None:
+def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None,
+          dtype: str = "fp32", quantize: str | None = None) -> None:
     import uvicorn
 
-    app = create_app(SpamClassifier.load(run_dir), limits)
+    app = create_app(SpamClassifier.load(run_dir, dtype, quantize), limits)
     print(f"spamtune serving {run_dir} on http://{host}:{port}/ (API docs: /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
