@@ -85,7 +85,8 @@ def test_bf16_and_int8_stay_close_to_fp32(tiny_run):
 
     modules = list(int8.module.modules())
     assert not any(type(m) is torch.nn.Linear for m in modules)  # every float Linear was swapped
-    assert sum(isinstance(m, DynamicInt8Linear) for m in modules) == 3 * 6 + 1  # q, k, v, out + 2 MLP per block, 3 blocks, + head
+    # q, k, v, out and 2 MLP layers per block, 3 blocks, and the head
+    assert sum(isinstance(m, DynamicInt8Linear) for m in modules) == 3 * 6 + 1
     for clf in (bf16, int8):
         probs = clf.predict_proba(texts)
         assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1, atol=1e-5)
