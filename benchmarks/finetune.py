@@ -1,0 +1,60 @@
+"""The default fine-tuning run, measured end to end: train (defaults, or the flags given) and evaluate on every
+split plus the unused ham. Keeps the run directory for the inference benchmark.
+
+    .venv/bin/python benchmarks/finetune.py --data-dir data --out runs/default [spamtune train flags...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import append_results  # noqa: E402
+
+from spamtune.cli import _add_dataclass_args  # noqa: E402
+from spamtune.config import TrainArgs  # noqa: E402
+from spamtune.evaluate import evaluate_run, format_report  # noqa: E402
+from spamtune.train import train_run  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default="data")
+    ap.add_argument("--out", default="runs/default")
+    ap.add_argument("--no-record", action="store_true")
+    _add_dataclass_args(ap, TrainArgs)
+    a = ap.parse_args()
+    args = TrainArgs(**{f.name: getattr(a, f.name) for f in dataclasses.fields(TrainArgs)})
+
+    t0 = time.perf_counter()
+    m = train_run(args, a.data_dir, a.out, overwrite=True)
+    train_wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r = evaluate_run(a.out, a.data_dir)
+    eval_wall = time.perf_counter() - t0
+    flags = " ".join(sys.argv[1:])
+    body = "\n".join([
+        f"`spamtune train {flags}` then `spamtune evaluate {a.out} --data-dir {a.data_dir}`; "
+        f"model {args.model}, trainable {args.trainable}, pooling {args.pooling}, padding {args.padding}, "
+        f"lr {args.lr}, {args.epochs} epochs, seed {args.seed}.", "",
+        "| test acc | val acc | train acc | F1 | MCC | ROC-AUC | FPR unused ham | best epoch | train wall s | "
+        "(load / cache / epochs s) | evaluate wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| **{r['accuracy']['test']:.2%}** | {r['accuracy']['validation']:.2%} | {r['accuracy']['train']:.2%} | "
+        f"{r['f1']:.2%} | {r['mcc']:.4f} | {r['roc_auc']:.4f} | **{r['fpr_unused']:.2%}** "
+        f"({round(r['fpr_unused'] * r['n']['unused'])}/{r['n']['unused']}) | {m['best_epoch']} | "
+        f"**{train_wall:.0f}** | {m['load_s']:.0f} / {m['cache_s']:.0f} / {m['train_time_s']:.0f} | "
+        f"{eval_wall:.0f} |", "", "```", format_report(r), "```"])
+    print(body)
+    if not a.no_record:
+        append_results(f"Fine-tuning: {args.model}, {args.trainable}, lr {args.lr}",
+                       " ".join(["benchmarks/finetune.py", *sys.argv[1:]]), body)
+
+
+if __name__ == "__main__":
+    main()
