@@ -227,3 +227,12 @@ def test_max_steps_stops_mid_epoch(tiny_gpt2_dir, data_dir, tmp_path):
     metrics = train_run(_args(tiny_gpt2_dir, epochs=3, max_steps=5), data_dir, tmp_path / "run")
     assert metrics["steps"] == 5 and metrics["examples_seen"] == 40 and metrics["epochs_run"] == 1
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_early_stopping_and_best_checkpoint(tiny_gpt2_dir, data_dir, tmp_path):
+    """With a learning rate too small to change the validation loss, epoch 2 is no better than epoch 1:
+    early stopping after 1 bad epoch ends the run at epoch 2 and keeps epoch 1's weights."""
+    metrics = train_run(_args(tiny_gpt2_dir, epochs=5, lr=1e-12, early_stopping=1), data_dir, tmp_path / "run")
+    assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 1
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log if "val_loss_full" in r] == [1, 2]
