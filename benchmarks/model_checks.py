@@ -23,12 +23,10 @@ def main() -> None:
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
 
-    t0 = time.perf_counter()
     import torch
 
     from spamtune.weights import count_parameters, load_backbone
 
-    t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
     bb = load_backbone(a.model)
     t_load = time.perf_counter() - t0
@@ -46,7 +44,7 @@ def main() -> None:
     zs = zero_shot(bb.model, tok, list(df["Text"]), list(df["Label"]), bb.cfg.context_length)
     t_zs = time.perf_counter() - t0
     body = "\n".join([
-        f"- load ({a.model}, GGUF dequantised to fp32): **{t_load:.1f} s** (+ {t_import:.1f} s importing torch); "
+        f"- load ({a.model}, GGUF read and dequantised to fp32, model built): **{t_load:.1f} s**; "
         f"{count_parameters(bb.model):,} parameters",
         f"- greedy generation: `{text}`",
         f"- zero-shot ({'chat template' if zs.chat else 'plain prompt'}, P(yes) vs P(no) at the answer token) on "

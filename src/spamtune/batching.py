@@ -111,22 +111,25 @@ class LengthBucketSampler(Sampler[list[int]]):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-def create_dataloader(dataset: SpamDataset, batch_size: int = 8, shuffle: bool = False, drop_last: bool = False,
+def create_dataloader(dataset: Dataset, batch_size: int = 8, shuffle: bool = False, drop_last: bool = False,
                       padding: str = "dynamic", pad_to: int | None = None, buckets: bool = False,
-                      seed: int = 123) -> DataLoader:
+                      seed: int = 123, collate_fn=None) -> DataLoader:
     """The book's loader settings (batch 8; train: shuffle + drop_last) with a padding choice.
 
     Args:
+        dataset: a `SpamDataset`, or any dataset with `lengths` and its own `collate_fn` (the prefix cache).
         padding: "dynamic" pads to the longest message of each batch; "longest_train" pads to `dataset.max_length`
             (the book); "context" pads to `pad_to` (the model's context, the book's slow ablation row).
         buckets: group messages of similar length into batches (with dynamic padding).
+        seed: the same seed gives the same batches for any dataset of the same lengths.
     """
-    width = {"dynamic": None, "longest_train": dataset.max_length, "context": pad_to}[padding]
-    if padding == "context" and pad_to is None:
-        raise ValueError("padding='context' needs pad_to")
+    if collate_fn is None:
+        width = {"dynamic": None, "longest_train": dataset.max_length, "context": pad_to}[padding]
+        if padding == "context" and pad_to is None:
+            raise ValueError("padding='context' needs pad_to")
 
-    def collate_fn(items):
-        return collate(items, dataset.pad_id, width)
+        def collate_fn(items):
+            return collate(items, dataset.pad_id, width)
 
     if buckets:
         sampler = LengthBucketSampler(dataset.lengths, batch_size, shuffle, drop_last, seed)

@@ -54,9 +54,8 @@ class Classifier(nn.Module):
         super().__init__()
         self.backbone, self.pooling, self.trainable = backbone, pooling, trainable
         cfg = backbone.cfg
-        dtype = backbone.final_norm.weight.dtype if hasattr(backbone.final_norm, "weight") else torch.float32
         torch.manual_seed(seed)
-        backbone.out_head = nn.Linear(cfg.emb_dim, num_classes, dtype=dtype)
+        backbone.out_head = nn.Linear(cfg.emb_dim, num_classes, dtype=next(backbone.parameters()).dtype)
         self.start = trainable_start(trainable, cfg.n_layers)
 
     @property

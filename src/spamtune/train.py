@@ -214,8 +214,9 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path) -> TrainSe
         val_src = build_prefix_cache(clf, val_ds, fixed, desc="caching frozen layers (validation)")
         log.info("prefix cache: %.1f MB", (train_src.nbytes() + val_src.nbytes()) / 1e6)
 
-        def loader(ds, **kw):
-            return _hidden_loader(ds, args, **kw)
+        def loader(ds, **kw):  # same batching rules and seeds as the token loaders -> the same batches
+            return create_dataloader(ds, args.batch_size, buckets=kw.pop("buckets", args.padding == "dynamic"),
+                                     seed=args.seed, collate_fn=collate_hidden, **kw)
 
         def forward(b):
             return clf.suffix(b.hidden, b.lengths)
@@ -237,16 +238,6 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path) -> TrainSe
         train_loader=loader(train_src, shuffle=True, drop_last=True),
         train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
         val_full_loader=loader(val_src), optimizer=optimizer, config=config, cached=cached, timings=timings)
-
-
-def _hidden_loader(ds: PrefixCache, args: TrainArgs, shuffle: bool = False, drop_last: bool = False,
-                   buckets: bool | None = None) -> DataLoader:
-    """Same batching rules as `create_dataloader` (same seeds -> same batches), over cached hidden states."""
-    if buckets if buckets is not None else args.padding == "dynamic":
-        sampler = LengthBucketSampler(ds.lengths, args.batch_size, shuffle, drop_last, args.seed)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_hidden)
-    return DataLoader(ds, batch_size=args.batch_size, shuffle=shuffle, drop_last=drop_last,
-                      collate_fn=collate_hidden, generator=torch.Generator().manual_seed(args.seed))
 
 
 # ---------------------------------------------------------------------------------------------------------------
