@@ -1,4 +1,7 @@
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +47,33 @@ def tiny_run(tmp_path_factory, tiny_gpt2_dir, data_dir) -> Path:
     run = tmp_path_factory.mktemp("run") / "run"
     train_run(TrainArgs(model=str(tiny_gpt2_dir), epochs=1, limit=32, lr=1e-3), data_dir, run)
     return run
+
+
+@pytest.fixture(scope="session")
+def server(tiny_run):
+    """A real uvicorn server on a free loopback port, in a thread."""
+    import uvicorn
+
+    from spamtune.predict import SpamClassifier
+    from spamtune.serve import ServeLimits, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clf = SpamClassifier.load(tiny_run)
+    app = create_app(clf, ServeLimits(max_texts=8, max_chars=500, max_body_bytes=20_000, batch_window_ms=20))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app, clf
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def server_url(server) -> str:
+    return server[0]

@@ -43,13 +43,30 @@ def test_gpt2_round_trip_and_id_range(text):
     assert tok.decode(ids) == text
 
 
+# SmolLM2's byte-level vocabulary has no token for 21 byte values: 6 control bytes, the lead bytes of planes 4-11
+# (F1, F2) and bytes never valid in UTF-8. BPE drops those bytes (transformers does the same with this vocabulary),
+# so an exact round trip holds for text without them; ids stay valid for any text.
+SMOLLM2_NO_TOKEN = {0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, 0xF1, 0xF2}
+
+
+def _smollm2_covers(text: str) -> bool:
+    return not SMOLLM2_NO_TOKEN & set(text.encode())
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts)
 def test_smollm2_round_trip_and_id_range(text):
     tok = load_tokenizer("smollm2-135m")
     ids = tok.encode(text)
     assert all(0 <= i < tok.vocab_size for i in ids)
-    assert tok.decode(ids) == text
+    if _smollm2_covers(text):
+        assert tok.decode(ids) == text
+
+
+def test_smollm2_vocabulary_gaps_are_what_the_test_assumes():
+    tok = load_tokenizer("smollm2-135m")
+    assert tok.decode(tok.encode("a\x04b")) == "ab"  # a byte without a token is dropped, not an error
+    assert tok.decode(tok.encode("caf\u00e9 \U0001F600")) == "caf\u00e9 \U0001F600"
 
 
 @settings(max_examples=150, deadline=None)

@@ -3,9 +3,6 @@
 import concurrent.futures
 import json
 import shutil
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,32 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spamtune.predict import SpamClassifier
-from spamtune.serve import ServeLimits, create_app
-
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def server(tiny_run):
-    """A real uvicorn server on a free loopback port, in a thread."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    clf = SpamClassifier.load(tiny_run)
-    app = create_app(clf, ServeLimits(max_texts=8, max_chars=500, max_body_bytes=20_000, batch_window_ms=20))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app, clf
-    srv.should_exit = True
-    thread.join(10)
 
 
 def _post(url: str, payload, raw: bytes | None = None) -> tuple[int, dict]:

@@ -90,7 +90,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
         return
     if args.out:
         raise SpamtuneError("--out goes with --file")
-    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
+    texts = args.texts or _read_stdin_lines()
     if not texts:
         raise SpamtuneError("no messages: give them as arguments or one per line on stdin")
     clf = SpamClassifier.load(args.run, args.dtype, args.quantize)
@@ -104,7 +104,20 @@ def cmd_classify(args: argparse.Namespace) -> None:
             print(json.dumps(record))
         else:
             shown = text if len(text) <= 70 else text[:67] + "..."
+            shown = shown.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be printed
             print(f"{record['label']:<6} {record['probability']:6.1%}  {shown}")
+
+
+def _read_stdin_lines() -> list[str]:
+    """One message per line from stdin's bytes, so that invalid UTF-8 is an error naming the line."""
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    lines = []
+    for i, line in enumerate(raw.splitlines(), start=1):
+        try:
+            lines.append(line.decode("utf-8").removeprefix("\ufeff"))
+        except UnicodeDecodeError as e:
+            raise SpamtuneError(f"stdin line {i}: not valid UTF-8 (byte {e.start})") from None
+    return lines
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

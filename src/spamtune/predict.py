@@ -115,14 +115,14 @@ def predict_ids(probs: np.ndarray, threshold: float | None = None) -> np.ndarray
 def _read_messages(path: Path, text_col: str) -> Iterator[tuple[int, str]]:
     """(line or row number, text) from a .txt (one message per line; blank lines skipped) or .csv/.tsv file."""
     if path.suffix.lower() in (".csv", ".tsv"):
-        with open(path, newline="", encoding="utf-8", errors="strict") as f:
+        with open(path, newline="", encoding="utf-8-sig", errors="strict") as f:
             reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
             if reader.fieldnames is None or text_col not in reader.fieldnames:
                 raise SpamtuneError(f"{path}: no column {text_col!r} (columns: {', '.join(reader.fieldnames or [])})")
             for row_no, row in enumerate(reader, start=2):
                 yield row_no, row[text_col] or ""
         return
-    with open(path, encoding="utf-8", errors="strict", newline="") as f:
+    with open(path, encoding="utf-8-sig", errors="strict", newline="") as f:
         for line_no, line in enumerate(f, start=1):
             text = line.rstrip("\r\n")
             if text.strip():

@@ -8,6 +8,7 @@ under load is that of batched inference rather than one pass per request.
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from importlib.resources import files
@@ -15,12 +16,16 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, StringConstraints
 
 from spamtune.predict import SpamClassifier, predict_ids
 
 log = logging.getLogger(__name__)
+
+DRAIN_LIMIT = 32 * 2**20  # over-limit bodies up to this size are read and discarded before the 413
 
 
 @dataclass
@@ -123,12 +128,25 @@ def create_app(clf: SpamClassifier, limits: ServeLimits | None = None) -> FastAP
         # Content-Length first (cheap); a chunked body without it is read and measured
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
+            if size.isdigit() and int(size) <= DRAIN_LIMIT:
+                # read and discard it first: a client still uploading would otherwise see a broken pipe, not the 413
+                async for _ in request.stream():
+                    pass
             return JSONResponse({"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
         if size is None and request.method == "POST":
             body = await request.body()
             if len(body) > limits.max_body_bytes:
                 return JSONResponse({"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
         return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's default echoes each bad input back as UTF-8, which fails (-> 500) on a lone surrogate and
+        # returns a whole 1 MB text; echo short inputs only, and escape to ASCII so any string can be rendered
+        errors = [{k: v for k, v in e.items() if k not in ("input", "ctx", "url")
+                   or (k == "input" and not (isinstance(v, str) and len(v) > 100))} for e in exc.errors()]
+        body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True, default=str)
+        return Response(body, status_code=422, media_type="application/json")
 
     page = files("spamtune").joinpath("static/index.html").read_text(encoding="utf-8")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +14,13 @@ from spamtune.errors import SpamtuneError
 from spamtune.gguf_io import embedded_gguf_path, gguf_field, open_gguf
 
 GPT2_PAD_ID = 50256  # <|endoftext|>, the book's pad token
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (possible in a Python str, never in UTF-8) become U+FFFD, as tiktoken does; `tokenizers`
+    would raise on them."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 class Tokenizer(Protocol):
@@ -97,10 +105,10 @@ class HFTokenizer:
         self.vocab_size = tok.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
+        return self._tok.encode(_clean(text), add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+        return [e.ids for e in self._tok.encode_batch([_clean(t) for t in texts], add_special_tokens=False)]
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=False)
