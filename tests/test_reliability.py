@@ -189,3 +189,16 @@ def test_no_request_path_reaches_the_filesystem(server_url):
             raise AssertionError(f"{path} was served")
         except urllib.error.HTTPError as e:
             assert e.code == 404, path
+
+
+def test_prepare_tolerates_bom_crlf_and_extra_tabs(tmp_path):
+    """A BOM, CRLF line ends and tabs inside the message text are not errors: texts come through exactly."""
+    import pandas as pd
+
+    rows = [("ham", f"hello {i}\twith a tab") if i % 2 else ("spam", f"WIN {i}\t\tprize") for i in range(40)]
+    src = tmp_path / "sms.tsv"
+    src.write_bytes(b"\xef\xbb\xbf" + "".join(f"{lab}\t{txt}\r\n" for lab, txt in rows).encode())
+    assert main(["prepare", "--data", str(src), "--out", str(tmp_path / "out"), "--no-verify"]) == 0
+    texts = pd.concat(pd.read_csv(tmp_path / "out" / f, keep_default_na=False)
+                      for f in ("train.csv", "validation.csv", "test.csv", "unused.csv"))["Text"]
+    assert sorted(texts) == sorted(txt for _, txt in rows)
