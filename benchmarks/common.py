@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -40,3 +41,10 @@ def append_results(title: str, command: str, body: str) -> None:
                            "measured, never edited by hand.\n")
     with open(RESULTS, "a") as f:
         f.write(section)
+
+
+def publish(title: str, body: str, record: bool = True) -> None:
+    """Print the figures and, unless told not to, append them to RESULTS.md with the command that made them."""
+    print(body)
+    if record:
+        append_results(title, " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]), body)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import append_results  # noqa: E402
+from common import publish  # noqa: E402
 
 from spamtune.cli import _add_dataclass_args  # noqa: E402
 from spamtune.config import TrainArgs  # noqa: E402
@@ -50,10 +50,7 @@ def main() -> None:
         f"({round(r['fpr_unused'] * r['n']['unused'])}/{r['n']['unused']}) | {m['best_epoch']} | "
         f"**{train_wall:.0f}** | {m['load_s']:.0f} / {m['cache_s']:.0f} / {m['train_time_s']:.0f} | "
         f"{eval_wall:.0f} |", "", "```", format_report(r), "```"])
-    print(body)
-    if not a.no_record:
-        append_results(f"Fine-tuning: {args.model}, {args.trainable}, lr {args.lr}",
-                       " ".join(["benchmarks/finetune.py", *sys.argv[1:]]), body)
+    publish(f"Fine-tuning: {args.model}, {args.trainable}, lr {args.lr}", body, not a.no_record)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import append_results  # noqa: E402
+from common import publish  # noqa: E402
 
 from spamtune.data import read_split  # noqa: E402
 from spamtune.predict import SpamClassifier  # noqa: E402
@@ -104,10 +104,7 @@ def main() -> None:
         "|---|---|---|---|---|---|", *rows, "",
         f"Batched fp32 vs the book's one-at-a-time loop: **{base_rate / book_rate:.1f}x** throughput.", "",
         "| batch size | p50 ms | p95 ms | batches timed |", "|---|---|---|---|", *lat])
-    print(body)
-    if not a.no_record:
-        append_results(f"Inference: {Path(a.run).name} ({fp32.run.config['model']})",
-                       " ".join(["benchmarks/inference.py", *sys.argv[1:]]), body)
+    publish(f"Inference: {Path(a.run).name} ({fp32.run.config['model']})", body, not a.no_record)
 
 
 if __name__ == "__main__":

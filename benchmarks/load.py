@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import append_results  # noqa: E402
+from common import publish  # noqa: E402
 
 from spamtune.data import read_split  # noqa: E402
 from spamtune.loadtest import run_load  # noqa: E402
@@ -65,10 +65,7 @@ def main() -> None:
         server.wait(10)
     body = (f"{report.summary()}; server memory {rss_before:.0f} MB before, {rss_after:.0f} MB after "
             f"(concurrency {a.concurrency}, 1-{a.max_texts} texts per valid request, {a.dtype}).")
-    print(body)
-    if not a.no_record:
-        append_results(f"Service under load: {Path(a.run).name}", " ".join(["benchmarks/load.py", *sys.argv[1:]]),
-                       body)
+    publish(f"Service under load: {Path(a.run).name}", body, not a.no_record)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import append_results  # noqa: E402
+from common import publish  # noqa: E402
 
 from spamtune.batching import SpamDataset, create_dataloader  # noqa: E402
 from spamtune.checkpoint import load_weights_into, read_safetensors  # noqa: E402
@@ -77,10 +77,7 @@ def main() -> None:
         f"{a.model}, `--trainable {a.trainable}`, {a.epochs} epochs, seed 123, everything else default.", "",
         "| lr | best epoch (val loss) | best val loss | val acc there | test acc there | test acc, last epoch "
         "| fit s |", "|---|---|---|---|---|---|---|", *rows])
-    print(body)
-    if not a.no_record:
-        append_results(f"Learning rate for {a.model} ({a.trainable})",
-                       " ".join(["benchmarks/lr_sweep.py", *sys.argv[1:]]), body)
+    publish(f"Learning rate for {a.model} ({a.trainable})", body, not a.no_record)
 
 
 if __name__ == "__main__":

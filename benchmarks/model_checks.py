@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import append_results  # noqa: E402
+from common import publish  # noqa: E402
 
 
 def main() -> None:
@@ -51,9 +51,7 @@ def main() -> None:
         f"the {zs.n}-message test split: **{zs.accuracy:.2%}** accuracy, called spam {zs.predicted_spam}/{zs.n} "
         f"({t_zs:.0f} s)",
     ])
-    print(body)
-    if not a.no_record:
-        append_results(f"Model checks: {a.model}", " ".join(["benchmarks/model_checks.py", *sys.argv[1:]]), body)
+    publish(f"Model checks: {a.model}", body, not a.no_record)
 
 
 if __name__ == "__main__":

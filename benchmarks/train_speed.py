@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import append_results  # noqa: E402
+from common import publish  # noqa: E402
 
 from spamtune.config import TrainArgs  # noqa: E402
 from spamtune.train import train_run  # noqa: E402
@@ -55,10 +55,7 @@ def main() -> None:
     body = "\n".join(rows) + (f"\n\nSpeed-up for {a.epochs} epochs of `{ours['trainable']}` on {a.model}: "
                               f"**{book_total / ours['total_time_s']:.1f}x** (wall time of our run incl. load: "
                               f"{ours_wall:.0f} s).")
-    print(body)
-    if not a.no_record:
-        append_results(f"Training speed: {a.model}, {a.epochs} epochs", " ".join(["benchmarks/train_speed.py",
-                                                                                *sys.argv[1:]]), body)
+    publish(f"Training speed: {a.model}, {a.epochs} epochs", body, not a.no_record)
 
 
 if __name__ == "__main__":
