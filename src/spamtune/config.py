@@ -137,8 +137,8 @@ class TrainArgs:
                               ("padding", PADDING_CHOICES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"--{name} must be one of {', '.join(choices)}")
-        for name in ("epochs", "batch_size", "eval_freq", "eval_iter", *(("max_steps",) if self.max_steps else ())):
-            if getattr(self, name) < 1:
+        for name in ("epochs", "batch_size", "eval_freq", "eval_iter", "max_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError("--max-length must be at least 1")
