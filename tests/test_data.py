@@ -138,3 +138,40 @@ def test_cli_prints_counts(tmp_path, sms_path, capsys):
     out = capsys.readouterr().out
     assert "train.csv            528     517    1045" in out
     assert "unused.csv          4080       0    4080" in out
+
+
+def test_download_falls_back_to_backup_url_and_caches(tmp_path, sms_path, monkeypatch):
+    """The real download code against a loopback HTTP server: the first URL fails (404), the backup serves the
+    zip; the file is verified, cached, and a second prepare reads the cache without any request."""
+    import functools
+    import http.server
+    import threading
+
+    import spamtune.data as data
+
+    site = tmp_path / "site"
+    site.mkdir()
+    with zipfile.ZipFile(site / "sms.zip", "w") as zf:
+        zf.write(sms_path, "SMSSpamCollection")
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(data, "SMS_URLS", (f"{base}/missing.zip", f"{base}/sms.zip"))
+    monkeypatch.setenv("SPAMTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPAMTUNE_DATA", raising=False)
+    try:
+        r = prepare(tmp_path / "out")
+        assert r.source == f"{base}/sms.zip"
+        assert {k: sum(c.values()) for k, c in r.counts.items()}["train.csv"] == 1045
+        cached = tmp_path / "cache" / "SMSSpamCollection"
+        assert hashlib.sha256(cached.read_bytes()).hexdigest() == SMS_SHA256
+        n = len(requests)
+        assert prepare(tmp_path / "out2").source == str(cached) and len(requests) == n
+    finally:
+        server.shutdown()
