@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default model (SmolLM2-135M): set up, prepare the data, fine-tune, evaluate,
-# classify two new messages. ~15 min on a 2-core CPU. Data: $SPAMTUNE_DATA, else the shared copy beside this
-# checkout when there is one, else the cache, else a download from UCI.
+# classify two new messages. ~9 min on a 2-core CPU, setup included. Data: $SPAMTUNE_DATA, else the shared
+# copy beside this checkout when there is one, else the cache, else a download from UCI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -61,14 +61,19 @@ class SpamDataset(Dataset):
         return [len(ids) for ids in self.encoded]
 
 
+def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id sequences to `width` (default: the longest). Returns ((B, T) ids, (B,) lengths)."""
+    lengths = [len(ids) for ids in seqs]
+    input_ids = torch.full((len(seqs), width or max(lengths)), pad_id, dtype=torch.long)
+    for row, ids in enumerate(seqs):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return input_ids, torch.tensor(lengths)
+
+
 def collate(items: list[tuple[list[int], int]], pad_id: int, pad_to: int | None = None) -> Batch:
     """Right-pad to `pad_to` (fixed padding) or to the longest item of the batch (dynamic padding)."""
-    lengths = [len(ids) for ids, _ in items]
-    width = pad_to or max(lengths)
-    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    for row, (ids, _) in enumerate(items):
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return Batch(input_ids, torch.tensor(lengths), torch.tensor([y for _, y in items]))
+    input_ids, lengths = pad_ids([ids for ids, _ in items], pad_id, pad_to)
+    return Batch(input_ids, lengths, torch.tensor([y for _, y in items]))
 
 
 def attention_mask_from_lengths(lengths: torch.Tensor, width: int) -> torch.Tensor:

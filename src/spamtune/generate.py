@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from spamtune.batching import pad_ids
 from spamtune.tokenizer import Tokenizer
 
 ZERO_SHOT_PROMPT = "Is the following text 'spam'? Answer with 'yes' or 'no': '{text}'"
@@ -62,13 +63,8 @@ def zero_shot(model: nn.Module, tok: Tokenizer, texts: Sequence[str], labels: Se
     preds = [0] * len(encoded)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in rows)
-        ids = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
-        for r, i in enumerate(rows):
-            ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-        logits = model(ids)
-        last = torch.tensor([len(encoded[i]) - 1 for i in rows])
-        at_answer = logits[torch.arange(len(rows)), last]  # (b, vocab)
+        ids, lengths = pad_ids([encoded[i] for i in rows], tok.pad_id)
+        at_answer = model(ids)[torch.arange(len(rows)), lengths - 1]  # (b, vocab) at each prompt's last token
         spam = at_answer[:, yes_ids].max(-1).values > at_answer[:, no_ids].max(-1).values
         for r, i in enumerate(rows):
             preds[i] = int(spam[r])

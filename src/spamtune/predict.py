@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spamtune.batching import pad_ids
 from spamtune.checkpoint import LoadedRun, load_run
 from spamtune.errors import SpamtuneError
 from spamtune.tokenizer import load_tokenizer
@@ -58,13 +59,9 @@ class SpamClassifier:
         starts = range(0, len(order), batch_size)
         for start in tqdm(starts, desc="classifying", unit="batch", disable=not progress, leave=False):
             rows = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in rows)
-            if self.run.classifier.pooling == "last":  # the book's pooling reads a pad: pad like training did
-                width = self.max_length
-            ids = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long)
-            for r, i in enumerate(rows):
-                ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-            lengths = torch.tensor([len(encoded[i]) for i in rows])
+            # the book's `last` pooling reads a pad position: pad to the training width as training did
+            width = self.max_length if self.run.classifier.pooling == "last" else None
+            ids, lengths = pad_ids([encoded[i] for i in rows], self.tokenizer.pad_id, width)
             logits = self.module(ids.to(self.device), lengths.to(self.device))
             out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spamtune.batching import LengthBucketSampler, SpamDataset, create_dataloader
+from spamtune.batching import LengthBucketSampler, SpamDataset, create_dataloader, pad_ids
 from spamtune.checkpoint import (
     CONFIG,
     LABELS,
@@ -97,13 +97,10 @@ def build_prefix_cache(clf: Classifier, ds: SpamDataset, fixed_width: int | None
     device = next(clf.parameters()).device
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         rows = order[start : start + batch_size]
-        width = fixed_width if keep_pads else max(len(ds.encoded[i]) for i in rows)
-        ids = torch.full((len(rows), width), ds.pad_id, dtype=torch.long)
-        for r, i in enumerate(rows):
-            ids[r, : len(ds.encoded[i])] = torch.tensor(ds.encoded[i])
+        ids, lengths = pad_ids([ds.encoded[i] for i in rows], ds.pad_id, fixed_width if keep_pads else None)
         out = clf.prefix(ids.to(device))
         for r, i in enumerate(rows):
-            hidden[i] = out[r, : (width if keep_pads else len(ds.encoded[i]))].clone()
+            hidden[i] = out[r, : (ids.shape[1] if keep_pads else int(lengths[r]))].clone()
     return PrefixCache(hidden, ds.lengths, ds.labels)
 
 
