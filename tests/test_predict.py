@@ -111,3 +111,16 @@ def test_lora_is_merged_for_inference(tiny_gpt2_dir, data_dir, tmp_path):
     with torch.no_grad():
         unmerged = torch.softmax(run.module(ids, torch.tensor([ids.shape[1]])), -1).numpy()
     np.testing.assert_allclose(clf.predict_proba(texts[:1]), unmerged, rtol=1e-5, atol=1e-6)
+
+
+def test_plain_output_shows_the_spam_probability(tiny_run, capsys):
+    from spamtune import SpamClassifier
+
+    texts = ["WINNER! Claim your prize", "See you at 6?"]
+    probs = SpamClassifier.load(tiny_run).predict_proba(texts)
+    assert main(["classify", str(tiny_run), *texts]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for line, p, text in zip(lines, probs, texts):
+        label, _, rest = line.partition(" ")
+        assert label == ("spam" if p[1] >= p[0] else "ham")
+        assert f"P(spam) {p[1]:6.1%}  {text}" in line

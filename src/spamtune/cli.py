@@ -105,7 +105,9 @@ def cmd_classify(args: argparse.Namespace) -> None:
         else:
             shown = text if len(text) <= 70 else text[:67] + "..."
             shown = shown.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be printed
-            print(f"{record['label']:<6} {record['probability']:6.1%}  {shown}")
+            # two classes: the positive class's probability (P(spam)) whatever the label; more: the label's own
+            score = f"P({clf.labels[1]}) {p[1]:6.1%}" if len(clf.labels) == 2 else f"{record['probability']:6.1%}"
+            print(f"{record['label']:<6} {score}  {shown}")
 
 
 def _read_stdin_lines() -> list[str]:
