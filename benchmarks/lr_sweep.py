@@ -20,11 +20,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import publish  # noqa: E402
 
 from spamtune.batching import SpamDataset, create_dataloader  # noqa: E402
-from spamtune.checkpoint import load_weights_into, read_safetensors  # noqa: E402
+from spamtune.checkpoint import load_weights_into  # noqa: E402
 from spamtune.config import TrainArgs  # noqa: E402
 from spamtune.data import read_split  # noqa: E402
 from spamtune.tokenizer import load_tokenizer  # noqa: E402
 from spamtune.train import build_prefix_cache, calc_accuracy_loader, collate_hidden, fit, setup  # noqa: E402
+from spamtune.weights import read_safetensors  # noqa: E402
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ from spamtune.classifier import Classifier, apply_trainable
 from spamtune.config import ModelConfig
 from spamtune.errors import SpamtuneError
 from spamtune.fsutil import atomic_file
+from spamtune.models import build_model
+from spamtune.weights import load_backbone, read_safetensors
 
 FORMAT = "spamtune-run/1"
 CONFIG, LABELS, TRAIN_ARGS, WEIGHTS = "config.json", "labels.json", "train_args.json", "model.safetensors"
@@ -59,19 +61,6 @@ def save_weights(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> N
         f.write(save(tensors, metadata={"format": "pt"}))
 
 
-def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise SpamtuneError(f"no such file: {path}")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise SpamtuneError(f"{path}: corrupt or truncated safetensors file ({e})") from None
-
-
 def load_weights_into(module: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
     """Load saved tensors by name; an unknown name or shape means the checkpoint is not for this model."""
     own = dict(module.state_dict())
@@ -104,9 +93,6 @@ class LoadedRun:
 
 def build_classifier(config: dict[str, Any]) -> tuple[Classifier, nn.Module]:
     """Backbone (pretrained weights re-read, or the architecture alone for full checkpoints) + head + scope."""
-    from spamtune.models import build_model
-    from spamtune.weights import load_backbone
-
     cfg = ModelConfig.from_dict(config["architecture"])
     if config["weights"] == "full":
         backbone = build_model(cfg)

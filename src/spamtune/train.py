@@ -30,7 +30,6 @@ from spamtune.checkpoint import (
     WEIGHTS,
     load_weights_into,
     read_json,
-    read_safetensors,
     run_config,
     save_weights,
     weights_to_save,
@@ -42,7 +41,7 @@ from spamtune.data import read_label_maps, read_split
 from spamtune.errors import SpamtuneError
 from spamtune.fsutil import atomic_dir
 from spamtune.tokenizer import load_tokenizer
-from spamtune.weights import load_backbone
+from spamtune.weights import load_backbone, read_safetensors
 
 log = logging.getLogger(__name__)
 

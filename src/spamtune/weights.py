@@ -268,14 +268,18 @@ class Backbone:
     source: str  # where the weights came from ("random" for random init)
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; a missing, corrupt or truncated file is one error naming it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    path = Path(path)
+    if not path.is_file():
+        raise SpamtuneError(f"no such file: {path}")
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise SpamtuneError(f"{path}: not a readable safetensors file ({e})") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise SpamtuneError(f"{path}: corrupt or truncated safetensors file ({e})") from None
 
 
 def resolve_config(spec: str) -> tuple[ModelConfig, str]:
@@ -299,7 +303,7 @@ def resolve_config(spec: str) -> tuple[ModelConfig, str]:
             return llama_config_from_hf(d, path.name), tok
         raise SpamtuneError(f"{path}: model_type {kind!r} is not supported (gpt2, llama)")
     if path.suffix == ".safetensors" and path.is_file():
-        return gpt2_config_from_state_dict(_read_safetensors(path)), "gpt2"
+        return gpt2_config_from_state_dict(read_safetensors(path)), "gpt2"
     if not path.exists() and "/" not in spec and not spec.endswith((".gguf", ".safetensors")):
         raise SpamtuneError(f"unknown model {spec!r}: use a preset ({', '.join(['smollm2-135m', *GPT2_PRESETS])}), "
                             "a .gguf file, a .safetensors file or a HF model directory")
@@ -332,7 +336,7 @@ def load_backbone(spec: str, random_init: bool = False, seed: int = 123) -> Back
         file = path / "model.safetensors" if path.is_dir() else path
         if not file.is_file():
             raise SpamtuneError(f"{path}: no model.safetensors (sharded or .bin checkpoints are not read)")
-        sd = _read_safetensors(file)
+        sd = read_safetensors(file)
         converted = hf_to_gpt2(sd, cfg) if cfg.arch == "gpt2" else hf_to_llama(sd, cfg)
     _load_converted(model, converted)
     log.info("loaded %s (%s, %.1fM parameters)", spec, cfg.arch, count_parameters(model) / 1e6)
