@@ -115,25 +115,27 @@ def calc_loss_batch(batch: tuple, forward: Forward) -> torch.Tensor:
 
 
 @torch.no_grad()
-def calc_loss_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None) -> float:
-    total, n = 0.0, 0
+def calc_loss_and_accuracy_loader(loader: DataLoader, forward: Forward,
+                                  num_batches: int | None = None) -> tuple[float, float]:
+    """Mean batch loss (the book's `calc_loss_loader`) and accuracy over examples, from one forward per batch."""
+    total, n, correct, seen = 0.0, 0, 0, 0
     for i, batch in enumerate(loader):
         if num_batches is not None and i >= num_batches:
             break
-        total += calc_loss_batch(batch, forward).item()
+        logits = forward(batch)
+        total += F.cross_entropy(logits, batch[2]).item()
         n += 1
-    return total / n if n else float("nan")
-
-
-@torch.no_grad()
-def calc_accuracy_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None) -> float:
-    correct, seen = 0, 0
-    for i, batch in enumerate(loader):
-        if num_batches is not None and i >= num_batches:
-            break
-        correct += (forward(batch).argmax(-1) == batch[2]).sum().item()
+        correct += (logits.argmax(-1) == batch[2]).sum().item()
         seen += len(batch[2])
-    return correct / seen if seen else float("nan")
+    return (total / n if n else float("nan")), (correct / seen if seen else float("nan"))
+
+
+def calc_loss_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None) -> float:
+    return calc_loss_and_accuracy_loader(loader, forward, num_batches)[0]
+
+
+def calc_accuracy_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None) -> float:
+    return calc_loss_and_accuracy_loader(loader, forward, num_batches)[1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -166,6 +168,7 @@ class TrainSetup:
     val_full_loader: DataLoader
     optimizer: torch.optim.Optimizer
     config: dict
+    labels: dict  # labels.json of the data directory
     cached: bool
     timings: dict[str, float]
 
@@ -210,22 +213,19 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path) -> TrainSe
         val_src = build_prefix_cache(clf, val_ds, fixed, desc="caching frozen layers (validation)")
         log.info("prefix cache: %.1f MB", (train_src.nbytes() + val_src.nbytes()) / 1e6)
 
-        def loader(ds, **kw):  # same batching rules and seeds as the token loaders -> the same batches
-            return create_dataloader(ds, args.batch_size, buckets=kw.pop("buckets", args.padding == "dynamic"),
-                                     seed=args.seed, collate_fn=collate_hidden, **kw)
-
         def forward(b):
             return clf.suffix(b.hidden, b.lengths)
     else:
         train_src, val_src = train_ds, val_ds
 
-        def loader(ds, **kw):
-            return create_dataloader(ds, args.batch_size, padding=args.padding, pad_to=fixed,
-                                     buckets=kw.pop("buckets", args.padding == "dynamic"), seed=args.seed, **kw)
-
         def forward(b):
             return module(b.input_ids, b.lengths)
     timings["cache_s"] = time.perf_counter() - t0
+
+    def loader(ds, buckets: bool = args.padding == "dynamic", **kw) -> DataLoader:
+        # one set of batching rules and seeds for tokens and cached hidden states -> the same batches
+        return create_dataloader(ds, args.batch_size, padding=args.padding, pad_to=fixed, buckets=buckets,
+                                 seed=args.seed, collate_fn=collate_hidden if cached else None, **kw)
 
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -233,7 +233,8 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path) -> TrainSe
         args=args, run_dir=run_dir, clf=clf, module=module, forward=forward,
         train_loader=loader(train_src, shuffle=True, drop_last=True),
         train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
-        val_full_loader=loader(val_src), optimizer=optimizer, config=config, cached=cached, timings=timings)
+        val_full_loader=loader(val_src), optimizer=optimizer, config=config, labels=labels, cached=cached,
+        timings=timings)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -341,8 +342,7 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
         s.module.eval()
         train_acc = calc_accuracy_loader(s.train_eval_loader, s.forward, args.eval_iter)
         val_acc = calc_accuracy_loader(s.val_eval_loader, s.forward, args.eval_iter)
-        val_loss_full = calc_loss_loader(s.val_full_loader, s.forward)
-        val_acc_full = calc_accuracy_loader(s.val_full_loader, s.forward)
+        val_loss_full, val_acc_full = calc_loss_and_accuracy_loader(s.val_full_loader, s.forward)
         s.module.train()
         hist.train_accs.append(train_acc)
         hist.val_accs.append(val_acc)
@@ -404,7 +404,7 @@ def train_run(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwr
         print(f"resuming {run_dir} after epoch {state['epoch']} (step {state['global_step']})")
     else:
         write_json(run_dir / CONFIG, s.config)
-        write_json(run_dir / LABELS, read_label_maps(data_dir))
+        write_json(run_dir / LABELS, s.labels)
         write_json(run_dir / TRAIN_ARGS, args.to_dict())
         write_json(run_dir / "data_dir.json", {"data_dir": str(Path(data_dir).resolve())})
         state = None
