@@ -74,10 +74,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_classify(args: argparse.Namespace) -> None:
     import json
 
-    from spamtune.predict import SpamClassifier
+    from spamtune.predict import SpamClassifier, check_threshold, predict_ids
 
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise SpamtuneError("--threshold must be between 0 and 1")
+    check_threshold(args.threshold)
     if args.file:
         if args.texts:
             raise SpamtuneError("give messages as arguments or with --file, not both")
@@ -95,8 +94,6 @@ def cmd_classify(args: argparse.Namespace) -> None:
         raise SpamtuneError("no messages: give them as arguments or one per line on stdin")
     clf = SpamClassifier.load(args.run, args.dtype, args.quantize)
     probs = clf.predict_proba(texts)
-    from spamtune.predict import predict_ids
-
     for text, p, pred in zip(texts, probs, predict_ids(probs, args.threshold)):
         record = {"label": clf.labels[pred], "probability": float(p[pred]),
                   "probabilities": dict(zip(clf.labels, map(float, p))), "text": text}

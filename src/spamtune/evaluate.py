@@ -12,8 +12,7 @@ import numpy as np
 
 from spamtune.checkpoint import write_json
 from spamtune.data import read_split
-from spamtune.errors import SpamtuneError
-from spamtune.predict import SpamClassifier, predict_ids
+from spamtune.predict import SpamClassifier, check_threshold, predict_ids
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +51,9 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     """Score a run on every split; write `eval.json` and `confusion_matrix.png` into the run directory."""
     from spamtune.plots import plot_confusion_matrix
 
+    check_threshold(threshold)
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     clf = SpamClassifier.load(run_dir)
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise SpamtuneError("--threshold must be between 0 and 1")
     frames = {name: read_split(data_dir / f"{name}.csv") for name in SPLITS}
     if unused and (data_dir / "unused.csv").is_file():
         frames["unused"] = read_split(data_dir / "unused.csv")

@@ -102,6 +102,12 @@ def prepare_for_inference(module: torch.nn.Module, dtype: str = "fp32", quantize
     return module.eval()
 
 
+def check_threshold(threshold: float | None) -> None:
+    """Reject a threshold outside [0, 1] before any model is loaded (the CLI's verbs call this first)."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise SpamtuneError("--threshold must be between 0 and 1")
+
+
 def predict_ids(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """Argmax, or for two classes P(class 1) >= threshold."""
     if threshold is not None and probs.shape[1] == 2:
