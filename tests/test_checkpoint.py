@@ -64,3 +64,12 @@ def test_run_files_are_safetensors_and_json_only(tiny_run):
         head = path.read_bytes()[:9]
         assert head[8:9] == b"{", path
     assert not [p for p in tiny_run.rglob("*") if p.suffix in (".pt", ".pth", ".bin", ".pkl")]
+
+
+def test_damaged_labels_json_in_data_dir(data_dir, tmp_path, tiny_gpt2_dir, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    (data / "labels.json").write_text("{broken")
+    code = main(["train", "--data-dir", str(data), "--out", str(tmp_path / "run"), "--model", str(tiny_gpt2_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "labels.json: not valid JSON" in err and err.count("\n") == 1

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,28 +22,12 @@ from torch import nn
 from spamtune.classifier import Classifier, apply_trainable
 from spamtune.config import ModelConfig
 from spamtune.errors import SpamtuneError
-from spamtune.fsutil import atomic_file
+from spamtune.fsutil import atomic_file, read_json
 from spamtune.models import build_model
 from spamtune.weights import load_backbone, read_safetensors
 
 FORMAT = "spamtune-run/1"
 CONFIG, LABELS, TRAIN_ARGS, WEIGHTS = "config.json", "labels.json", "train_args.json", "model.safetensors"
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    with atomic_file(path) as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpamtuneError(f"no such file: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpamtuneError(f"{path}: not valid JSON ({e})") from None
 
 
 def weights_to_save(module: nn.Module, full: bool) -> dict[str, torch.Tensor]:

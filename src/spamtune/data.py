@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from spamtune.errors import SpamtuneError
-from spamtune.fsutil import atomic_file, sha256_file
+from spamtune.fsutil import atomic_file, read_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -323,4 +323,4 @@ def read_label_maps(data_dir: str | os.PathLike) -> dict[str, dict]:
     path = Path(data_dir) / LABELS_FILE
     if not path.is_file():
         raise SpamtuneError(f"no such file: {path} (run `spamtune prepare` first)")
-    return json.loads(path.read_text())
+    return read_json(path)

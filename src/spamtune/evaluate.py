@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from spamtune.checkpoint import write_json
 from spamtune.data import read_split
+from spamtune.fsutil import write_json
 from spamtune.predict import SpamClassifier, check_threshold, predict_ids
 
 log = logging.getLogger(__name__)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from spamtune.errors import SpamtuneError
 
@@ -72,3 +74,19 @@ def atomic_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_file(path) as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpamtuneError(f"no such file: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpamtuneError(f"{path}: not valid JSON ({e})") from None

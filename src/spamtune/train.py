@@ -29,17 +29,15 @@ from spamtune.checkpoint import (
     TRAIN_ARGS,
     WEIGHTS,
     load_weights_into,
-    read_json,
     run_config,
     save_weights,
     weights_to_save,
-    write_json,
 )
 from spamtune.classifier import Classifier, apply_trainable, prefix_is_cacheable
 from spamtune.config import TrainArgs
 from spamtune.data import read_label_maps, read_split
 from spamtune.errors import SpamtuneError
-from spamtune.fsutil import atomic_dir
+from spamtune.fsutil import atomic_dir, read_json, write_json
 from spamtune.tokenizer import load_tokenizer
 from spamtune.weights import load_backbone, read_safetensors
 
