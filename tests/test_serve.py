@@ -10,17 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spamtune.loadtest import post_classify
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-def _post(url: str, payload, raw: bytes | None = None) -> tuple[int, dict]:
-    data = raw if raw is not None else json.dumps(payload).encode()
-    req = urllib.request.Request(url + "/classify", data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+def _post(url: str, payload, raw: bytes | None = None) -> tuple[int, dict | None]:
+    return post_classify(url, raw if raw is not None else json.dumps(payload).encode(), timeout=30)
 
 
 def test_classify_matches_the_python_api(server):

@@ -38,7 +38,8 @@ class LoadReport:
                 f"p95 {self.percentile(95):.0f} ms")
 
 
-def _send(url: str, body: bytes, timeout: float) -> tuple[int, dict | None]:
+def post_classify(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, dict | None]:
+    """POST raw bytes to `url`/classify: (status, parsed JSON body), or (0, None) when no HTTP answer came."""
     req = urllib.request.Request(url + "/classify", data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -77,7 +78,7 @@ def run_load(url: str, expected: dict[str, str], requests: int = 1000, concurren
 
     def one(item: tuple[bytes, list[str] | None]) -> tuple[float, int, dict | None, list[str] | None]:
         t0 = time.perf_counter()
-        code, body = _send(url, item[0], timeout)
+        code, body = post_classify(url, item[0], timeout)
         return (time.perf_counter() - t0) * 1000, code, body, item[1]
 
     t0 = time.perf_counter()
