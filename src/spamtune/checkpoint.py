@@ -7,6 +7,9 @@
                            are a pretrained file (they are re-read from it), every tensor for random-init runs
     RUN/resume/            last epoch's weights, optimizer moments, counters and RNG states (for --resume)
     RUN/log.jsonl, history.json, metrics.json, *.png/*.pdf
+
+`--backend hf` runs use the same files; their config.json says "backend": "hf" and names the base that
+`AutoModelForSequenceClassification.from_pretrained` re-reads before the trained tensors are loaded (hf.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spamtune.classifier import Classifier, apply_trainable
+from spamtune.classifier import Classifier, apply_trainable, default_head_bias
 from spamtune.config import ModelConfig
 from spamtune.errors import SpamtuneError
 from spamtune.fsutil import atomic_file, read_json
@@ -61,17 +64,28 @@ def run_config(args, cfg: ModelConfig, tokenizer: str, max_length: int, num_clas
     model = args.model if source == "random" or not Path(args.model).exists() else str(Path(args.model).resolve())
     return {"format": FORMAT, "model": model, "random_init": args.random_init, "architecture": cfg.to_dict(),
             "tokenizer": tokenizer, "pooling": args.pooling, "trainable": args.trainable, "max_length": max_length,
-            "num_classes": num_classes, "weights": "full" if args.random_init else "trainable",
+            "num_classes": num_classes, "head_bias": default_head_bias(cfg.arch),
+            "weights": "full" if args.random_init else "trainable",
+            "lora": {"rank": args.lora_rank, "alpha": args.lora_alpha} if args.trainable == "lora" else None}
+
+
+def run_config_hf(args, labels: dict, head: list[str], max_length: int) -> dict[str, Any]:
+    """config.json of a `--backend hf` run: the base is re-read with `from_pretrained`, then the trained tensors."""
+    model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
+    return {"format": FORMAT, "backend": "hf", "model": model, "task": labels.get("task", "single_label"),
+            "head": head, "pooling": "last_real", "trainable": args.trainable, "max_length": max_length,
+            "num_classes": len(labels["id2label"]), "dtype": args.dtype, "seed": args.seed, "weights": "trainable",
+            "tokenizer": "transformers", "thresholds": None,
             "lora": {"rank": args.lora_rank, "alpha": args.lora_alpha} if args.trainable == "lora" else None}
 
 
 @dataclass
 class LoadedRun:
-    module: nn.Module  # the Classifier (or its peft wrapper), eval mode
-    classifier: Classifier
+    module: nn.Module  # what predicts: the Classifier (or its peft wrapper), or hf.HFClassifier; eval mode
+    classifier: nn.Module  # the Classifier (scratch) or the HFClassifier
     config: dict[str, Any]
     labels: dict[str, dict]
-    tokenizer: str
+    tokenizer: Any  # encode / encode_batch / pad_id
 
 
 def build_classifier(config: dict[str, Any]) -> tuple[Classifier, nn.Module]:
@@ -84,7 +98,9 @@ def build_classifier(config: dict[str, Any]) -> tuple[Classifier, nn.Module]:
         if backbone.cfg.to_dict() != cfg.to_dict():
             raise SpamtuneError(f"the base model {config['model']!r} no longer has the architecture this run was "
                                 "trained on (incompatible checkpoint)")
-    clf = Classifier(backbone, config["num_classes"], config["pooling"], config["trainable"])
+    # runs written before `head_bias` was recorded all had the book's biased head
+    clf = Classifier(backbone, config["num_classes"], config["pooling"], config["trainable"],
+                     head_bias=config.get("head_bias", True))
     lora = config.get("lora") or {}
     module = apply_trainable(clf, lora.get("rank", 16), lora.get("alpha", 16))
     return clf, module
@@ -103,9 +119,18 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     labels = read_json(run_dir / LABELS)
     tensors = read_safetensors(run_dir / WEIGHTS)
     try:
-        clf, module = build_classifier(config)
+        if config.get("backend") == "hf":
+            from spamtune.hf import build_hf_classifier
+
+            clf, module, tokenizer = build_hf_classifier(config, labels)
+            predictor: nn.Module = clf
+        else:
+            from spamtune.tokenizer import load_tokenizer
+
+            clf, module = build_classifier(config)
+            predictor, tokenizer = module, load_tokenizer(config["tokenizer"])
     except (KeyError, TypeError, ValueError) as e:
         raise SpamtuneError(f"{run_dir / CONFIG}: incompatible or damaged config ({e})") from None
     load_weights_into(module, tensors, str(run_dir / WEIGHTS))
-    module.eval()
-    return LoadedRun(module, clf, config, labels, config["tokenizer"])
+    predictor.eval()
+    return LoadedRun(predictor, clf, config, labels, tokenizer)

@@ -32,6 +32,10 @@ def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Ten
     raise ValueError(f"unknown pooling {pooling!r}")
 
 
+def default_head_bias(arch: str) -> bool:
+    return arch == "gpt2"
+
+
 def trainable_start(trainable: str, n_layers: int) -> int:
     """Index of the first block that trains: everything before it is the frozen prefix."""
     return {"head": n_layers, "last_block": n_layers - 1, "last_two_blocks": max(n_layers - 2, 0),
@@ -47,25 +51,31 @@ class Classifier(nn.Module):
         pooling: see `pool`.
         trainable: head | last_block | last_two_blocks | all | lora (see `apply_trainable`).
         seed: seeds the new head's init (the book: torch.manual_seed(123) before the swap).
+        head_bias: None = the book's biased head for GPT-2, none for Llama, like `transformers`'
+            LlamaForSequenceClassification: RMSNorm has no shift that could absorb a bias at export (export.py).
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, pooling: str = "last_real",
-                 trainable: str = "last_block", seed: int = 123) -> None:
+                 trainable: str = "last_block", seed: int = 123, head_bias: bool | None = None) -> None:
         super().__init__()
         self.backbone, self.pooling, self.trainable = backbone, pooling, trainable
         cfg = backbone.cfg
+        self.head_bias = default_head_bias(cfg.arch) if head_bias is None else head_bias
         torch.manual_seed(seed)
-        backbone.out_head = nn.Linear(cfg.emb_dim, num_classes, dtype=next(backbone.parameters()).dtype)
+        backbone.out_head = nn.Linear(cfg.emb_dim, num_classes, bias=self.head_bias,
+                                      dtype=next(backbone.parameters()).dtype)
         self.start = trainable_start(trainable, cfg.n_layers)
 
     @property
     def cfg(self):
         return self.backbone.cfg
 
-    def prefix(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids -> (B, T, D) hidden states after the frozen blocks."""
-        x = self.backbone.embed(input_ids)
-        for block in self.backbone.trf_blocks[: self.start]:
+    def prefix(self, input_ids: torch.Tensor | None, hidden: torch.Tensor | None = None,
+               begin: int = 0) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D) hidden states after the frozen blocks; or continue from `hidden`, the output of
+        the first `begin` blocks (a shallower cached prefix)."""
+        x = self.backbone.embed(input_ids) if hidden is None else hidden
+        for block in self.backbone.trf_blocks[begin : self.start]:
             x = block(x)
         return x
 

@@ -93,6 +93,11 @@ def cmd_classify(args: argparse.Namespace) -> None:
     if not texts:
         raise SpamtuneError("no messages: give them as arguments or one per line on stdin")
     clf = SpamClassifier.load(args.run, args.dtype, args.quantize)
+    if clf.task != "single_label":  # multi-label: labels joined by "|"; regression: the predicted value
+        for text, (label, score) in zip(texts, clf.predict(texts)):
+            print(json.dumps({"label": label, "score": score, "text": text}) if args.json
+                  else f"{label or '(none)':<12} {score:8.4f}  {text[:70]}")
+        return
     probs = clf.predict_proba(texts)
     for text, p, pred in zip(texts, probs, predict_ids(probs, args.threshold)):
         record = {"label": clf.labels[pred], "probability": float(p[pred]),
@@ -105,6 +110,13 @@ def cmd_classify(args: argparse.Namespace) -> None:
             # two classes: the positive class's probability (P(spam)) whatever the label; more: the label's own
             score = f"P({clf.labels[1]}) {p[1]:6.1%}" if len(clf.labels) == 2 else f"{record['probability']:6.1%}"
             print(f"{record['label']:<6} {score}  {shown}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from spamtune.export import export_hf
+
+    out = export_hf(args.run, args.out, overwrite=args.overwrite)
+    print(f"exported {args.run} -> {out} (AutoModelForSequenceClassification.from_pretrained({str(out)!r}))")
 
 
 def _read_stdin_lines() -> list[str]:
@@ -220,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                              spamtune train --data-dir data/ --out runs/lora --trainable lora --lora-rank 8
                              spamtune train --data-dir data/ --out runs/g2 --model gpt2-small --padding longest_train
                              spamtune train --resume runs/smollm2          # continue a killed run
+                             spamtune train --data-dir data/ --out runs/hf --backend hf --model all-minilm-l6-v2 \\
+                                 --trainable all                            # transformers' AutoModel...
                            """))
     p.add_argument("--data-dir", default="data", help="directory written by `spamtune prepare` (default: data)")
     p.add_argument("--out", default="runs/latest", help="run directory to create (default: runs/latest)")
@@ -273,6 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default: 20000)")
     _add_inference_args(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", formatter_class=fmt, help="write a run as a transformers model directory",
+                       description="Write a run as a directory that AutoModelForSequenceClassification."
+                                   "from_pretrained loads, with the same probabilities (last_real-pooled runs).",
+                       epilog=textwrap.dedent("""\
+                           examples:
+                             spamtune export runs/smollm2 --format hf --out exported/smollm2-spam
+                             python -c "from transformers import pipeline; \\
+                               print(pipeline('text-classification', 'exported/smollm2-spam')('WINNER!'))"
+                           """))
+    p.add_argument("run", help="run directory written by `spamtune train`")
+    p.add_argument("--format", default="hf", choices=("hf",), help="hf: a transformers model directory")
+    p.add_argument("--out", required=True, help="directory to write (atomic)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("generate", formatter_class=fmt, help="greedy text generation (a sanity check of the weights)",
                        epilog='example:\n  spamtune generate --model smollm2-135m "The capital of France is"')

@@ -10,10 +10,12 @@ Arch = Literal["gpt2", "llama"]
 Trainable = Literal["head", "last_block", "last_two_blocks", "all", "lora"]
 Pooling = Literal["last", "last_real", "first", "mean"]
 Padding = Literal["longest_train", "dynamic", "context"]
+Backend = Literal["scratch", "hf"]
 
 TRAINABLE_CHOICES: tuple[str, ...] = Trainable.__args__
 POOLING_CHOICES: tuple[str, ...] = Pooling.__args__
 PADDING_CHOICES: tuple[str, ...] = Padding.__args__
+BACKEND_CHOICES: tuple[str, ...] = Backend.__args__
 
 
 @dataclass
@@ -106,7 +108,13 @@ def _arg(default: Any, help: str, **kw: Any) -> Any:
 class TrainArgs:
     """Settings of one fine-tuning run. Defaults are the book's (ch. 6) unless a comment says why not."""
 
-    model: str = _arg(DEFAULT_MODEL, "preset name (" + ", ".join(MODEL_CHOICES) + "), a .gguf file or a HF directory")
+    model: str = _arg(DEFAULT_MODEL, "preset name (" + ", ".join(MODEL_CHOICES) + "), a .gguf file or a HF directory"
+                                     "; with --backend hf also all-minilm-l6-v2 or a Hub id")
+    backend: str = _arg("scratch", "scratch: spamtune's own GPT-2/Llama modules; hf: transformers' "
+                                   "AutoModelForSequenceClassification (also encoders, multi-label, regression)",
+                        choices=BACKEND_CHOICES)
+    dtype: str = _arg("fp32", "weights and activations in training (bf16 with --backend hf only)",
+                      choices=("fp32", "bf16"))
     random_init: bool = _arg(False, "random weights of the same architecture instead of pretrained ones")
     trainable: str = _arg("last_block", "what to fine-tune", choices=TRAINABLE_CHOICES)
     pooling: str = _arg("last_real", "which position classifies the message", choices=POOLING_CHOICES)
@@ -134,7 +142,7 @@ class TrainArgs:
         if self.lr <= 0:
             raise ValueError("--lr must be positive")
         for name, choices in (("trainable", TRAINABLE_CHOICES), ("pooling", POOLING_CHOICES),
-                              ("padding", PADDING_CHOICES)):
+                              ("padding", PADDING_CHOICES), ("backend", BACKEND_CHOICES), ("dtype", ("fp32", "bf16"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"--{name} must be one of {', '.join(choices)}")
         for name in ("epochs", "batch_size", "eval_freq", "eval_iter", "max_steps"):
@@ -142,6 +150,11 @@ class TrainArgs:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError("--max-length must be at least 1")
+        if self.backend == "hf":  # transformers pools its own way (last non-pad token or [CLS]) on its own weights
+            if self.pooling != "last_real" or self.padding != "dynamic" or self.random_init:
+                raise ValueError("--backend hf pools as transformers does: drop --pooling, --padding and --random-init")
+        elif self.dtype != "fp32":
+            raise ValueError("--dtype bf16 in training needs --backend hf")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -61,6 +61,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
         frames = {k: v[:limit] for k, v in frames.items()}
     result: dict[str, Any] = {"run": str(run_dir), "threshold": threshold, "labels": clf.labels, "accuracy": {},
                               "n": {}}
+    if clf.task != "single_label":
+        return _evaluate_task(clf, frames, result, run_dir, batch_size, progress)
     for name, df in frames.items():
         if df.empty:
             continue
@@ -84,7 +86,29 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     return result
 
 
+def _evaluate_task(clf: SpamClassifier, frames: dict, result: dict[str, Any], run_dir: Path, batch_size: int,
+                   progress: bool) -> dict[str, Any]:
+    """Multi-label and regression runs (HF backend): `hf.task_metrics` per split."""
+    import numpy as np
+
+    from spamtune.hf import read_targets, task_metrics
+
+    result.update(task=clf.task, thresholds=clf.thresholds, metrics={})
+    for name, df in frames.items():
+        if df.empty or name == "unused":
+            continue
+        scores = clf.predict_proba(list(df["Text"]), batch_size, progress)
+        y = np.asarray(read_targets(df["Label"], clf.run.labels))
+        result["metrics"][name] = task_metrics(clf.task, y, scores, clf.thresholds, clf.id2label)
+        result["n"][name] = len(df)
+    write_json(run_dir / "eval.json", result)
+    return result
+
+
 def format_report(r: dict[str, Any]) -> str:
+    if "metrics" in r:  # multi-label / regression
+        return "\n".join(f"{split}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                 for k, v in m.items()) for split, m in r["metrics"].items())
     lines = ["accuracy: " + ", ".join(f"{k} {v:.2%}" for k, v in r["accuracy"].items())]
     if "f1" in r:
         auc = "n/a" if r["roc_auc"] is None else f"{r['roc_auc']:.4f}"

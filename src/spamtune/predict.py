@@ -19,7 +19,6 @@ import torch
 from spamtune.batching import pad_ids
 from spamtune.checkpoint import LoadedRun, load_run
 from spamtune.errors import SpamtuneError
-from spamtune.tokenizer import load_tokenizer
 
 
 class SpamClassifier:
@@ -29,8 +28,10 @@ class SpamClassifier:
         self.run = run
         self.module = prepare_for_inference(run.module, dtype, quantize)
         self.dtype, self.quantize = dtype, quantize
-        self.tokenizer = load_tokenizer(run.tokenizer)
-        self.max_length = min(run.config["max_length"], run.classifier.cfg.context_length)
+        self.tokenizer = run.tokenizer
+        self.max_length = run.config["max_length"]  # the training width, already within the model's context
+        self.task = run.config.get("task", "single_label")
+        self.thresholds = run.config.get("thresholds")  # multi-label: per label, picked on validation
         self.id2label = {int(k): v for k, v in run.labels["id2label"].items()}
         self.device = next(self.module.parameters()).device
 
@@ -50,8 +51,11 @@ class SpamClassifier:
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        """(N, num_classes) softmax probabilities, in input order."""
+        """(N, num_classes) softmax probabilities, in input order; per-label sigmoid probabilities for a
+        multi-label run; the predicted value (N,) for a regression run."""
         from tqdm.auto import tqdm
+
+        from spamtune.hf import scores_from_logits
 
         encoded = self.encode(texts)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
@@ -60,15 +64,24 @@ class SpamClassifier:
         for start in tqdm(starts, desc="classifying", unit="batch", disable=not progress, leave=False):
             rows = order[start : start + batch_size]
             # the book's `last` pooling reads a pad position: pad to the training width as training did
-            width = self.max_length if self.run.classifier.pooling == "last" else None
+            width = self.max_length if self.run.config.get("pooling") == "last" else None
             ids, lengths = pad_ids([encoded[i] for i in rows], self.tokenizer.pad_id, width)
-            logits = self.module(ids.to(self.device), lengths.to(self.device))
-            out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        return out
+            out[rows] = self.module(ids.to(self.device), lengths.to(self.device)).float().cpu().numpy()
+        return scores_from_logits(out, self.task)
 
     def predict(self, texts: Sequence[str], threshold: float | None = None) -> list[tuple[str, float]]:
-        """(label, probability of that label) per text. With two classes, `threshold` on P(class 1) decides."""
+        """(label, probability of that label) per text. With two classes, `threshold` on P(class 1) decides.
+
+        Multi-label runs: ("a|b", lowest probability among the labels given; "" with 1 - the highest if none).
+        Regression runs: (target name, predicted value).
+        """
         probs = self.predict_proba(texts)
+        if self.task == "regression":
+            return [(self.id2label[0], float(v)) for v in probs]
+        if self.task == "multi_label":
+            on = probs >= np.asarray(self.thresholds or [0.5] * probs.shape[1])
+            return [("|".join(self.id2label[j] for j in np.flatnonzero(row)),
+                     float(p[row].min()) if row.any() else float(1 - p.max())) for row, p in zip(on, probs)]
         preds = predict_ids(probs, threshold)
         return [(self.id2label[int(p)], float(probs[i, p])) for i, p in enumerate(preds)]
 
@@ -87,6 +100,8 @@ def prepare_for_inference(module: torch.nn.Module, dtype: str = "fp32", quantize
 
     if hasattr(module, "merge_and_unload"):  # a peft LoRA wrapper
         module = module.merge_and_unload()
+    elif hasattr(getattr(module, "model", None), "merge_and_unload"):  # hf.HFClassifier around one
+        module.model = module.model.merge_and_unload()
     if dtype not in ("fp32", "bf16"):
         raise SpamtuneError(f"--dtype must be fp32 or bf16, not {dtype!r}")
     if quantize not in (None, "int8"):
@@ -143,6 +158,8 @@ def classify_file(clf: SpamClassifier, src: str | os.PathLike, out: str | os.Pat
     from spamtune.fsutil import atomic_file
 
     src = Path(src)
+    if clf.task != "single_label":
+        raise SpamtuneError(f"--file handles single-label runs; this is a {clf.task} run (pass the messages instead)")
     if not src.is_file():
         raise SpamtuneError(f"no such file: {src}")
     as_csv = out is not None and Path(out).suffix.lower() == ".csv"

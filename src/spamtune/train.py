@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -80,11 +80,12 @@ def collate_hidden(items: list[tuple[torch.Tensor, int, int]]) -> HiddenBatch:
 
 @torch.inference_mode()
 def build_prefix_cache(clf: Classifier, ds: SpamDataset, fixed_width: int | None, batch_size: int = 16,
-                       desc: str = "cache") -> PrefixCache:
+                       desc: str = "cache", shallower: tuple[int, PrefixCache] | None = None) -> PrefixCache:
     """Run the frozen prefix once per message, in length-sorted batches (little padding).
 
     Only real positions are kept, except for `last` pooling with fixed padding, which reads a pad position:
-    then rows are padded to `fixed_width` exactly as the uncached batches are.
+    then rows are padded to `fixed_width` exactly as the uncached batches are. `shallower` = (begin, cache of
+    the first `begin` blocks for the same messages): only blocks begin.. run.
     """
     from tqdm.auto import tqdm
 
@@ -95,10 +96,39 @@ def build_prefix_cache(clf: Classifier, ds: SpamDataset, fixed_width: int | None
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         rows = order[start : start + batch_size]
         ids, lengths = pad_ids([ds.encoded[i] for i in rows], ds.pad_id, fixed_width if keep_pads else None)
-        out = clf.prefix(ids.to(device))
+        if shallower is None:
+            out = clf.prefix(ids.to(device))
+        else:  # zero right-padding is as good as pad tokens: causal attention never lets a real token see it
+            begin, cache = shallower
+            out = clf.prefix(None, collate_hidden([cache[i] for i in rows]).hidden.to(device), begin)
         for r, i in enumerate(rows):
             hidden[i] = out[r, : (ids.shape[1] if keep_pads else int(lengths[r]))].clone()
     return PrefixCache(hidden, ds.lengths, ds.labels)
+
+
+class PrefixStore:
+    """Prefix caches shared between runs on one base model (experiments: rows x seeds), in memory.
+
+    Keyed by base weights, split, truncation, kept pad width and depth. A deeper prefix is built on top of the
+    deepest shallower one already stored, so `head`, `last_block` and `last_two_blocks` pay for one full pass.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple, PrefixCache] = {}
+
+    def get(self, base: str, clf: Classifier, ds: SpamDataset, fixed_width: int | None, split: str) -> PrefixCache:
+        key = (base, split, ds.max_length, fixed_width if clf.pooling == "last" else None)
+        if (*key, clf.start) not in self.entries:
+            depths = [k[-1] for k in self.entries if k[:-1] == key and k[-1] < clf.start]
+            shallower = (max(depths), self.entries[(*key, max(depths))]) if depths else None
+            self.entries[(*key, clf.start)] = build_prefix_cache(clf, ds, fixed_width, shallower=shallower,
+                                                                 desc=f"caching frozen layers ({split})")
+        return self.entries[(*key, clf.start)]
+
+
+def base_key(args: TrainArgs) -> str:
+    """What the frozen weights depend on: the model, and for random init the seed that drew them."""
+    return f"{args.model}|random:{args.seed}" if args.random_init else args.model
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -108,32 +138,54 @@ def build_prefix_cache(clf: Classifier, ds: SpamDataset, fixed_width: int | None
 Forward = Callable[[tuple], torch.Tensor]
 
 
-def calc_loss_batch(batch: tuple, forward: Forward) -> torch.Tensor:
-    return F.cross_entropy(forward(batch), batch[2])
+def task_loss(logits: torch.Tensor, y: torch.Tensor, task: str = "single_label") -> torch.Tensor:
+    """The loss `transformers` uses for each problem type: cross-entropy, BCE on logits, MSE."""
+    if task == "multi_label":
+        return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+    if task == "regression":
+        return F.mse_loss(logits.squeeze(-1), y.to(logits.dtype))
+    return F.cross_entropy(logits, y)
+
+
+def correct_count(logits: torch.Tensor, y: torch.Tensor, task: str = "single_label") -> int:
+    """Right answers: argmax; multi-label: every label right at 0.5 (subset accuracy); regression: none."""
+    if task == "multi_label":
+        return int(((logits >= 0) == y.bool()).all(-1).sum())
+    if task == "regression":
+        return 0
+    return int((logits.argmax(-1) == y).sum())
+
+
+def calc_loss_batch(batch: tuple, forward: Forward, task: str = "single_label") -> torch.Tensor:
+    return task_loss(forward(batch), batch[2], task)
 
 
 @torch.no_grad()
-def calc_loss_and_accuracy_loader(loader: DataLoader, forward: Forward,
-                                  num_batches: int | None = None) -> tuple[float, float]:
-    """Mean batch loss (the book's `calc_loss_loader`) and accuracy over examples, from one forward per batch."""
+def calc_loss_and_accuracy_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None,
+                                  task: str = "single_label") -> tuple[float, float]:
+    """Mean batch loss (the book's `calc_loss_loader`) and accuracy over examples, from one forward per batch.
+    Regression has no accuracy (nan)."""
     total, n, correct, seen = 0.0, 0, 0, 0
     for i, batch in enumerate(loader):
         if num_batches is not None and i >= num_batches:
             break
         logits = forward(batch)
-        total += F.cross_entropy(logits, batch[2]).item()
+        total += task_loss(logits, batch[2], task).item()
         n += 1
-        correct += (logits.argmax(-1) == batch[2]).sum().item()
+        correct += correct_count(logits, batch[2], task)
         seen += len(batch[2])
-    return (total / n if n else float("nan")), (correct / seen if seen else float("nan"))
+    nan = float("nan")
+    return (total / n if n else nan), (correct / seen if seen and task != "regression" else nan)
 
 
-def calc_loss_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None) -> float:
-    return calc_loss_and_accuracy_loader(loader, forward, num_batches)[0]
+def calc_loss_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None,
+                     task: str = "single_label") -> float:
+    return calc_loss_and_accuracy_loader(loader, forward, num_batches, task)[0]
 
 
-def calc_accuracy_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None) -> float:
-    return calc_loss_and_accuracy_loader(loader, forward, num_batches)[1]
+def calc_accuracy_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None,
+                         task: str = "single_label") -> float:
+    return calc_loss_and_accuracy_loader(loader, forward, num_batches, task)[1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,7 +209,7 @@ class History:
 class TrainSetup:
     args: TrainArgs
     run_dir: Path
-    clf: Classifier
+    clf: nn.Module  # a Classifier, or hf.HFClassifier for --backend hf
     module: nn.Module  # what trains (clf, or its peft wrapper)
     forward: Forward
     train_loader: DataLoader
@@ -169,25 +221,33 @@ class TrainSetup:
     labels: dict  # labels.json of the data directory
     cached: bool
     timings: dict[str, float]
+    tokenizer: Any = None  # what encoded the splits
+    task: str = "single_label"  # labels.json's task (the HF backend also does multi_label and regression)
 
 
-def _datasets(args: TrainArgs, data_dir: Path, tokenizer, context_length: int) -> tuple[SpamDataset, SpamDataset]:
+def _datasets(args: TrainArgs, data_dir: Path, tokenizer, context_length: int,
+              targets: Callable = list) -> tuple[SpamDataset, SpamDataset]:
     frames = [read_split(data_dir / f"{name}.csv") for name in ("train", "validation")]
     if args.limit:
         frames = [df[: args.limit] for df in frames]
     if min(len(df) for df in frames) == 0:
         raise SpamtuneError(f"{data_dir}: an empty train or validation split")
-    train = SpamDataset(frames[0]["Text"], frames[0]["Label"], tokenizer, args.max_length, context_length)
-    val = SpamDataset(frames[1]["Text"], frames[1]["Label"], tokenizer, train.max_length, context_length)
+    train = SpamDataset(frames[0]["Text"], targets(frames[0]["Label"]), tokenizer, args.max_length, context_length)
+    val = SpamDataset(frames[1]["Text"], targets(frames[1]["Label"]), tokenizer, train.max_length, context_length)
     return train, val
 
 
-def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path) -> TrainSetup:
-    """Load the backbone, swap the head, freeze, tokenize, (cache the prefix,) and build loaders and optimizer."""
+def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: PrefixStore | None = None) -> TrainSetup:
+    """Load the backbone, swap the head, freeze, tokenize, (cache the prefix,) and build loaders and optimizer.
+    `store` keeps prefix caches across calls (experiments); without it they live as long as the setup."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     labels = read_label_maps(data_dir)
+    if args.backend == "hf":
+        return setup_hf(args, data_dir, run_dir, labels)
+    if labels.get("task", "single_label") != "single_label":
+        raise SpamtuneError(f"{data_dir}: task {labels['task']!r} needs --backend hf")
     backbone = load_backbone(args.model, random_init=args.random_init, seed=args.seed)
     tokenizer = load_tokenizer(backbone.tokenizer)
     timings["load_s"] = time.perf_counter() - t0
@@ -207,8 +267,9 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path) -> TrainSe
     t0 = time.perf_counter()
     if cached:
         clf.eval()
-        train_src = build_prefix_cache(clf, train_ds, fixed, desc="caching frozen layers (train)")
-        val_src = build_prefix_cache(clf, val_ds, fixed, desc="caching frozen layers (validation)")
+        store = store or PrefixStore()
+        train_src, val_src = (store.get(base_key(args), clf, ds, fixed, split)
+                              for ds, split in ((train_ds, "train"), (val_ds, "validation")))
         log.info("prefix cache: %.1f MB", (train_src.nbytes() + val_src.nbytes()) / 1e6)
 
         def forward(b):
@@ -232,7 +293,36 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path) -> TrainSe
         train_loader=loader(train_src, shuffle=True, drop_last=True),
         train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
         val_full_loader=loader(val_src), optimizer=optimizer, config=config, labels=labels, cached=cached,
-        timings=timings)
+        timings=timings, tokenizer=tokenizer)
+
+
+def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, labels: dict) -> TrainSetup:
+    """`setup` for `--backend hf`: AutoModelForSequenceClassification, its tokenizer, the same loaders and AdamW."""
+    from spamtune.checkpoint import run_config_hf
+    from spamtune.hf import HFClassifier, apply_hf_trainable, load_hf, read_targets
+
+    t0 = time.perf_counter()
+    model, tok, head = load_hf(args.model, labels, args.dtype, args.seed)
+    module = apply_hf_trainable(model, head, args.trainable, args.lora_rank, args.lora_alpha)
+    clf = HFClassifier(module)
+    timings = {"load_s": time.perf_counter() - t0, "cache_s": 0.0}
+    context = getattr(model.config, "max_position_embeddings", None) or tok.tok.model_max_length
+    train_ds, val_ds = _datasets(args, data_dir, tok, context, lambda col: read_targets(col, labels))
+    config = run_config_hf(args, labels, head, train_ds.max_length)
+
+    def loader(ds, buckets: bool = True, **kw) -> DataLoader:
+        return create_dataloader(ds, args.batch_size, buckets=buckets, seed=args.seed, **kw)
+
+    def forward(b):
+        return clf(b.input_ids, b.lengths)
+
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=args.lr,
+                                  weight_decay=args.weight_decay)
+    return TrainSetup(
+        args=args, run_dir=run_dir, clf=clf, module=module, forward=forward,
+        train_loader=loader(train_ds, shuffle=True, drop_last=True), train_eval_loader=loader(train_ds, False),
+        val_eval_loader=loader(val_ds, False), val_full_loader=loader(val_ds), optimizer=optimizer, config=config,
+        labels=labels, cached=False, timings=timings, tokenizer=tok, task=labels.get("task", "single_label"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -290,8 +380,8 @@ def load_resume(s: TrainSetup) -> dict:
 def evaluate_model(s: TrainSetup) -> tuple[float, float]:
     """The book's `evaluate_model`: loss on `eval_iter` batches of train and validation."""
     s.module.eval()
-    train_loss = calc_loss_loader(s.train_eval_loader, s.forward, s.args.eval_iter)
-    val_loss = calc_loss_loader(s.val_eval_loader, s.forward, s.args.eval_iter)
+    train_loss = calc_loss_loader(s.train_eval_loader, s.forward, s.args.eval_iter, s.task)
+    val_loss = calc_loss_loader(s.val_eval_loader, s.forward, s.args.eval_iter, s.task)
     s.module.train()
     return train_loss, val_loss
 
@@ -318,7 +408,7 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
         t_epoch = time.perf_counter()
         for batch in s.train_loader:
             s.optimizer.zero_grad()
-            loss = calc_loss_batch(batch, s.forward)
+            loss = calc_loss_batch(batch, s.forward, s.task)
             loss.backward()
             s.optimizer.step()
             state["examples_seen"] += len(batch[2])
@@ -338,9 +428,9 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
         state["train_time_s"] += time.perf_counter() - t_epoch
 
         s.module.eval()
-        train_acc = calc_accuracy_loader(s.train_eval_loader, s.forward, args.eval_iter)
-        val_acc = calc_accuracy_loader(s.val_eval_loader, s.forward, args.eval_iter)
-        val_loss_full, val_acc_full = calc_loss_and_accuracy_loader(s.val_full_loader, s.forward)
+        train_acc = calc_accuracy_loader(s.train_eval_loader, s.forward, args.eval_iter, s.task)
+        val_acc = calc_accuracy_loader(s.val_eval_loader, s.forward, args.eval_iter, s.task)
+        val_loss_full, val_acc_full = calc_loss_and_accuracy_loader(s.val_full_loader, s.forward, task=s.task)
         s.module.train()
         hist.train_accs.append(train_acc)
         hist.val_accs.append(val_acc)
@@ -374,6 +464,21 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
 # The whole run
 
 
+def _pick_label_thresholds(s: TrainSetup) -> None:
+    """Multi-label: one threshold per label, the best F1 on validation with the best epoch's weights."""
+    from spamtune.hf import pick_thresholds
+
+    load_weights_into(s.module, read_safetensors(s.run_dir / WEIGHTS), "best epoch")
+    s.module.eval()
+    ys, ps = [], []
+    with torch.no_grad():
+        for b in s.val_full_loader:
+            ps.append(torch.sigmoid(s.forward(b).float()))
+            ys.append(b[2])
+    s.config["thresholds"] = pick_thresholds(torch.cat(ys).numpy(), torch.cat(ps).numpy())
+    write_json(s.run_dir / CONFIG, s.config)
+
+
 def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
@@ -387,6 +492,12 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
 def train_run(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwrite: bool = False,
               resume: bool = False) -> dict:
     """prepare the run dir -> setup -> (resume) -> fit -> history, metrics and plots. Returns metrics."""
+    return run_training(args, data_dir, run_dir, overwrite, resume)[1]
+
+
+def run_training(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwrite: bool = False,
+                 resume: bool = False, store: PrefixStore | None = None) -> tuple[TrainSetup, dict]:
+    """`train_run`, also returning the setup (its model holds the last epoch; the run dir the best one)."""
     from spamtune.plots import plot_values
 
     run_dir = Path(run_dir)
@@ -396,7 +507,7 @@ def train_run(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwr
     else:
         prepare_run_dir(run_dir, overwrite)
     torch.manual_seed(args.seed)
-    s = setup(args, data_dir, run_dir)
+    s = setup(args, data_dir, run_dir, store)
     if resume:
         state = load_resume(s)
         print(f"resuming {run_dir} after epoch {state['epoch']} (step {state['global_step']})")
@@ -407,10 +518,12 @@ def train_run(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwr
         write_json(run_dir / "data_dir.json", {"data_dir": str(Path(data_dir).resolve())})
         state = None
         s.module.eval()
-        accs = [calc_accuracy_loader(dl, s.forward, 10) for dl in (s.train_eval_loader, s.val_eval_loader)]
+        accs = [calc_accuracy_loader(dl, s.forward, 10, s.task) for dl in (s.train_eval_loader, s.val_eval_loader)]
         print(f"untrained head: train acc {accs[0]:.2%}, val acc {accs[1]:.2%} (10 batches)")
 
     state = fit(s, state)
+    if s.task == "multi_label":
+        _pick_label_thresholds(s)
     hist = History(**state["history"])
     examples = state["examples_seen"]
     metrics = {
@@ -436,5 +549,5 @@ def train_run(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwr
           f"({metrics['examples_per_s']:.1f} examples/s; load {s.timings['load_s']:.0f} s, "
           f"cache {s.timings['cache_s']:.0f} s); best epoch {state['best_epoch']} "
           f"(val loss {state['best_val_loss']:.4f}) -> {run_dir / WEIGHTS}")
-    return metrics
+    return s, metrics
 

@@ -43,12 +43,17 @@ class RoPE(nn.Module):
     def tables(self, t: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         key = (t, device, dtype)
         if key not in self._cache:
+            self._cache = {key: self._compute(t, device, dtype)}  # keep only the latest
+        return self._cache[key]
+
+    @torch.inference_mode(False)  # tables first made under inference_mode must still be usable in training
+    def _compute(self, t: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
             d = self.head_dim
             inv_freq = 1.0 / self.base ** (torch.arange(0, d, 2, dtype=torch.float32, device=device) / d)  # (Dh/2,)
             angles = torch.arange(t, dtype=torch.float32, device=device)[:, None] * inv_freq[None, :]  # (T, Dh/2)
             angles = torch.cat([angles, angles], dim=-1)  # (T, Dh): the rotate-half layout
-            self._cache = {key: (angles.cos().to(dtype), angles.sin().to(dtype))}  # keep only the latest
-        return self._cache[key]
+            return angles.cos().to(dtype), angles.sin().to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, H, T, Dh), positions 0..T-1 (right padding keeps every real token at its true position)."""

@@ -1,0 +1,308 @@
+"""The ablation table: a declarative list of rows (what trains, which token, padding, weights, model, a TF-IDF
+baseline), each run over 5 seeds with the real trainer, reported as mean ± std.
+
+Every row reports train/validation/test accuracy, test F1, the false-positive rate on the 4,080 ham messages the
+balanced split left out (`unused.csv`), fit time (the epochs), setup time (load + frozen-prefix cache; rows on
+the same base share one cache, so later seeds and rows pay little) and training examples/s. Per-seed results are
+kept under --out, so rows can be run in separate invocations; `--report` tabulates everything stored and draws
+the bar chart (benchmarks/experiments.png).
+
+    .venv/bin/python benchmarks/experiments.py --data-dir data --rows default,head,last_two_blocks
+    .venv/bin/python benchmarks/experiments.py --report
+    .venv/bin/python benchmarks/experiments.py --quick --rows default,tfidf   # CI-sized: 48 messages, 2 seeds
+    .venv/bin/python benchmarks/experiments.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import publish  # noqa: E402
+
+from spamtune.config import TrainArgs  # noqa: E402
+from spamtune.data import read_split  # noqa: E402
+
+SEEDS = (123, 124, 125, 126, 127)
+SPLITS = ("train", "validation", "test", "unused")
+BOOK_LAST = {"pooling": "last", "padding": "longest_train"}  # the book's token and padding
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    group: str  # rows of a group form one panel of the bar chart
+    what: str
+    kind: str = "train"  # train (spamtune's trainer, either backend) | tfidf
+    args: dict = field(default_factory=dict)  # TrainArgs fields that differ from the defaults
+    seeds: int = len(SEEDS)  # fewer for rows that cost tens of minutes per seed on 2 cores
+
+
+ROWS: tuple[Row, ...] = (
+    Row("default", "scope", "spamtune defaults: last block + final norm, last real token, lr 1e-3"),
+    Row("head", "scope", "head only", args={"trainable": "head"}),
+    Row("last_two_blocks", "scope", "last two blocks", args={"trainable": "last_two_blocks"}),
+    Row("lora", "scope", "LoRA r16 on every block, full forward each step", args={"trainable": "lora", "lr": 5e-4},
+        seeds=1),
+    Row("all", "scope", "all layers, full forward each step", args={"trainable": "all", "lr": 5e-5}, seeds=1),
+    Row("pool-last", "pooling", "the book's token: position -1, padded to the longest training message",
+        args=BOOK_LAST),
+    Row("pool-first", "pooling", "first token", args={"pooling": "first"}),
+    Row("pool-mean", "pooling", "mean over real tokens", args={"pooling": "mean"}),
+    Row("pad-longest", "padding", "last real token, padded to the longest training message (book's padding)",
+        args={"padding": "longest_train"}),
+    Row("book", "recipe", "the chapter's recipe on SmolLM2: last block, position -1, longest-train padding, "
+        "lr 5e-5", args={**BOOK_LAST, "lr": 5e-5}),
+    Row("book-lr", "recipe", "defaults with the book's lr 5e-5", args={"lr": 5e-5}),
+    Row("random-init", "weights", "SmolLM2 architecture, random weights, last block", args={"random_init": True},
+        seeds=2),
+    Row("gpt2-random-all", "weights", "book row 10: GPT-2 124M, random weights, all layers, position -1",
+        args={"model": "gpt2-small", "random_init": True, "trainable": "all", **BOOK_LAST}, seeds=1),
+    Row("smollm2-hf", "models", "SmolLM2 via AutoModelForSequenceClassification (GGUF), last block + norm, no "
+        "prefix cache", args={"backend": "hf", "trainable": "last_block"}, seeds=1),
+    Row("minilm-hf", "models", "all-MiniLM-L6-v2 encoder via AutoModelForSequenceClassification, all layers",
+        args={"backend": "hf", "model": "all-minilm-l6-v2", "trainable": "all", "lr": 5e-5}, seeds=2),
+    Row("tfidf", "models", "TF-IDF (1-2 grams) + logistic regression (scikit-learn)", kind="tfidf"),
+)
+
+
+def command(row: Row) -> str:
+    """The CLI command of one seed of this row (the runner calls the same training code)."""
+    if row.kind == "tfidf":
+        return f"benchmarks/experiments.py --rows {row.name}"
+    flags = []
+    for k, v in row.args.items():
+        flag = "--" + k.replace("_", "-")
+        flags.append(flag if v is True else f"{flag} {v}")
+    return " ".join(["spamtune train", *flags, "--seed S"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One seed of one row -> per-split probabilities of class 1 (spam) and timings
+
+
+def frames(data_dir: Path, limit: int | None) -> dict:
+    out = {name: read_split(data_dir / f"{name}.csv") for name in SPLITS}
+    return {k: v[:limit] if limit else v for k, v in out.items()}
+
+
+def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: int | None, store) -> dict:
+    from spamtune.batching import SpamDataset, create_dataloader
+    from spamtune.checkpoint import WEIGHTS, load_weights_into
+    from spamtune.train import base_key, collate_hidden, run_training
+    from spamtune.weights import read_safetensors
+
+    args = TrainArgs(**{**row.args, "seed": seed, "limit": limit, **({"epochs": epochs} if epochs else {})})
+    with tempfile.TemporaryDirectory() as tmp:
+        s, metrics = run_training(args, data_dir, Path(tmp) / "run", store=store)
+        load_weights_into(s.module, read_safetensors(Path(tmp) / "run" / WEIGHTS), "best epoch")  # what users get
+    s.module.eval()
+    max_length, last = s.config["max_length"], s.config["pooling"] == "last"
+    probs = {}
+    for split, df in frames(data_dir, limit).items():
+        ds = SpamDataset(df["Text"], df["Label"], s.tokenizer, max_length)
+        # prediction's rules (predict.py): `last` pools at the training width, other poolings see real tokens only
+        src = store.get(base_key(args), s.clf, ds, max_length if last else None, split) if s.cached else ds
+        # in file order (no length buckets), so stored probabilities line up with the CSV rows
+        loader = create_dataloader(src, 16, padding="longest_train" if last else "dynamic",
+                                   collate_fn=collate_hidden if s.cached else None)
+        ps, ys = [], []
+        with torch.inference_mode():
+            for b in loader:
+                ps.append(torch.softmax(s.forward(b).float(), -1)[:, 1])
+                ys.append(b[2])
+        probs[split] = (torch.cat(ps).numpy(), torch.cat(ys).numpy())
+    return {"probs": probs, "fit_s": metrics["train_time_s"], "setup_s": metrics["load_s"] + metrics["cache_s"],
+            "examples_per_s": metrics["examples_per_s"], "best_epoch": metrics["best_epoch"]}
+
+
+def run_tfidf(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: int | None, store) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    f = frames(data_dir, limit)
+    t0 = time.perf_counter()
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                          LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
+    model.fit(f["train"]["Text"], f["train"]["Label"])
+    fit_s = time.perf_counter() - t0
+    probs = {k: (model.predict_proba(df["Text"])[:, 1], df["Label"].to_numpy()) for k, df in f.items()}
+    return {"probs": probs, "fit_s": fit_s, "setup_s": 0.0, "examples_per_s": len(f["train"]) / fit_s,
+            "best_epoch": None}
+
+
+RUNNERS = {"train": run_train, "tfidf": run_tfidf}
+
+
+def scores(probs: dict) -> dict:
+    """Accuracy per split, test F1 and the false-positive rate on unused ham at 0.5; and test accuracy and FPR at
+    the threshold with the best validation accuracy (ties: the highest, i.e. the fewest false positives)."""
+    from sklearn.metrics import f1_score
+
+    def at(t: float) -> dict:
+        out = {}
+        for split, (p, y) in probs.items():
+            pred = (p >= t).astype(int)
+            if split == "unused":  # all ham: every spam prediction is a false positive
+                out["fpr_unused"], out["fp_unused"] = float(pred.mean()), int(pred.sum())
+            else:
+                out[f"{split}_acc"] = float((pred == y).mean())
+            if split == "test":
+                out["test_f1"] = float(f1_score(y, pred, zero_division=0))
+        return out
+
+    p_val, y_val = probs["validation"]
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    val_acc = [((p_val >= t) == y_val).mean() for t in grid]
+    t_best = float(grid[max(i for i, a in enumerate(val_acc) if a == max(val_acc))])
+    tuned = at(t_best)
+    return {**at(0.5), "val_threshold": t_best, "test_acc_valthr": tuned["test_acc"],
+            "fpr_unused_valthr": tuned["fpr_unused"]}
+
+
+def rescore(rec: dict, labels: dict) -> dict:
+    """A stored seed's figures recomputed from its probabilities (so new columns apply to old records)."""
+    return {**rec, **scores({k: (np.asarray(p), labels[k]) for k, p in rec["p_spam"].items()})}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Report
+
+
+def mean_std(values: list[float], pct: bool = True) -> str:
+    k = 100 if pct else 1
+    m = statistics.fmean(values) * k
+    if len(values) < 2:
+        return f"{m:.2f}" if pct else f"{m:.0f}"
+    sd = statistics.stdev(values) * k
+    return f"{m:.2f} ± {sd:.2f}" if pct else f"{m:.0f} ± {sd:.0f}"
+
+
+def load_results(out: Path, data_dir: Path, limit: int | None) -> dict[str, list[dict]]:
+    labels = {k: df["Label"].to_numpy() for k, df in frames(data_dir, limit).items()}
+    res: dict[str, list[dict]] = {}
+    for row in ROWS:
+        files = sorted((out / row.name).glob("seed*.json"))
+        recs = [json.loads(f.read_text()) for f in files]
+        if any(r.get("order") != "file" for r in recs):
+            raise SystemExit(f"{out / row.name}: records without file-ordered probabilities; rerun that row")
+        if recs:
+            res[row.name] = [rescore(r, labels) for r in recs]
+    return res
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    lines = ["| row | what | seeds | train acc % | val acc % | test acc % | test F1 % | FPR unused ham % "
+             "| test acc %, val threshold | FPR %, val threshold | fit s | setup s | examples/s | command |",
+             "|" + "---|" * 14]
+    for row in ROWS:
+        rs = results.get(row.name)
+        if not rs:
+            continue
+        col = lambda k, pct=True: mean_std([r[k] for r in rs], pct)  # noqa: E731
+        lines.append(f"| {row.name} | {row.what} | {len(rs)} | {col('train_acc')} | {col('validation_acc')} | "
+                     f"**{col('test_acc')}** | {col('test_f1')} | {col('fpr_unused')} | {col('test_acc_valthr')} | "
+                f"{col('fpr_unused_valthr')} | {col('fit_s', False)} | "
+                     f"{col('setup_s', False)} | {col('examples_per_s', False)} | `{command(row)}` |")
+    return "\n".join(lines)
+
+
+def bar_chart(results: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [g for g in dict.fromkeys(r.group for r in ROWS) if any(r.name in results for r in ROWS
+                                                                      if r.group == g)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 1, 4), sharey=True, squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        rows = [r for r in ROWS if r.group == g and r.name in results]
+        acc = [[x["test_acc"] * 100 for x in results[r.name]] for r in rows]
+        means = [statistics.fmean(a) for a in acc]
+        sds = [statistics.stdev(a) if len(a) > 1 else 0.0 for a in acc]
+        ax.bar(range(len(rows)), means, yerr=sds, capsize=4, color="tab:blue")
+        ax.set_xticks(range(len(rows)), [f"{r.name}\n(n={len(results[r.name])})" for r in rows], rotation=30,
+                      ha="right", fontsize=8)
+        ax.set_title(g)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy % (mean ± std over seeds)")
+    lo = min(min(x["test_acc"] for x in rs) for rs in results.values()) * 100
+    axes[0][0].set_ylim(max(0.0, math.floor(lo - 2)), 100)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default="data", type=Path)
+    ap.add_argument("--rows", default="default,tfidf", help="comma-separated names or globs ('*' for all)")
+    ap.add_argument("--seeds", type=int, help="at most this many seeds per row (default: each row's own)")
+    ap.add_argument("--quick", action="store_true", help="CI size: 48 messages per split, 1 epoch, 2 seeds")
+    ap.add_argument("--out", type=Path, help="per-seed results (default runs/experiments[-quick])")
+    ap.add_argument("--report", action="store_true", help="only tabulate stored results and draw the chart")
+    ap.add_argument("--list", action="store_true", help="print the rows and exit")
+    ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    a = ap.parse_args()
+    if a.list:
+        for r in ROWS:
+            print(f"{r.name:18} {r.group:8} seeds={r.seeds}  {r.what}\n{'':18} {command(r)}")
+        return
+    out = a.out or Path("runs") / ("experiments-quick" if a.quick else "experiments")
+    chart = out / "experiments.png" if a.quick else Path(__file__).with_name("experiments.png")
+    limit, epochs = (48, 1) if a.quick else (None, None)
+    if not a.report:
+        from spamtune.train import PrefixStore
+
+        patterns = a.rows.split(",")
+        rows = [r for r in ROWS if any(fnmatch.fnmatch(r.name, p) for p in patterns)]
+        if not rows:
+            raise SystemExit(f"no row matches {a.rows!r}; see --list")
+        store = PrefixStore()  # shared by every row and seed of this invocation
+        for row in rows:
+            n = min(row.seeds, a.seeds or len(SEEDS), 2 if a.quick else len(SEEDS))
+            for seed in SEEDS[:n]:
+                path = out / row.name / f"seed{seed}.json"
+                if path.exists():
+                    print(f"{row.name} seed {seed}: stored")
+                    continue
+                print(f"== {row.name} seed {seed}", flush=True)
+                r = RUNNERS[row.kind](row, seed, a.data_dir, limit, epochs, store)
+                rec = {"row": row.name, "seed": seed, "order": "file",
+                       **{k: v for k, v in r.items() if k != "probs"},
+                       "p_spam": {k: np.round(p, 6).tolist() for k, (p, _) in r["probs"].items()}}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(rec))
+                s = scores(r["probs"])
+                print(f"   test {s['test_acc']:.2%}, FPR unused {s['fpr_unused']:.2%}, fit {rec['fit_s']:.0f} s")
+    results = load_results(out, a.data_dir, limit)
+    if not results:
+        raise SystemExit(f"no results under {out}")
+    bar_chart(results, chart)
+    n_msgs = "48 messages per split, 1 epoch (--quick)" if a.quick else "the book's split (1,045 / 149 / 300 " \
+        "messages; 4,080 unused ham)"
+    body = "\n".join([f"{n_msgs}; seeds {', '.join(map(str, SEEDS))} (a row's first n). Mean ± sample std. "
+                      "`S` in a command is the seed. Columns at 0.5 unless they say \"val threshold\": the "
+                      "threshold with the best validation accuracy, from 0.05..0.95. Chart: " + str(chart), "",
+                      table(results)])
+    publish("Experiments: the ablation table" + (" (quick)" if a.quick else ""), body,
+            not (a.no_record or a.quick))
+
+
+if __name__ == "__main__":
+    main()
