@@ -175,14 +175,29 @@ def hf_probs(path, texts: list[str]) -> tuple[np.ndarray, dict]:
     return np.concatenate(out), model.config.id2label
 
 
-def test_export_gpt2_matches_the_run(tmp_path, tiny_run, data_dir):
-    out = export_hf(tiny_run, tmp_path / "hf")
+@pytest.mark.parametrize("trainable", ["last_block", "lora"])
+def test_export_gpt2_matches_the_run(tmp_path, tiny_run, tiny_gpt2_dir, data_dir, trainable):
+    run = tiny_run
+    if trainable == "lora":  # adapters merged into the exported weights
+        run = tmp_path / "lora"
+        train_run(TrainArgs(model=str(tiny_gpt2_dir), trainable="lora", epochs=1, limit=32, lr=1e-2), data_dir, run)
+    out = export_hf(run, tmp_path / "hf")
     texts = list(read_split(data_dir / "test.csv")["Text"])
-    ours = SpamClassifier.load(tiny_run).predict_proba(texts)
+    ours = SpamClassifier.load(run).predict_proba(texts)
     theirs, id2label = hf_probs(out, texts)
     assert id2label == {0: "ham", 1: "spam"}
     assert np.abs(theirs - ours).max() < 1e-4  # the head bias folded into ln_f's shift
     assert (theirs.argmax(1) == ours.argmax(1)).all()
+
+
+def test_export_of_an_hf_backend_run(tmp_path, data_dir):
+    run = tmp_path / "run"
+    train_run(_minilm_args(trainable="last_block", epochs=1, limit=32), data_dir, run)
+    assert main(["export", str(run), "--out", str(tmp_path / "hf")]) == 0
+    texts = list(read_split(data_dir / "test.csv")["Text"])[:64]
+    ours = SpamClassifier.load(run).predict_proba(texts)
+    theirs, id2label = hf_probs(tmp_path / "hf", texts)
+    assert id2label == {0: "ham", 1: "spam"} and np.abs(theirs - ours).max() < 1e-4
 
 
 def test_export_refuses_pooling_that_hf_cannot_compute(tmp_path, tiny_gpt2_dir, data_dir):

@@ -236,3 +236,27 @@ def test_early_stopping_and_best_checkpoint(tiny_gpt2_dir, data_dir, tmp_path):
     assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 1
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log if "val_loss_full" in r] == [1, 2]
+
+
+@pytest.mark.parametrize("pooling, fixed", [("last_real", None), ("last", 40)])
+def test_prefix_store_extends_a_shallower_cache_exactly(tiny_gpt2_dir, data_dir, pooling, fixed):
+    """A deeper prefix built on top of a stored shallower one equals one computed from the tokens."""
+    from spamtune.batching import SpamDataset
+    from spamtune.data import read_split
+    from spamtune.tokenizer import load_tokenizer
+    from spamtune.train import PrefixStore, build_prefix_cache
+    from spamtune.weights import load_backbone
+
+    df = read_split(data_dir / "validation.csv")[:40]
+    ds = SpamDataset(df["Text"], df["Label"], load_tokenizer("gpt2"), 40)
+    backbone = load_backbone(str(tiny_gpt2_dir)).model
+    store = PrefixStore()
+    shallow = Classifier(backbone, 2, pooling, "last_two_blocks")  # frozen: block 0
+    store.get("tiny", shallow, ds, fixed, "validation")
+    deep = Classifier(backbone, 2, pooling, "head")  # frozen: blocks 0-2, extended from the stored block-0 cache
+    extended = store.get("tiny", deep, ds, fixed, "validation")
+    direct = build_prefix_cache(deep, ds, fixed)
+    assert len(store.entries) == 2
+    for a, b, n in zip(extended.hidden, direct.hidden, ds.lengths):
+        assert a.shape == b.shape == ((fixed or n), 32)
+        assert torch.allclose(a, b, atol=1e-5)

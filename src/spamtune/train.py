@@ -7,6 +7,7 @@ losses and updates are the same as running the whole model each step (tests/test
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -307,7 +308,10 @@ def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, labels: dict) -> Tr
     clf = HFClassifier(module)
     timings = {"load_s": time.perf_counter() - t0, "cache_s": 0.0}
     context = getattr(model.config, "max_position_embeddings", None) or tok.tok.model_max_length
-    train_ds, val_ds = _datasets(args, data_dir, tok, context, lambda col: read_targets(col, labels))
+    # truncate at 512 tokens (or --max-length), not at the longest training message: cutting ids would drop an
+    # encoder's final [SEP], and no SMS comes near 512
+    hf_args = dataclasses.replace(args, max_length=args.max_length or min(context, 512))
+    train_ds, val_ds = _datasets(hf_args, data_dir, tok, context, lambda col: read_targets(col, labels))
     config = run_config_hf(args, labels, head, train_ds.max_length)
 
     def loader(ds, buckets: bool = True, **kw) -> DataLoader:
