@@ -101,15 +101,12 @@ def frames(data_dir: Path, limit: int | None) -> dict:
 
 def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: int | None, store) -> dict:
     from spamtune.batching import SpamDataset, create_dataloader
-    from spamtune.checkpoint import WEIGHTS, load_weights_into
-    from spamtune.train import base_key, collate_hidden, run_training
-    from spamtune.weights import read_safetensors
+    from spamtune.train import base_key, collate_hidden, collect_logits, load_best_epoch, run_training
 
     args = TrainArgs(**{**row.args, "seed": seed, "limit": limit, **({"epochs": epochs} if epochs else {})})
     with tempfile.TemporaryDirectory() as tmp:
         s, metrics = run_training(args, data_dir, Path(tmp) / "run", store=store)
-        load_weights_into(s.module, read_safetensors(Path(tmp) / "run" / WEIGHTS), "best epoch")  # what users get
-    s.module.eval()
+        load_best_epoch(s)  # what users get
     max_length, last = s.config["max_length"], s.config["pooling"] == "last"
     probs = {}
     for split, df in frames(data_dir, limit).items():
@@ -119,12 +116,8 @@ def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: in
         # in file order (no length buckets), so stored probabilities line up with the CSV rows
         loader = create_dataloader(src, 16, padding="longest_train" if last else "dynamic",
                                    collate_fn=collate_hidden if s.cached else None)
-        ps, ys = [], []
-        with torch.inference_mode():
-            for b in loader:
-                ps.append(torch.softmax(s.forward(b).float(), -1)[:, 1])
-                ys.append(b[2])
-        probs[split] = (torch.cat(ps).numpy(), torch.cat(ys).numpy())
+        logits, y = collect_logits(loader, s.forward)
+        probs[split] = (torch.softmax(logits, -1)[:, 1].numpy(), y.numpy())
     return {"probs": probs, "fit_s": metrics["train_time_s"], "setup_s": metrics["load_s"] + metrics["cache_s"],
             "examples_per_s": metrics["examples_per_s"], "best_epoch": metrics["best_epoch"]}
 

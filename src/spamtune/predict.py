@@ -40,6 +40,10 @@ class SpamClassifier:
         """Args: dtype: fp32 | bf16 (weights and activations); quantize: None | int8 (dynamic, Linear layers)."""
         return cls(load_run(run_dir), dtype, quantize)
 
+    def require_single_label(self, what: str, hint: str = "") -> None:
+        if self.task != "single_label":
+            raise SpamtuneError(f"{what} handles single-label runs; this is a {self.task} run{hint}")
+
     @property
     def labels(self) -> list[str]:
         return [self.id2label[i] for i in range(len(self.id2label))]
@@ -158,8 +162,7 @@ def classify_file(clf: SpamClassifier, src: str | os.PathLike, out: str | os.Pat
     from spamtune.fsutil import atomic_file
 
     src = Path(src)
-    if clf.task != "single_label":
-        raise SpamtuneError(f"--file handles single-label runs; this is a {clf.task} run (pass the messages instead)")
+    clf.require_single_label("--file", " (pass the messages instead)")
     if not src.is_file():
         raise SpamtuneError(f"no such file: {src}")
     as_csv = out is not None and Path(out).suffix.lower() == ".csv"

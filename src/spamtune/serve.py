@@ -21,7 +21,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from spamtune.errors import SpamtuneError
 from spamtune.predict import SpamClassifier, predict_ids
 
 log = logging.getLogger(__name__)
@@ -96,8 +95,7 @@ class MicroBatcher:
 
 def create_app(clf: SpamClassifier, limits: ServeLimits | None = None) -> FastAPI:
     """The app for one loaded classifier. Routes: GET / (page), GET /health, POST /classify, /docs (OpenAPI)."""
-    if clf.task != "single_label":
-        raise SpamtuneError(f"serve handles single-label runs; this is a {clf.task} run")
+    clf.require_single_label("serve")
     limits = limits or ServeLimits()
     Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_chars)]
 

@@ -179,6 +179,16 @@ def calc_loss_and_accuracy_loader(loader: DataLoader, forward: Forward, num_batc
     return (total / n if n else nan), (correct / seen if seen and task != "regression" else nan)
 
 
+@torch.no_grad()
+def collect_logits(loader: DataLoader, forward: Forward) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) float logits and (N, ...) targets of a whole loader, in the loader's order."""
+    logits, targets = [], []
+    for batch in loader:
+        logits.append(forward(batch).float())
+        targets.append(batch[2])
+    return torch.cat(logits), torch.cat(targets)
+
+
 def calc_loss_loader(loader: DataLoader, forward: Forward, num_batches: int | None = None,
                      task: str = "single_label") -> float:
     return calc_loss_and_accuracy_loader(loader, forward, num_batches, task)[0]
@@ -468,18 +478,19 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
 # The whole run
 
 
+def load_best_epoch(s: TrainSetup) -> None:
+    """Put the saved best epoch (by validation loss) back into the model that trained, in eval mode."""
+    load_weights_into(s.module, read_safetensors(s.run_dir / WEIGHTS), "best epoch")
+    s.module.eval()
+
+
 def _pick_label_thresholds(s: TrainSetup) -> None:
     """Multi-label: one threshold per label, the best F1 on validation with the best epoch's weights."""
     from spamtune.hf import pick_thresholds
 
-    load_weights_into(s.module, read_safetensors(s.run_dir / WEIGHTS), "best epoch")
-    s.module.eval()
-    ys, ps = [], []
-    with torch.no_grad():
-        for b in s.val_full_loader:
-            ps.append(torch.sigmoid(s.forward(b).float()))
-            ys.append(b[2])
-    s.config["thresholds"] = pick_thresholds(torch.cat(ys).numpy(), torch.cat(ps).numpy())
+    load_best_epoch(s)
+    logits, y = collect_logits(s.val_full_loader, s.forward)
+    s.config["thresholds"] = pick_thresholds(y.numpy(), torch.sigmoid(logits).numpy())
     write_json(s.run_dir / CONFIG, s.config)
 
 
