@@ -33,6 +33,16 @@ def test_quick_experiments_table_chart_and_per_seed_results(tmp_path, data_dir):
         line = next(ln for ln in r.stdout.splitlines() if ln.startswith(f"| {row} |"))
         assert f"**{acc:.2f}" in line
     assert "`spamtune train --trainable head --seed S`" in r.stdout  # each row names its command
+    # the hard-messages table: per test message, how many runs above 75 % got it wrong, most first
+    y = read_split(data_dir / "test.csv")["Label"].to_numpy()[:48]
+    preds = [np.asarray(rec["p_spam"]["test"]) >= 0.5 for row in ("default", "head", "tfidf")
+             for rec in map(json.loads, map(Path.read_text, (out / row).glob("seed*.json")))]
+    preds = [p for p in preds if (p == y).mean() >= 0.75]
+    assert preds
+    wrong = np.sum([p != y for p in preds], axis=0)
+    expected = sorted((int(w) for w in wrong if 2 * w > len(preds)), reverse=True)
+    shown = [int(ln.split()[1]) for ln in r.stdout.splitlines() if ln.endswith("|") and f" of {len(preds)} |" in ln]
+    assert shown == expected
     assert (out / "experiments.png").stat().st_size > 10_000
     # a second invocation reuses the stored seeds instead of training again
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
