@@ -229,7 +229,7 @@ def hard_messages(results: dict[str, list[dict]], data_dir: Path, limit: int | N
     wrong = np.sum([(np.asarray(r["p_spam"]["test"]) >= 0.5) != y for r in runs], axis=0)
     always = int((wrong == len(runs)).sum())
     lines = [f"Test messages misclassified (at 0.5) by more than half of the {len(runs)} runs above 75 % "
-             f"test accuracy. {always} are wrong in every run, so a row that keeps them wrong can reach at most "
+             f"test accuracy. Wrong in every run: {always}, so a row that keeps them wrong can reach at most "
              f"{(len(y) - always) / len(y):.2%} test accuracy.", "", "| wrong in | label | message |", "|---|---|---|"]
     for i in np.argsort(-wrong, kind="stable"):
         if wrong[i] * 2 <= len(runs):
