@@ -35,6 +35,7 @@ from common import publish  # noqa: E402
 
 from spamtune.config import TrainArgs  # noqa: E402
 from spamtune.data import read_split  # noqa: E402
+from spamtune.hf import THRESHOLD_GRID  # noqa: E402
 
 SEEDS = (123, 124, 125, 126, 127)
 SPLITS = ("train", "validation", "test", "unused")
@@ -161,9 +162,8 @@ def scores(probs: dict) -> dict:
         return out
 
     p_val, y_val = probs["validation"]
-    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
-    val_acc = [((p_val >= t) == y_val).mean() for t in grid]
-    t_best = float(grid[max(i for i, a in enumerate(val_acc) if a == max(val_acc))])
+    val_acc = [((p_val >= t) == y_val).mean() for t in THRESHOLD_GRID]
+    t_best = float(THRESHOLD_GRID[max(i for i, a in enumerate(val_acc) if a == max(val_acc))])
     tuned = at(t_best)
     return {**at(0.5), "val_threshold": t_best, "test_acc_valthr": tuned["test_acc"],
             "fpr_unused_valthr": tuned["fpr_unused"]}

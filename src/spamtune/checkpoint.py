@@ -26,6 +26,7 @@ from spamtune.classifier import Classifier, apply_trainable, default_head_bias
 from spamtune.config import ModelConfig
 from spamtune.errors import SpamtuneError
 from spamtune.fsutil import atomic_file, read_json
+from spamtune.hf import build_hf_classifier, label_task
 from spamtune.models import build_model
 from spamtune.weights import load_backbone, read_safetensors
 
@@ -72,7 +73,7 @@ def run_config(args, cfg: ModelConfig, tokenizer: str, max_length: int, num_clas
 def run_config_hf(args, labels: dict, head: list[str], max_length: int) -> dict[str, Any]:
     """config.json of a `--backend hf` run: the base is re-read with `from_pretrained`, then the trained tensors."""
     model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
-    return {"format": FORMAT, "backend": "hf", "model": model, "task": labels.get("task", "single_label"),
+    return {"format": FORMAT, "backend": "hf", "model": model, "task": label_task(labels),
             "head": head, "pooling": "last_real", "trainable": args.trainable, "max_length": max_length,
             "num_classes": len(labels["id2label"]), "dtype": args.dtype, "seed": args.seed, "weights": "trainable",
             "tokenizer": "transformers", "thresholds": None,
@@ -120,8 +121,6 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     tensors = read_safetensors(run_dir / WEIGHTS)
     try:
         if config.get("backend") == "hf":
-            from spamtune.hf import build_hf_classifier
-
             clf, module, tokenizer = build_hf_classifier(config, labels)
             predictor: nn.Module = clf
         else:

@@ -50,9 +50,9 @@ def llama_to_hf(sd: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.T
 def _hf_config(cfg, labels: dict, pad_id: int):
     from transformers import GPT2Config, LlamaConfig
 
-    id2label = {int(k): v for k, v in labels["id2label"].items()}
-    common = {"num_labels": len(id2label), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
-              "pad_token_id": pad_id}
+    from spamtune.hf import label_kwargs
+
+    common = {**label_kwargs(labels), "pad_token_id": pad_id}
     if cfg.arch == "gpt2":
         if not cfg.qkv_bias:
             raise SpamtuneError("transformers' GPT-2 always has qkv biases; this model has none")

@@ -32,6 +32,18 @@ TASKS = ("single_label", "multi_label", "regression")
 PROBLEM_TYPE = {"single_label": "single_label_classification", "multi_label": "multi_label_classification",
                 "regression": "regression"}
 FINAL_MODULES = ("norm", "ln_f", "final_layer_norm", "pooler")  # after the last block; trained with it
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # candidate decision thresholds, picked on validation
+
+
+def label_task(labels: dict) -> str:
+    """labels.json's task; files without one (spamtune prepare, single-label) are single_label."""
+    return labels.get("task", "single_label")
+
+
+def label_kwargs(labels: dict) -> dict[str, Any]:
+    """labels.json as the num_labels / id2label / label2id of a transformers config (int ids)."""
+    id2label = {int(k): v for k, v in labels["id2label"].items()}
+    return {"num_labels": len(id2label), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
 
 
 def require_transformers() -> None:
@@ -98,16 +110,13 @@ def load_hf(spec: str, labels: dict, dtype: str = "fp32", seed: int = 123) -> tu
     from transformers.utils import logging as hf_logging
 
     path, kw = resolve_hf(spec)
-    task = labels.get("task", "single_label")
-    id2label = {int(k): v for k, v in labels["id2label"].items()}
     hf_logging.set_verbosity_error()  # the "newly initialized: score.weight" notice is the point of the exercise
     try:
         tok = AutoTokenizer.from_pretrained(path, **kw)
         torch.manual_seed(seed)
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, **kw, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-            problem_type=PROBLEM_TYPE[task], dtype={"fp32": torch.float32, "bf16": torch.bfloat16}[dtype],
-            output_loading_info=True)
+            path, **kw, **label_kwargs(labels), problem_type=PROBLEM_TYPE[label_task(labels)],
+            dtype={"fp32": torch.float32, "bf16": torch.bfloat16}[dtype], output_loading_info=True)
     except (OSError, ValueError) as e:
         raise SpamtuneError(f"cannot load {spec!r} with transformers: {str(e).splitlines()[0]}") from None
     if tok.pad_token is None:  # decoders ship none; batches > 1 need one, and the model must know its id
@@ -171,7 +180,7 @@ def build_hf_classifier(config: dict, labels: dict) -> tuple[HFClassifier, nn.Mo
 
 def read_targets(labels_col, labels: dict) -> list:
     """The Label column -> training targets: class ids, floats (regression) or multi-hot lists (multi-label)."""
-    task = labels.get("task", "single_label")
+    task = label_task(labels)
     if task == "regression":
         try:
             return [float(v) for v in labels_col]
@@ -203,14 +212,13 @@ def pick_thresholds(y: np.ndarray, probs: np.ndarray) -> list[float]:
     """Per label, the threshold with the best F1 on (validation) data; 0.5 where that label never occurs."""
     from sklearn.metrics import f1_score
 
-    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
     out = []
     for j in range(y.shape[1]):
         if y[:, j].sum() == 0:
             out.append(0.5)
             continue
-        f1 = [f1_score(y[:, j], probs[:, j] >= t, zero_division=0) for t in grid]
-        out.append(float(grid[int(np.argmax(f1))]))
+        f1 = [f1_score(y[:, j], probs[:, j] >= t, zero_division=0) for t in THRESHOLD_GRID]
+        out.append(float(THRESHOLD_GRID[int(np.argmax(f1))]))
     return out
 
 

@@ -39,6 +39,7 @@ from spamtune.config import TrainArgs
 from spamtune.data import read_label_maps, read_split
 from spamtune.errors import SpamtuneError
 from spamtune.fsutil import atomic_dir, read_json, write_json
+from spamtune.hf import label_task
 from spamtune.tokenizer import load_tokenizer
 from spamtune.weights import load_backbone, read_safetensors
 
@@ -257,7 +258,7 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: Pre
     labels = read_label_maps(data_dir)
     if args.backend == "hf":
         return setup_hf(args, data_dir, run_dir, labels)
-    if labels.get("task", "single_label") != "single_label":
+    if label_task(labels) != "single_label":
         raise SpamtuneError(f"{data_dir}: task {labels['task']!r} needs --backend hf")
     backbone = load_backbone(args.model, random_init=args.random_init, seed=args.seed)
     tokenizer = load_tokenizer(backbone.tokenizer)
@@ -336,7 +337,7 @@ def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, labels: dict) -> Tr
         args=args, run_dir=run_dir, clf=clf, module=module, forward=forward,
         train_loader=loader(train_ds, shuffle=True, drop_last=True), train_eval_loader=loader(train_ds, False),
         val_eval_loader=loader(val_ds, False), val_full_loader=loader(val_ds), optimizer=optimizer, config=config,
-        labels=labels, cached=False, timings=timings, tokenizer=tok, task=labels.get("task", "single_label"))
+        labels=labels, cached=False, timings=timings, tokenizer=tok, task=label_task(labels))
 
 
 # ---------------------------------------------------------------------------------------------------------------
