@@ -54,6 +54,58 @@ def test_body_limit_and_bad_json(server):
     assert code == 422
 
 
+def _post_chunked(url: str, chunks: list[bytes]) -> tuple[int, dict]:
+    """POST with Transfer-Encoding: chunked (no Content-Length), as a streaming client sends."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("POST", "/classify", body=iter(chunks), headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def test_chunked_bodies_are_counted_against_the_limit(server):
+    url, _, clf = server
+    body = json.dumps({"texts": ["WINNER!! Claim your prize", "see you at 6"]}).encode()
+    code, got = _post_chunked(url, [body[:7], body[7:20], body[20:]])
+    assert code == 200
+    assert [r["label"] for r in got["results"]] == [lab for lab, _ in clf.predict(["WINNER!! Claim your prize",
+                                                                                    "see you at 6"])]
+    code, got = _post_chunked(url, [b'{"texts": ["'] + [b"a" * 5000] * 5 + [b'"]}'])
+    assert code == 413 and "over 20000 bytes" in got["detail"]
+
+
+def test_endless_chunked_upload_gets_413_after_a_bounded_read():
+    """A client streaming forever: the app never runs, the middleware stops reading after DRAIN_LIMIT and
+    answers 413 (it used to read the whole body into memory first)."""
+    import asyncio
+
+    from spamtune.serve import DRAIN_LIMIT, BodyLimit
+
+    pulled, sent, app_called = [0], [], []
+
+    async def app(scope, receive, send):
+        app_called.append(True)
+
+    async def receive():
+        pulled[0] += 1
+        return {"type": "http.request", "body": b"x" * 2**20, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/classify", "headers": [(b"transfer-encoding", b"chunked")]}
+    asyncio.run(BodyLimit(app, max_bytes=20_000)(scope, receive, send))
+    assert not app_called
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert pulled[0] == DRAIN_LIMIT // 2**20 + 1
+
+
 def test_health_and_docs(server):
     url = server[0]
     with urllib.request.urlopen(url + "/health") as r:

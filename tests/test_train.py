@@ -10,6 +10,7 @@ from spamtune.checkpoint import load_run
 from spamtune.classifier import Classifier, apply_trainable, pool
 from spamtune.cli import main
 from spamtune.config import TrainArgs
+from spamtune.data import read_split
 from spamtune.predict import SpamClassifier
 from spamtune.train import fit, setup, train_run
 
@@ -126,8 +127,10 @@ def test_lora_saves_and_restores(tiny_gpt2_dir, data_dir, tmp_path):
         assert not torch.allclose(fresh.eval()(ids, lengths), once)
 
 
-def test_resume_equals_uninterrupted(tiny_gpt2_dir, data_dir, tmp_path):
-    args = _args(tiny_gpt2_dir, epochs=3, limit=48)
+@pytest.mark.parametrize("extra", [{}, {"lr_schedule": "cosine", "warmup_ratio": 0.2}])
+def test_resume_equals_uninterrupted(tiny_gpt2_dir, data_dir, tmp_path, extra):
+    """A run killed after epoch 1 and resumed ends with the same weights and history (the lr schedule included)."""
+    args = _args(tiny_gpt2_dir, epochs=3, limit=48, **extra)
     train_run(args, data_dir, tmp_path / "full")
 
     import spamtune.train as train_mod
@@ -260,3 +263,91 @@ def test_prefix_store_extends_a_shallower_cache_exactly(tiny_gpt2_dir, data_dir,
     for a, b, n in zip(extended.hidden, direct.hidden, ds.lengths):
         assert a.shape == b.shape == ((fixed or n), 32)
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_lr_schedule_warms_up_and_decays_to_zero(tiny_gpt2_dir, data_dir, tmp_path, schedule):
+    """6 steps per epoch x 2 epochs with 25 % warm-up: the lr climbs for 3 steps to --lr, then decays to 0."""
+    train_run(_args(tiny_gpt2_dir, epochs=2, limit=48, eval_freq=1, lr_schedule=schedule, warmup_ratio=0.25),
+              data_dir, tmp_path / "run")
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "lr" in r]
+    assert len(lrs) == 12  # the lr in force after each step
+    assert lrs[:3] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3])
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] == 0.0
+    if schedule == "linear":
+        assert lrs[3:] == pytest.approx([1e-3 * (12 - s) / 9 for s in range(4, 13)])
+
+
+def test_constant_lr_is_the_book_default(tiny_gpt2_dir, data_dir, tmp_path):
+    train_run(_args(tiny_gpt2_dir, epochs=1, limit=48, eval_freq=1), data_dir, tmp_path / "run")
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "lr" in r]
+    assert lrs == [1e-3] * 6
+
+
+def test_class_weighted_loss():
+    """Cross-entropy weighted per class: sum(w_y * nll) / sum(w_y), as transformers' users write it by hand."""
+    from spamtune.train import task_loss
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-1.0, 3.0], [1.0, 0.0]])
+    y = torch.tensor([0, 1, 1, 0])
+    w = torch.tensor([2.0, 1.0])
+    nll = -torch.log_softmax(logits, -1)[torch.arange(4), y]
+    assert task_loss(logits, y, weight=w).item() == pytest.approx(((w[y] * nll).sum() / w[y].sum()).item())
+    assert task_loss(logits, y, weight=torch.ones(2)).item() == pytest.approx(nll.mean().item())
+
+
+def test_class_weights_parse_and_balance(data_dir, tmp_path):
+    from spamtune.errors import SpamtuneError
+    from spamtune.train import loss_weights
+
+    assert TrainArgs(class_weights="2,1").class_weight_values() == [2.0, 1.0]
+    for bad in ("2,x", "0,1", "", "-1,1"):
+        with pytest.raises(ValueError, match="class-weights"):
+            TrainArgs(class_weights=bad)
+    labels = json.loads((data_dir / "labels.json").read_text())
+    # scikit-learn's "balanced": n / (k * count), over the (limited) training split
+    y = read_split(data_dir / "train.csv")["Label"][:40]
+    n_ham, n_spam = int((y == 0).sum()), int((y == 1).sum())
+    w = loss_weights(TrainArgs(class_weights="balanced", limit=40), data_dir, labels)
+    assert w.tolist() == pytest.approx([40 / (2 * n_ham), 40 / (2 * n_spam)])
+    assert loss_weights(TrainArgs(class_weights="2,1"), data_dir, labels).tolist() == [2.0, 1.0]
+    with pytest.raises(SpamtuneError, match="3 values for 2 classes"):
+        loss_weights(TrainArgs(class_weights="1,2,3"), data_dir, labels)
+    with pytest.raises(SpamtuneError, match="single-label"):
+        loss_weights(TrainArgs(class_weights="2,1"), data_dir, {**labels, "task": "multi_label"})
+    only_ham = tmp_path / "d"
+    only_ham.mkdir()
+    df = read_split(data_dir / "train.csv")
+    df[df["Label"] == 0].to_csv(only_ham / "train.csv", index=False)
+    with pytest.raises(SpamtuneError, match="no training example"):
+        loss_weights(TrainArgs(class_weights="balanced"), only_ham, labels)
+
+
+def test_ham_weight_moves_predictions_towards_ham(tiny_gpt2_dir, data_dir, tmp_path):
+    """Weights 1,1 train exactly as no weights; a heavy ham weight lowers the spam probabilities it learns."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, cw in (("none", None), ("ones", "1,1"), ("ham", "20,1")):
+        train_run(_args(tiny_gpt2_dir, epochs=2, limit=48, class_weights=cw), data_dir, tmp_path / name)
+        runs[name] = load_file(tmp_path / name / "model.safetensors")
+    for k in runs["none"]:
+        torch.testing.assert_close(runs["none"][k], runs["ones"][k])
+    texts = list(read_split(data_dir / "validation.csv")["Text"][:48])
+    p_spam = {name: SpamClassifier.load(tmp_path / name).predict_proba(texts)[:, 1] for name in ("none", "ham")}
+    assert p_spam["ham"].mean() < p_spam["none"].mean() - 0.05
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--class-weights", "2,x"], "--class-weights must be"),
+    (["--warmup-ratio", "0.1"], "--warmup-ratio needs --lr-schedule"),
+    (["--lr-schedule", "cosine", "--warmup-ratio", "1.5"], "--warmup-ratio must be in [0, 1)"),
+    (["--class-weights", "1,2,3"], "3 values for 2 classes"),
+])
+def test_cli_bad_training_flags_one_line_exit_2(tiny_gpt2_dir, data_dir, tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(tiny_gpt2_dir), "--data-dir", str(data_dir), "--out", str(out), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert err.startswith("spamtune: error: ") and err.count("\n") == 1
+    assert not out.exists() or not any(out.iterdir())

@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                              spamtune train --data-dir data/ --out runs/smollm2
                              spamtune train --data-dir data/ --out runs/lora --trainable lora --lora-rank 8
                              spamtune train --data-dir data/ --out runs/g2 --model gpt2-small --padding longest_train
+                             spamtune train --data-dir data/ --out runs/t --lr-schedule cosine --warmup-ratio 0.1 \\
+                                 --class-weights 2,1                        # a wrong ham costs twice in the loss
                              spamtune train --resume runs/smollm2          # continue a killed run
                              spamtune train --data-dir data/ --out runs/hf --backend hf --model all-minilm-l6-v2 \\
                                  --trainable all                            # transformers' AutoModel...

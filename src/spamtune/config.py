@@ -11,11 +11,13 @@ Trainable = Literal["head", "last_block", "last_two_blocks", "all", "lora"]
 Pooling = Literal["last", "last_real", "first", "mean"]
 Padding = Literal["longest_train", "dynamic", "context"]
 Backend = Literal["scratch", "hf"]
+Schedule = Literal["constant", "linear", "cosine"]
 
 TRAINABLE_CHOICES: tuple[str, ...] = Trainable.__args__
 POOLING_CHOICES: tuple[str, ...] = Pooling.__args__
 PADDING_CHOICES: tuple[str, ...] = Padding.__args__
 BACKEND_CHOICES: tuple[str, ...] = Backend.__args__
+SCHEDULE_CHOICES: tuple[str, ...] = Schedule.__args__
 
 
 @dataclass
@@ -60,6 +62,19 @@ class ModelConfig:
     def kv_groups(self) -> int:
         """How many query heads share one key/value head (1 for plain MHA)."""
         return self.n_heads // self.n_kv_heads
+
+    def class_weight_values(self) -> list[float] | Literal["balanced"] | None:
+        """--class-weights parsed: None, "balanced", or one positive float per class."""
+        if self.class_weights in (None, "balanced"):
+            return self.class_weights
+        try:
+            values = [float(x) for x in self.class_weights.split(",")]
+        except ValueError:
+            values = []
+        if not values or not all(v > 0 for v in values):
+            raise ValueError(f"--class-weights must be 'balanced' or positive numbers like 2,1, not "
+                             f"{self.class_weights!r}")
+        return values
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,6 +141,11 @@ class TrainArgs:
     lr: float | None = _arg(None, "AdamW learning rate (default: 5e-5, the book's, for GPT-2; 1e-3 for "
                                   "smollm2-135m, see benchmarks/RESULTS.md)")
     weight_decay: float = _arg(0.1, "AdamW weight decay")
+    lr_schedule: str = _arg("constant", "learning rate over the run: constant (the book), or linear/cosine decay to "
+                                        "0 (transformers' schedulers)", choices=SCHEDULE_CHOICES)
+    warmup_ratio: float = _arg(0.0, "fraction of the steps with a linear warm-up from 0 (linear/cosine)")
+    class_weights: str | None = _arg(None, "loss weight per class in label-id order, e.g. 2,1 (a wrong ham costs "
+                                           "twice), or balanced (inverse training frequency, as scikit-learn)")
     seed: int = _arg(123, "seed for the head init, shuffling and dropout")
     eval_freq: int = _arg(50, "evaluate every N optimizer steps")
     eval_iter: int = _arg(5, "batches per periodic evaluation")
@@ -142,7 +162,8 @@ class TrainArgs:
         if self.lr <= 0:
             raise ValueError("--lr must be positive")
         for name, choices in (("trainable", TRAINABLE_CHOICES), ("pooling", POOLING_CHOICES),
-                              ("padding", PADDING_CHOICES), ("backend", BACKEND_CHOICES), ("dtype", ("fp32", "bf16"))):
+                              ("padding", PADDING_CHOICES), ("backend", BACKEND_CHOICES), ("dtype", ("fp32", "bf16")),
+                              ("lr_schedule", SCHEDULE_CHOICES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"--{name} must be one of {', '.join(choices)}")
         for name in ("epochs", "batch_size", "eval_freq", "eval_iter", "max_steps"):
@@ -150,11 +171,29 @@ class TrainArgs:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError("--max-length must be at least 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("--warmup-ratio must be in [0, 1)")
+        if self.warmup_ratio and self.lr_schedule == "constant":
+            raise ValueError("--warmup-ratio needs --lr-schedule linear or cosine")
+        self.class_weight_values()  # fail at parse time, not after loading the model
         if self.backend == "hf":  # transformers pools its own way (last non-pad token or [CLS]) on its own weights
             if self.pooling != "last_real" or self.padding != "dynamic" or self.random_init:
                 raise ValueError("--backend hf pools as transformers does: drop --pooling, --padding and --random-init")
         elif self.dtype != "fp32":
             raise ValueError("--dtype bf16 in training needs --backend hf")
+
+    def class_weight_values(self) -> list[float] | Literal["balanced"] | None:
+        """--class-weights parsed: None, "balanced", or one positive float per class."""
+        if self.class_weights in (None, "balanced"):
+            return self.class_weights
+        try:
+            values = [float(x) for x in self.class_weights.split(",")]
+        except ValueError:
+            values = []
+        if not values or not all(v > 0 for v in values):
+            raise ValueError(f"--class-weights must be 'balanced' or positive numbers like 2,1, not "
+                             f"{self.class_weights!r}")
+        return values
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

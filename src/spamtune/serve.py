@@ -93,6 +93,60 @@ class MicroBatcher:
                 start += len(job_texts)
 
 
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `max_bytes`. Content-Length is checked up front; a chunked POST
+    (no Content-Length) is counted as it arrives and held only up to the limit, so an endless upload costs at most
+    DRAIN_LIMIT bytes read and `max_bytes` held."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        size = dict(scope["headers"]).get(b"content-length")
+        if size is not None:
+            if size.isdigit() and int(size) <= self.max_bytes:
+                return await self.app(scope, receive, send)
+            if size.isdigit() and int(size) <= DRAIN_LIMIT:
+                # read and discard it first: a client still uploading would otherwise see a broken pipe, not the 413
+                await self._drain(receive, 0)
+            return await self._too_large(scope, receive, send)
+        if scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        held: list[dict] = []
+        seen = 0
+        while True:
+            message = await receive()
+            held.append(message)
+            if message["type"] != "http.request":  # the client went away: let the app see it
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                if message.get("more_body"):
+                    await self._drain(receive, seen)
+                return await self._too_large(scope, receive, send)
+            if not message.get("more_body"):
+                break
+
+        async def replay() -> dict:
+            return held.pop(0) if held else await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _drain(receive, seen: int) -> None:
+        while seen <= DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
+            seen += len(message.get("body", b""))
+
+    async def _too_large(self, scope, receive, send) -> None:
+        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+        await response(scope, receive, send)
+
+
 def create_app(clf: SpamClassifier, limits: ServeLimits | None = None) -> FastAPI:
     """The app for one loaded classifier. Routes: GET / (page), GET /health, POST /classify, /docs (OpenAPI)."""
     clf.require_single_label("serve")
@@ -124,21 +178,7 @@ def create_app(clf: SpamClassifier, limits: ServeLimits | None = None) -> FastAP
     app = FastAPI(title="spamtune", description="Classify messages with a fine-tuned LLM.", lifespan=lifespan)
     app.state.batcher = batcher
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        # Content-Length first (cheap); a chunked body without it is read and measured
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
-            if size.isdigit() and int(size) <= DRAIN_LIMIT:
-                # read and discard it first: a client still uploading would otherwise see a broken pipe, not the 413
-                async for _ in request.stream():
-                    pass
-            return JSONResponse({"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
-        if size is None and request.method == "POST":
-            body = await request.body()
-            if len(body) > limits.max_body_bytes:
-                return JSONResponse({"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

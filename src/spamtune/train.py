@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -140,13 +141,15 @@ def base_key(args: TrainArgs) -> str:
 Forward = Callable[[tuple], torch.Tensor]
 
 
-def task_loss(logits: torch.Tensor, y: torch.Tensor, task: str = "single_label") -> torch.Tensor:
-    """The loss `transformers` uses for each problem type: cross-entropy, BCE on logits, MSE."""
+def task_loss(logits: torch.Tensor, y: torch.Tensor, task: str = "single_label",
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss `transformers` uses for each problem type: cross-entropy (optionally class-weighted), BCE on
+    logits, MSE."""
     if task == "multi_label":
         return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
     if task == "regression":
         return F.mse_loss(logits.squeeze(-1), y.to(logits.dtype))
-    return F.cross_entropy(logits, y)
+    return F.cross_entropy(logits, y, weight=weight)
 
 
 def correct_count(logits: torch.Tensor, y: torch.Tensor, task: str = "single_label") -> int:
@@ -158,8 +161,9 @@ def correct_count(logits: torch.Tensor, y: torch.Tensor, task: str = "single_lab
     return int((logits.argmax(-1) == y).sum())
 
 
-def calc_loss_batch(batch: tuple, forward: Forward, task: str = "single_label") -> torch.Tensor:
-    return task_loss(forward(batch), batch[2], task)
+def calc_loss_batch(batch: tuple, forward: Forward, task: str = "single_label",
+                    weight: torch.Tensor | None = None) -> torch.Tensor:
+    return task_loss(forward(batch), batch[2], task, weight)
 
 
 @torch.no_grad()
@@ -228,13 +232,15 @@ class TrainSetup:
     train_eval_loader: DataLoader  # unshuffled: the periodic evaluations look at the same batches
     val_eval_loader: DataLoader
     val_full_loader: DataLoader
-    optimizer: torch.optim.Optimizer
     config: dict
     labels: dict  # labels.json of the data directory
     cached: bool
     timings: dict[str, float]
     tokenizer: Any = None  # what encoded the splits
     task: str = "single_label"  # labels.json's task (the HF backend also does multi_label and regression)
+    optimizer: torch.optim.Optimizer | None = None  # set by `setup`, the same way for both backends
+    scheduler: Any = None  # a transformers LambdaLR, or None for the book's constant lr
+    loss_weight: torch.Tensor | None = None  # --class-weights; the training loss only (validation stays plain)
 
 
 def _datasets(args: TrainArgs, data_dir: Path, tokenizer, context_length: int,
@@ -249,15 +255,61 @@ def _datasets(args: TrainArgs, data_dir: Path, tokenizer, context_length: int,
     return train, val
 
 
+def make_optimizer(args: TrainArgs, module: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW on the trainable parameters (book §6.7), and transformers' lr scheduler unless the lr is constant."""
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=args.lr,
+                                  weight_decay=args.weight_decay)
+    if args.lr_schedule == "constant":
+        return optimizer, None
+    from transformers import get_scheduler
+
+    return optimizer, get_scheduler(args.lr_schedule, optimizer, num_warmup_steps=round(args.warmup_ratio * steps),
+                                    num_training_steps=steps)
+
+
+def loss_weights(args: TrainArgs, data_dir: Path, labels: dict) -> torch.Tensor | None:
+    """--class-weights as a cross-entropy weight tensor; "balanced" is scikit-learn's n / (k * count) over the
+    training split. Checked before the model loads, so a bad value costs no time."""
+    spec = args.class_weight_values()
+    if spec is None:
+        return None
+    task, num_classes = label_task(labels), len(labels["id2label"])
+    if task != "single_label":
+        raise SpamtuneError(f"--class-weights needs a single-label task, not {task}")
+    if spec == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        y = read_split(data_dir / "train.csv")["Label"][: args.limit].to_numpy()
+        if len(set(y)) < num_classes:
+            raise SpamtuneError("--class-weights balanced: a class has no training example")
+        spec = compute_class_weight("balanced", classes=np.arange(num_classes), y=y).tolist()
+    if len(spec) != num_classes:
+        raise SpamtuneError(f"--class-weights has {len(spec)} values for {num_classes} classes")
+    return torch.tensor(spec, dtype=torch.float32)
+
+
 def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: PrefixStore | None = None) -> TrainSetup:
-    """Load the backbone, swap the head, freeze, tokenize, (cache the prefix,) and build loaders and optimizer.
-    `store` keeps prefix caches across calls (experiments); without it they live as long as the setup."""
+    """Load the backbone, swap the head, freeze, tokenize, (cache the prefix,) and build loaders, optimizer,
+    lr schedule and loss weights. `store` keeps prefix caches across calls (experiments); without it they live
+    as long as the setup."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
+    labels = read_label_maps(data_dir)
+    loss_weight = loss_weights(args, data_dir, labels)
+    if args.backend == "hf":
+        s = setup_hf(args, data_dir, run_dir, labels)
+    else:
+        s = setup_scratch(args, data_dir, run_dir, labels, store)
+    s.optimizer, s.scheduler = make_optimizer(args, s.module, min(len(s.train_loader) * args.epochs,
+                                                                  args.max_steps or math.inf))
+    s.loss_weight = loss_weight
+    return s
+
+
+def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, labels: dict,
+                  store: PrefixStore | None) -> TrainSetup:
+    """`setup` for spamtune's own GPT-2/Llama modules."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    labels = read_label_maps(data_dir)
-    if args.backend == "hf":
-        return setup_hf(args, data_dir, run_dir, labels)
     if label_task(labels) != "single_label":
         raise SpamtuneError(f"{data_dir}: task {labels['task']!r} needs --backend hf")
     backbone = load_backbone(args.model, random_init=args.random_init, seed=args.seed)
@@ -298,18 +350,16 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: Pre
         return create_dataloader(ds, args.batch_size, padding=args.padding, pad_to=fixed, buckets=buckets,
                                  seed=args.seed, collate_fn=collate_hidden if cached else None, **kw)
 
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     return TrainSetup(
         args=args, run_dir=run_dir, clf=clf, module=module, forward=forward,
         train_loader=loader(train_src, shuffle=True, drop_last=True),
         train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
-        val_full_loader=loader(val_src), optimizer=optimizer, config=config, labels=labels, cached=cached,
-        timings=timings, tokenizer=tokenizer)
+        val_full_loader=loader(val_src), config=config, labels=labels, cached=cached, timings=timings,
+        tokenizer=tokenizer)
 
 
 def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, labels: dict) -> TrainSetup:
-    """`setup` for `--backend hf`: AutoModelForSequenceClassification, its tokenizer, the same loaders and AdamW."""
+    """`setup` for `--backend hf`: AutoModelForSequenceClassification, its tokenizer, the same loaders."""
     from spamtune.checkpoint import run_config_hf
     from spamtune.hf import HFClassifier, apply_hf_trainable, load_hf, read_targets
 
@@ -331,13 +381,11 @@ def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, labels: dict) -> Tr
     def forward(b):
         return clf(b.input_ids, b.lengths)
 
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=args.lr,
-                                  weight_decay=args.weight_decay)
     return TrainSetup(
         args=args, run_dir=run_dir, clf=clf, module=module, forward=forward,
         train_loader=loader(train_ds, shuffle=True, drop_last=True), train_eval_loader=loader(train_ds, False),
-        val_eval_loader=loader(val_ds, False), val_full_loader=loader(val_ds), optimizer=optimizer, config=config,
-        labels=labels, cached=False, timings=timings, tokenizer=tok, task=label_task(labels))
+        val_eval_loader=loader(val_ds, False), val_full_loader=loader(val_ds), config=config, labels=labels,
+        cached=False, timings=timings, tokenizer=tok, task=label_task(labels))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -358,6 +406,8 @@ def save_resume(s: TrainSetup, state: dict) -> None:
     tensors["rng.torch"] = torch.get_rng_state()
     rng = _rng_of(s.train_loader)
     state = {**state, "param_groups": opt["param_groups"]}
+    if s.scheduler is not None:
+        state["scheduler"] = s.scheduler.state_dict()
     if isinstance(rng, torch.Generator):
         tensors["rng.loader"] = rng.get_state()
     else:
@@ -378,6 +428,8 @@ def load_resume(s: TrainSetup) -> dict:
             _, idx, name = k.split(".", 2)
             opt_state.setdefault(int(idx), {})[name] = v
     s.optimizer.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
+    if s.scheduler is not None:
+        s.scheduler.load_state_dict(state.pop("scheduler"))
     torch.set_rng_state(tensors["rng.torch"])
     rng = _rng_of(s.train_loader)
     if isinstance(rng, torch.Generator):
@@ -423,9 +475,11 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
         t_epoch = time.perf_counter()
         for batch in s.train_loader:
             s.optimizer.zero_grad()
-            loss = calc_loss_batch(batch, s.forward, s.task)
+            loss = calc_loss_batch(batch, s.forward, s.task, s.loss_weight)
             loss.backward()
             s.optimizer.step()
+            if s.scheduler is not None:
+                s.scheduler.step()
             state["examples_seen"] += len(batch[2])
             state["global_step"] += 1
             bar.update()
@@ -437,7 +491,7 @@ def fit(s: TrainSetup, state: dict | None = None, on_epoch_end: Callable[[int], 
                 hist.examples_seen.append(state["examples_seen"])
                 bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}")
                 _log(s, {"step": state["global_step"], "epoch": epoch + 1, "examples_seen": state["examples_seen"],
-                         "train_loss": train_loss, "val_loss": val_loss})
+                         "train_loss": train_loss, "val_loss": val_loss, "lr": s.optimizer.param_groups[0]["lr"]})
             if stop:
                 break
         state["train_time_s"] += time.perf_counter() - t_epoch
