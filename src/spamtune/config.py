@@ -63,19 +63,6 @@ class ModelConfig:
         """How many query heads share one key/value head (1 for plain MHA)."""
         return self.n_heads // self.n_kv_heads
 
-    def class_weight_values(self) -> list[float] | Literal["balanced"] | None:
-        """--class-weights parsed: None, "balanced", or one positive float per class."""
-        if self.class_weights in (None, "balanced"):
-            return self.class_weights
-        try:
-            values = [float(x) for x in self.class_weights.split(",")]
-        except ValueError:
-            values = []
-        if not values or not all(v > 0 for v in values):
-            raise ValueError(f"--class-weights must be 'balanced' or positive numbers like 2,1, not "
-                             f"{self.class_weights!r}")
-        return values
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
