@@ -38,6 +38,7 @@ from spamtune.data import read_split  # noqa: E402
 from spamtune.hf import THRESHOLD_GRID  # noqa: E402
 
 SEEDS = (123, 124, 125, 126, 127)
+GOAL_ACC, GOAL_FPR = 0.99, 0.005  # issue 7's goal for the defaults: mean test accuracy, FPR on unused ham
 SPLITS = ("train", "validation", "test", "unused")
 BOOK_LAST = {"pooling": "last", "padding": "longest_train"}  # the book's token and padding
 
@@ -80,7 +81,7 @@ ROWS: tuple[Row, ...] = (
         args={"trainable": "last_two_blocks", "lr_schedule": "cosine", "warmup_ratio": 0.1}),
     Row("random-init", "weights", "SmolLM2 architecture, random weights, last block", args={"random_init": True},
         seeds=2),
-    Row("gpt2-random-all", "weights", "book row 10: GPT-2 124M, random weights, all layers, position -1",
+    Row("gpt2-random-all", "weights", "the book's random-weights row: GPT-2 124M, all layers, position -1",
         args={"model": "gpt2-small", "random_init": True, "trainable": "all", **BOOK_LAST}, seeds=1),
     Row("smollm2-hf", "models", "SmolLM2 via AutoModelForSequenceClassification (GGUF), last block + norm, no "
         "prefix cache", args={"backend": "hf", "trainable": "last_block"}, seeds=1),
@@ -195,8 +196,8 @@ def mean_std(values: list[float], pct: bool = True) -> str:
     return f"{m:.2f} ± {sd:.2f}" if pct else f"{m:.0f} ± {sd:.0f}"
 
 
-def load_results(out: Path, data_dir: Path, limit: int | None) -> dict[str, list[dict]]:
-    labels = {k: df["Label"].to_numpy() for k, df in frames(data_dir, limit).items()}
+def load_results(out: Path, f: dict) -> dict[str, list[dict]]:
+    labels = {k: df["Label"].to_numpy() for k, df in f.items()}
     res: dict[str, list[dict]] = {}
     for row in ROWS:
         files = sorted((out / row.name).glob("seed*.json"))
@@ -224,12 +225,12 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def hard_messages(results: dict[str, list[dict]], data_dir: Path, limit: int | None) -> str:
+def hard_messages(results: dict[str, list[dict]], f: dict, data_dir: Path) -> str:
     """Test messages that most runs misclassify, counted over every seed of every row above chance. Those wrong
     in every run bound what a row can reach on this test set."""
     from spamtune.data import read_label_maps
 
-    test = frames(data_dir, limit)["test"]
+    test = f["test"]
     y, names = test["Label"].to_numpy(), read_label_maps(data_dir)["id2label"]
     runs = [r for rs in results.values() for r in rs if r["test_acc"] >= 0.75]  # pool-first sits at chance
     if not runs:
@@ -244,7 +245,47 @@ def hard_messages(results: dict[str, list[dict]], data_dir: Path, limit: int | N
             break
         text = test["Text"].iloc[i].replace("|", "\\|")
         lines.append(f"| {wrong[i]} of {len(runs)} | {names[str(y[i])]} | {text[:120]} |")
+    # the same for the FPR: ham that most runs call spam (often automated notices that read like spam)
+    unused = f["unused"]["Text"]
+    flagged = np.sum([np.asarray(r["p_spam"]["unused"]) >= 0.5 for r in runs], axis=0)
+    most = int((flagged * 2 > len(runs)).sum())
+    lines += ["", f"Unused ham flagged as spam (at 0.5) by more than half of those runs: {most} messages; the FPR "
+              f"goal ({GOAL_FPR:.1%}) allows {int(GOAL_FPR * len(unused))} of {len(unused):,}. The most flagged:",
+              "", f"| runs (of {len(runs)}) that flag it | message |", "|---|---|"]
+    for i in np.argsort(-flagged, kind="stable")[: min(most, 10)]:
+        text = unused.iloc[i].replace("|", "\\|")
+        lines.append(f"| {flagged[i]} | {text[:120]} |")
     return "\n".join(lines)
+
+
+def hindsight_ceiling(p_test: np.ndarray, y: np.ndarray, p_unused: np.ndarray, max_fpr: float) -> tuple:
+    """The best test accuracy of one run at any threshold, picked with hindsight on the test labels; and the best
+    among thresholds whose false-positive rate on unused ham is at most `max_fpr`. No threshold rule can beat
+    these, so a run below the goal here cannot reach it by tuning the threshold."""
+    # "spam iff p >= t": every distinct test outcome is one of these cuts, each at its lowest FPR (highest t)
+    cuts = np.append(np.unique(p_test), np.inf)
+    acc = np.array([((p_test >= t) == y).mean() for t in cuts])
+    fpr = np.array([(p_unused >= t).mean() for t in cuts])
+    return float(acc.max()), float(acc[fpr <= max_fpr].max())  # the inf cut has FPR 0
+
+
+def ceiling_table(results: dict[str, list[dict]], f: dict) -> str:
+    """Per row, `hindsight_ceiling` over its runs, and how many runs could meet the goal at some threshold."""
+    y, body, reached, runs = f["test"]["Label"].to_numpy(), [], 0, 0
+    for row in ROWS:
+        if not (rs := results.get(row.name)):
+            continue
+        c = 100 * np.array([hindsight_ceiling(np.asarray(r["p_spam"]["test"]), y, np.asarray(r["p_spam"]["unused"]),
+                                              GOAL_FPR) for r in rs])
+        reached, runs = reached + int((c[:, 1] >= 100 * GOAL_ACC).sum()), runs + len(rs)
+        body.append(f"| {row.name} | {len(rs)} | {c[:, 0].mean():.2f} · {c[:, 0].max():.2f} | "
+                    f"{c[:, 1].mean():.2f} · {c[:, 1].max():.2f} |")
+    return "\n".join([
+        f"Hindsight ceiling: per run, the best test accuracy at any threshold, chosen on the test labels themselves; "
+        f"alone, and among thresholds with FPR on unused ham ≤ {GOAL_FPR:.1%}. Runs that meet the issue's goal "
+        f"(≥ {GOAL_ACC:.1%} test accuracy at ≤ {GOAL_FPR:.1%} FPR) at any threshold: {reached} of {runs}.", "",
+        f"| row | runs | best test acc %, any threshold (mean · max over runs) | the same with FPR ≤ {GOAL_FPR:.1%} "
+        "(mean · max) |", "|---|---|---|---|", *body])
 
 
 def bar_chart(results: dict[str, list[dict]], path: Path) -> None:
@@ -290,7 +331,8 @@ def main() -> None:
             print(f"{r.name:18} {r.group:8} seeds={r.seeds}  {r.what}\n{'':18} {command(r)}")
         return
     out = a.out or Path("runs") / ("experiments-quick" if a.quick else "experiments")
-    chart = out / "experiments.png" if a.quick else Path(__file__).with_name("experiments.png")
+    # the published chart only for the published results
+    chart = out / "experiments.png" if a.quick or a.out else Path(__file__).with_name("experiments.png")
     limit, epochs = (48, 1) if a.quick else (None, None)
     if not a.report:
         from spamtune.train import PrefixStore
@@ -316,7 +358,8 @@ def main() -> None:
                 path.write_text(json.dumps(rec))
                 s = scores(r["probs"])
                 print(f"   test {s['test_acc']:.2%}, FPR unused {s['fpr_unused']:.2%}, fit {rec['fit_s']:.0f} s")
-    results = load_results(out, a.data_dir, limit)
+    f = frames(a.data_dir, limit)
+    results = load_results(out, f)
     if not results:
         raise SystemExit(f"no results under {out}")
     bar_chart(results, chart)
@@ -325,7 +368,8 @@ def main() -> None:
     body = "\n".join([f"{n_msgs}; seeds {', '.join(map(str, SEEDS))} (a row's first n). Mean ± sample std. "
                       "`S` in a command is the seed. Columns at 0.5 unless they say \"val threshold\": the "
                       "threshold with the best validation accuracy, from 0.05..0.95. Chart: " + str(chart), "",
-                      table(results), "", hard_messages(results, a.data_dir, limit)])
+                      table(results), "", hard_messages(results, f, a.data_dir), "",
+                      ceiling_table(results, f)])
     publish("Experiments: the ablation table" + (" (quick)" if a.quick else ""), body,
             not (a.no_record or a.quick))
 

@@ -43,7 +43,42 @@ def test_quick_experiments_table_chart_and_per_seed_results(tmp_path, data_dir):
     expected = sorted((int(w) for w in wrong if 2 * w > len(preds)), reverse=True)
     shown = [int(ln.split()[1]) for ln in r.stdout.splitlines() if ln.endswith("|") and f" of {len(preds)} |" in ln]
     assert shown == expected
+    # and the unused ham that more than half of those runs flag as spam
+    recs = [json.loads(p.read_text()) for row in ("default", "head", "tfidf") for p in (out / row).glob("seed*.json")]
+    recs = [rec for rec in recs if ((np.asarray(rec["p_spam"]["test"]) >= 0.5) == y).mean() >= 0.75]
+    flagged = np.sum([np.asarray(rec["p_spam"]["unused"]) >= 0.5 for rec in recs], axis=0)
+    assert f"more than half of those runs: {int((2 * flagged > len(recs)).sum())} messages" in r.stdout
     assert (out / "experiments.png").stat().st_size > 10_000
     # a second invocation reuses the stored seeds instead of training again
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and r2.stdout.count(": stored") == 6
+
+
+def _experiments_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("experiments", ROOT / "benchmarks" / "experiments.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["experiments"] = mod  # its dataclasses look their module up there
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # its `common` import
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return mod
+
+
+def test_hindsight_ceiling_is_the_best_threshold_with_and_without_the_fpr_bound():
+    ceiling = _experiments_module().hindsight_ceiling
+    p, y, unused = np.array([0.1, 0.4, 0.6, 0.9]), np.array([0, 1, 0, 1]), np.array([0.05, 0.5, 0.95])
+    # thresholds 0.4 and 0.9 both give 3 of 4; 0.9 flags one unused ham of 3; only "nothing is spam" flags none
+    assert ceiling(p, y, unused, max_fpr=0.34) == (0.75, 0.75)
+    assert ceiling(p, y, unused, max_fpr=0.0) == (0.75, 0.5)
+    # never below what any threshold of a grid reaches, under the same bound
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p, y, unused = rng.random(50), rng.integers(0, 2, 50), rng.random(200) * 0.9
+        best, bounded = ceiling(p, y, unused, max_fpr=0.02)
+        grid = np.linspace(0, 1.01, 2001)
+        assert best == max(((p >= t) == y).mean() for t in grid)
+        assert bounded == max(((p >= t) == y).mean() for t in grid if (unused >= t).mean() <= 0.02)

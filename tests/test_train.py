@@ -12,7 +12,7 @@ from spamtune.cli import main
 from spamtune.config import TrainArgs
 from spamtune.data import read_split
 from spamtune.predict import SpamClassifier
-from spamtune.train import fit, setup, train_run
+from spamtune.train import collect_logits, fit, setup, train_run
 
 
 def _args(model, **kw) -> TrainArgs:
@@ -52,6 +52,20 @@ def test_cached_prefix_is_exact(tiny_gpt2_dir, data_dir, tmp_path, pooling, padd
     assert moved > 5e-3
     for k in w_c:
         torch.testing.assert_close(w_c[k], w_u[k], rtol=1e-3, atol=1e-4)
+
+
+def test_context_padding(tiny_gpt2_dir, data_dir, tmp_path):
+    """--padding context: the book's `last` token is then the pad at position 255 (this model's context), so every
+    batch is that wide; the last real token's state does not depend on padding (causal attention), so its logits
+    equal dynamic padding's (the cache keeps such messages unpadded)."""
+    logits = {}
+    for pooling, padding in (("last_real", "dynamic"), ("last_real", "context"), ("last", "context")):
+        s = setup(_args(tiny_gpt2_dir, pooling=pooling, padding=padding), data_dir, tmp_path)
+        widths = {b.hidden.shape[1] for b in s.train_loader}
+        assert (widths == {256}) is (pooling == "last")
+        logits[pooling, padding] = collect_logits(s.val_eval_loader, s.forward)[0]  # file order; untrained head
+    torch.testing.assert_close(logits["last_real", "context"], logits["last_real", "dynamic"])
+    assert not torch.allclose(logits["last", "context"], logits["last_real", "dynamic"], atol=1e-3)
 
 
 def test_last_pooling_with_dynamic_padding_is_not_cached(tiny_gpt2_dir, data_dir, tmp_path):
