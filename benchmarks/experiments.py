@@ -296,17 +296,22 @@ def bar_chart(results: dict[str, list[dict]], path: Path) -> None:
 
     groups = [g for g in dict.fromkeys(r.group for r in ROWS) if any(r.name in results for r in ROWS
                                                                       if r.group == g)]
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 1, 4), sharey=True, squeeze=False)
-    for ax, g in zip(axes[0], groups):
-        rows = [r for r in ROWS if r.group == g and r.name in results]
+    panels = [[r for r in ROWS if r.group == g and r.name in results] for g in groups]
+    widths = [len(rows) + 1 for rows in panels]  # a bar's width is the same in every panel
+    fig, axes = plt.subplots(1, len(groups), figsize=(0.75 * sum(widths) + 1.5, 4.5), sharey=True, squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, g, rows in zip(axes[0], groups, panels):
         acc = [[x["test_acc"] * 100 for x in results[r.name]] for r in rows]
         means = [statistics.fmean(a) for a in acc]
         sds = [statistics.stdev(a) if len(a) > 1 else 0.0 for a in acc]
         ax.bar(range(len(rows)), means, yerr=sds, capsize=4, color="tab:blue")
         ax.set_xticks(range(len(rows)), [f"{r.name}\n(n={len(results[r.name])})" for r in rows], rotation=30,
                       ha="right", fontsize=8)
+        ax.axhline(GOAL_ACC * 100, color="tab:red", ls="--", lw=1)
         ax.set_title(g)
         ax.grid(axis="y", alpha=0.3)
+    axes[0][-1].text(1.0, GOAL_ACC * 100 + 0.5, "goal", color="tab:red", ha="right", va="bottom",
+                     transform=axes[0][-1].get_yaxis_transform(), fontsize=8)
     axes[0][0].set_ylabel("test accuracy % (mean ± std over seeds)")
     lo = min(min(x["test_acc"] for x in rs) for rs in results.values()) * 100
     axes[0][0].set_ylim(max(0.0, math.floor(lo - 2)), 100)
