@@ -60,7 +60,7 @@ ROWS: tuple[Row, ...] = (
     Row("last_two_blocks-lr5e-4", "scope", "last two blocks at half the default lr",
         args={"trainable": "last_two_blocks", "lr": 5e-4}),
     Row("lora", "scope", "LoRA r16 on every block, full forward each step", args={"trainable": "lora", "lr": 5e-4},
-        seeds=1),
+        seeds=2),
     Row("all", "scope", "all layers, full forward each step", args={"trainable": "all", "lr": 5e-5}, seeds=1),
     Row("pool-last", "pooling", "the book's token: position -1, padded to the longest training message",
         args=BOOK_LAST),
