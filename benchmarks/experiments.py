@@ -225,6 +225,11 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def cell(text: str) -> str:
+    """A message as a markdown table cell: pipes escaped, cut to 120 characters."""
+    return text.replace("|", "\\|")[:120]
+
+
 def hard_messages(results: dict[str, list[dict]], f: dict, data_dir: Path) -> str:
     """Test messages that most runs misclassify, counted over every seed of every row above chance. Those wrong
     in every run bound what a row can reach on this test set."""
@@ -243,8 +248,7 @@ def hard_messages(results: dict[str, list[dict]], f: dict, data_dir: Path) -> st
     for i in np.argsort(-wrong, kind="stable"):
         if wrong[i] * 2 <= len(runs):
             break
-        text = test["Text"].iloc[i].replace("|", "\\|")
-        lines.append(f"| {wrong[i]} of {len(runs)} | {names[str(y[i])]} | {text[:120]} |")
+        lines.append(f"| {wrong[i]} of {len(runs)} | {names[str(y[i])]} | {cell(test['Text'].iloc[i])} |")
     # the same for the FPR: ham that most runs call spam (often automated notices that read like spam)
     unused = f["unused"]["Text"]
     flagged = np.sum([np.asarray(r["p_spam"]["unused"]) >= 0.5 for r in runs], axis=0)
@@ -253,8 +257,7 @@ def hard_messages(results: dict[str, list[dict]], f: dict, data_dir: Path) -> st
               f"goal ({GOAL_FPR:.1%}) allows {int(GOAL_FPR * len(unused))} of {len(unused):,}. The most flagged:",
               "", f"| runs (of {len(runs)}) that flag it | message |", "|---|---|"]
     for i in np.argsort(-flagged, kind="stable")[: min(most, 10)]:
-        text = unused.iloc[i].replace("|", "\\|")
-        lines.append(f"| {flagged[i]} | {text[:120]} |")
+        lines.append(f"| {flagged[i]} | {cell(unused.iloc[i])} |")
     return "\n".join(lines)
 
 

@@ -35,17 +35,15 @@ def test_quick_experiments_table_chart_and_per_seed_results(tmp_path, data_dir):
     assert "`spamtune train --trainable head --seed S`" in r.stdout  # each row names its command
     # the hard-messages table: per test message, how many runs above 75 % got it wrong, most first
     y = read_split(data_dir / "test.csv")["Label"].to_numpy()[:48]
-    preds = [np.asarray(rec["p_spam"]["test"]) >= 0.5 for row in ("default", "head", "tfidf")
-             for rec in map(json.loads, map(Path.read_text, (out / row).glob("seed*.json")))]
-    preds = [p for p in preds if (p == y).mean() >= 0.75]
+    recs = [json.loads(p.read_text()) for row in ("default", "head", "tfidf") for p in (out / row).glob("seed*.json")]
+    recs = [rec for rec in recs if ((np.asarray(rec["p_spam"]["test"]) >= 0.5) == y).mean() >= 0.75]
+    preds = [np.asarray(rec["p_spam"]["test"]) >= 0.5 for rec in recs]
     assert preds
     wrong = np.sum([p != y for p in preds], axis=0)
     expected = sorted((int(w) for w in wrong if 2 * w > len(preds)), reverse=True)
     shown = [int(ln.split()[1]) for ln in r.stdout.splitlines() if ln.endswith("|") and f" of {len(preds)} |" in ln]
     assert shown == expected
     # and the unused ham that more than half of those runs flag as spam
-    recs = [json.loads(p.read_text()) for row in ("default", "head", "tfidf") for p in (out / row).glob("seed*.json")]
-    recs = [rec for rec in recs if ((np.asarray(rec["p_spam"]["test"]) >= 0.5) == y).mean() >= 0.75]
     flagged = np.sum([np.asarray(rec["p_spam"]["unused"]) >= 0.5 for rec in recs], axis=0)
     assert f"more than half of those runs: {int((2 * flagged > len(recs)).sum())} messages" in r.stdout
     assert (out / "experiments.png").stat().st_size > 10_000
