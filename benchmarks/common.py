@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: where a figure was measured, and appending it to RESULTS.md."""
+"""Shared by the benchmark scripts (run as `python -m benchmarks.NAME` from the repository root): where a figure
+was measured, and appending it to RESULTS.md."""
 
 from __future__ import annotations
 
@@ -47,4 +48,4 @@ def publish(title: str, body: str, record: bool = True) -> None:
     """Print the figures and, unless told not to, append them to RESULTS.md with the command that made them."""
     print(body)
     if record:
-        append_results(title, " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]), body)
+        append_results(title, " ".join([f"python -m benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]), body)

@@ -7,10 +7,10 @@ the same base share one cache, so later seeds and rows pay little) and training 
 kept under --out, so rows can be run in separate invocations; `--report` tabulates everything stored and draws
 the bar chart (benchmarks/experiments.png).
 
-    .venv/bin/python benchmarks/experiments.py --data-dir data --rows default,head,last_two_blocks
-    .venv/bin/python benchmarks/experiments.py --report
-    .venv/bin/python benchmarks/experiments.py --quick --rows default,tfidf   # CI-sized: 48 messages, 2 seeds
-    .venv/bin/python benchmarks/experiments.py --list
+    .venv/bin/python -m benchmarks.experiments --data-dir data --rows default,head,last_two_blocks
+    .venv/bin/python -m benchmarks.experiments --report
+    .venv/bin/python -m benchmarks.experiments --quick --rows default,tfidf   # CI-sized: 48 messages, 2 seeds
+    .venv/bin/python -m benchmarks.experiments --list
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import fnmatch
 import json
 import math
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,13 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from common import publish  # noqa: E402
-
-from spamtune.config import TrainArgs  # noqa: E402
-from spamtune.data import read_split  # noqa: E402
-from spamtune.hf import THRESHOLD_GRID  # noqa: E402
+from benchmarks.common import publish
+from spamtune.config import TrainArgs
+from spamtune.data import read_split
+from spamtune.tasks import THRESHOLD_GRID
 
 SEEDS = (123, 124, 125, 126, 127)
 GOAL_ACC, GOAL_FPR = 0.99, 0.005  # issue 7's goal for the defaults: mean test accuracy, FPR on unused ham
@@ -94,7 +90,7 @@ ROWS: tuple[Row, ...] = (
 def command(row: Row) -> str:
     """The CLI command of one seed of this row (the runner calls the same training code)."""
     if row.kind == "tfidf":
-        return f"benchmarks/experiments.py --rows {row.name}"
+        return f"python -m benchmarks.experiments --rows {row.name}"
     flags = []
     for k, v in row.args.items():
         flag = "--" + k.replace("_", "-")
@@ -112,18 +108,20 @@ def frames(data_dir: Path, limit: int | None) -> dict:
 
 
 def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: int | None, store) -> dict:
-    from spamtune.batching import SpamDataset, create_dataloader
-    from spamtune.train import base_key, collate_hidden, collect_logits, load_best_epoch, run_training
+    from spamtune.batching import TextDataset, create_dataloader
+    from spamtune.training import load_best_epoch, run_training
+    from spamtune.training.loss import collect_logits
+    from spamtune.training.prefix_cache import base_key, collate_hidden
 
     args = TrainArgs(**{**row.args, "seed": seed, "limit": limit, **({"epochs": epochs} if epochs else {})})
     with tempfile.TemporaryDirectory() as tmp:
         s, metrics = run_training(args, data_dir, Path(tmp) / "run", store=store)
         load_best_epoch(s)  # what users get
-    max_length, last = s.config["max_length"], s.config["pooling"] == "last"
+    max_length, last = s.run_config.max_length, s.run_config.pooling == "last"
     probs = {}
     for split, df in frames(data_dir, limit).items():
-        ds = SpamDataset(df["Text"], df["Label"], s.tokenizer, max_length)
-        # prediction's rules (predict.py): `last` pools at the training width, other poolings see real tokens only
+        ds = TextDataset(df["Text"], df["Label"], s.tokenizer, max_length)
+        # prediction's rules (inference/api.py): `last` pools at the training width, other poolings see real tokens only
         src = store.get(base_key(args), s.clf, ds, max_length if last else None, split) if s.cached else ds
         # in file order (no length buckets), so stored probabilities line up with the CSV rows
         loader = create_dataloader(src, 16, padding="longest_train" if last else "dynamic",
@@ -233,10 +231,10 @@ def cell(text: str) -> str:
 def hard_messages(results: dict[str, list[dict]], f: dict, data_dir: Path) -> str:
     """Test messages that most runs misclassify, counted over every seed of every row above chance. Those wrong
     in every run bound what a row can reach on this test set."""
-    from spamtune.data import read_label_maps
+    from spamtune.data import read_label_set
 
     test = f["test"]
-    y, names = test["Label"].to_numpy(), read_label_maps(data_dir)["id2label"]
+    y, names = test["Label"].to_numpy(), read_label_set(data_dir).names
     runs = [r for rs in results.values() for r in rs if r["test_acc"] >= 0.75]  # pool-first sits at chance
     if not runs:
         return ""
@@ -248,7 +246,7 @@ def hard_messages(results: dict[str, list[dict]], f: dict, data_dir: Path) -> st
     for i in np.argsort(-wrong, kind="stable"):
         if wrong[i] * 2 <= len(runs):
             break
-        lines.append(f"| {wrong[i]} of {len(runs)} | {names[str(y[i])]} | {cell(test['Text'].iloc[i])} |")
+        lines.append(f"| {wrong[i]} of {len(runs)} | {names[y[i]]} | {cell(test['Text'].iloc[i])} |")
     # the same for the FPR: ham that most runs call spam (often automated notices that read like spam)
     unused = f["unused"]["Text"]
     flagged = np.sum([np.asarray(r["p_spam"]["unused"]) >= 0.5 for r in runs], axis=0)
@@ -343,7 +341,7 @@ def main() -> None:
     chart = out / "experiments.png" if a.quick or a.out else Path(__file__).with_name("experiments.png")
     limit, epochs = (48, 1) if a.quick else (None, None)
     if not a.report:
-        from spamtune.train import PrefixStore
+        from spamtune.training.prefix_cache import PrefixStore
 
         patterns = a.rows.split(",")
         rows = [r for r in ROWS if any(fnmatch.fnmatch(r.name, p) for p in patterns)]

@@ -1,7 +1,7 @@
 """The default fine-tuning run, measured end to end: train (defaults, or the flags given) and evaluate on every
 split plus the unused ham. Keeps the run directory for the inference benchmark.
 
-    .venv/bin/python benchmarks/finetune.py --data-dir data --out runs/default [spamtune train flags...]
+    .venv/bin/python -m benchmarks.finetune --data-dir data --out runs/default [spamtune train flags...]
 """
 
 from __future__ import annotations
@@ -10,16 +10,12 @@ import argparse
 import dataclasses
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from common import publish  # noqa: E402
-
-from spamtune.cli import _add_dataclass_args  # noqa: E402
-from spamtune.config import TrainArgs  # noqa: E402
-from spamtune.evaluate import evaluate_run, format_report  # noqa: E402
-from spamtune.train import train_run  # noqa: E402
+from benchmarks.common import publish
+from spamtune.cli.args import add_dataclass_args
+from spamtune.config import TrainArgs
+from spamtune.evaluation import evaluate_run, format_report
+from spamtune.training import train_run
 
 
 def main() -> None:
@@ -27,7 +23,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--out", default="runs/default")
     ap.add_argument("--no-record", action="store_true")
-    _add_dataclass_args(ap, TrainArgs)
+    add_dataclass_args(ap, TrainArgs)
     a = ap.parse_args()
     args = TrainArgs(**{f.name: getattr(a, f.name) for f in dataclasses.fields(TrainArgs)})
 

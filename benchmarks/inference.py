@@ -6,25 +6,21 @@
 - latency p50/p95 of one message and of batches of 8 and 32;
 - achieved GFLOP/s as a fraction of this machine's fp32 matmul rate, measured here in the same run.
 
-    .venv/bin/python benchmarks/inference.py runs/demo --data-dir data
+    .venv/bin/python -m benchmarks.inference runs/demo --data-dir data
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from common import publish  # noqa: E402
-
-from spamtune.data import read_split  # noqa: E402
-from spamtune.predict import SpamClassifier  # noqa: E402
+from benchmarks.common import publish
+from spamtune.data import read_split
+from spamtune.inference import TextClassifier
 
 
 def matmul_gflops(dtype=torch.float32, n: int = 1024, seconds: float = 2.0) -> float:
@@ -38,7 +34,7 @@ def matmul_gflops(dtype=torch.float32, n: int = 1024, seconds: float = 2.0) -> f
 
 
 @torch.inference_mode()
-def classify_review_book(clf: SpamClassifier, text: str) -> int:
+def classify_review_book(clf: TextClassifier, text: str) -> int:
     """The book's `classify_review`: encode, truncate, pad to the training max length, one forward."""
     ids = clf.encode([text])[0]
     padded = ids + [clf.tokenizer.pad_id] * (clf.max_length - len(ids))
@@ -61,7 +57,7 @@ def main() -> None:
     a = ap.parse_args()
 
     texts = list(read_split(Path(a.data_dir) / "test.csv")["Text"])
-    fp32 = SpamClassifier.load(a.run)
+    fp32 = TextClassifier.load(a.run)
     n_tokens = sum(len(ids) for ids in fp32.encode(texts))
     # forward FLOPs per token ~ 2 x parameters used per token (the embedding table is a lookup, not a matmul)
     core = sum(p.numel() for n, p in fp32.module.named_parameters() if "tok_emb" not in n and "pos_emb" not in n)
@@ -70,7 +66,7 @@ def main() -> None:
 
     rows, base_probs, base_rate = [], None, None
     for dtype, quant in (("fp32", None), ("bf16", None), ("fp32", "int8")):
-        clf = fp32 if (dtype, quant) == ("fp32", None) else SpamClassifier.load(a.run, dtype, quant)
+        clf = fp32 if (dtype, quant) == ("fp32", None) else TextClassifier.load(a.run, dtype, quant)
         clf.predict_proba(texts[:16])  # warm-up
         seconds, probs = timed(clf.predict_proba, texts)
         rate = len(texts) / seconds
@@ -104,7 +100,7 @@ def main() -> None:
         "|---|---|---|---|---|---|", *rows, "",
         f"Batched fp32 vs the book's one-at-a-time loop: **{base_rate / book_rate:.1f}x** throughput.", "",
         "| batch size | p50 ms | p95 ms | batches timed |", "|---|---|---|---|", *lat])
-    publish(f"Inference: {Path(a.run).name} ({fp32.run.config['model']})", body, not a.no_record)
+    publish(f"Inference: {Path(a.run).name} ({fp32.run.run_config.model})", body, not a.no_record)
 
 
 if __name__ == "__main__":

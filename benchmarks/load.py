@@ -2,7 +2,7 @@
 `--requests` POST /classify calls at `--concurrency` (mixed sizes, ~10 % invalid), every answer checked against
 the label the model gives each text alone. Reports server errors, latency p50/p95 and the server's memory.
 
-    .venv/bin/python benchmarks/load.py runs/default --requests 1000 --concurrency 32
+    .venv/bin/python -m benchmarks.load runs/default --requests 1000 --concurrency 32
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from common import publish  # noqa: E402
-
-from spamtune.data import read_split  # noqa: E402
-from spamtune.loadtest import run_load  # noqa: E402
-from spamtune.predict import SpamClassifier  # noqa: E402
+from benchmarks.common import publish
+from spamtune.data import read_split
+from spamtune.inference import TextClassifier
+from spamtune.serving.loadtest import run_load
 
 
 def rss_mb(pid: int) -> float:
@@ -41,7 +38,7 @@ def main() -> None:
     a = ap.parse_args()
 
     texts = list(read_split(Path(a.data_dir) / "test.csv")["Text"])[:100]
-    clf = SpamClassifier.load(a.run, a.dtype)
+    clf = TextClassifier.load(a.run, a.dtype)
     expected = {t: label for t, (label, _) in zip(texts, clf.predict(texts))}
     del clf
     with socket.socket() as s:

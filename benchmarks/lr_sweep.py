@@ -2,30 +2,28 @@
 initial weights, seeds and batches, `fit`, and the test accuracy of the best epoch (by validation loss).
 Single seed: on a 300-message test split one message is 0.33 points.
 
-    .venv/bin/python benchmarks/lr_sweep.py --data-dir data --lrs 5e-5 2e-4 5e-4 1e-3
+    .venv/bin/python -m benchmarks.lr_sweep --data-dir data --lrs 5e-5 2e-4 5e-4 1e-3
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from common import publish  # noqa: E402
-
-from spamtune.batching import SpamDataset, create_dataloader  # noqa: E402
-from spamtune.checkpoint import load_weights_into  # noqa: E402
-from spamtune.config import TrainArgs  # noqa: E402
-from spamtune.data import read_split  # noqa: E402
-from spamtune.tokenizer import load_tokenizer  # noqa: E402
-from spamtune.train import build_prefix_cache, calc_accuracy_loader, collate_hidden, fit, setup  # noqa: E402
-from spamtune.weights import read_safetensors  # noqa: E402
+from benchmarks.common import publish
+from spamtune.batching import TextDataset, create_dataloader
+from spamtune.config import TrainArgs
+from spamtune.data import read_split
+from spamtune.runs import load_weights_into
+from spamtune.tokenizers import load_tokenizer
+from spamtune.training import fit, setup
+from spamtune.training.loss import calc_accuracy_loader
+from spamtune.training.prefix_cache import build_prefix_cache, collate_hidden
+from spamtune.weights import read_safetensors
 
 
 def main() -> None:
@@ -46,8 +44,8 @@ def main() -> None:
         trained = [p for p in s.module.parameters() if p.requires_grad]
         init = [p.detach().clone() for p in trained]
         df = read_split(Path(a.data_dir) / "test.csv")
-        tok = load_tokenizer(s.config["tokenizer"])
-        test_ds = SpamDataset(df["Text"], df["Label"], tok, s.config["max_length"])
+        tok = load_tokenizer(s.run_config.tokenizer)
+        test_ds = TextDataset(df["Text"], df["Label"], tok, s.run_config.max_length)
         test_loader = create_dataloader(build_prefix_cache(s.clf, test_ds, None, desc="caching (test)"),
                                         buckets=True, collate_fn=collate_hidden)
         train_cache = s.train_loader.dataset
@@ -66,13 +64,13 @@ def main() -> None:
             t0 = time.perf_counter()
             state = fit(s)
             seconds = time.perf_counter() - t0
-            s.module.eval()
+            s.model.eval()
             last_test = calc_accuracy_loader(test_loader, s.forward)
             load_weights_into(s.module, read_safetensors(s.run_dir / "model.safetensors"), "best")
             best_test = calc_accuracy_loader(test_loader, s.forward)
-            h = state["history"]
-            rows.append(f"| {lr:g} | {state['best_epoch']} | {state['best_val_loss']:.4f} | "
-                        f"{h['val_acc_full'][state['best_epoch'] - 1]:.2%} | **{best_test:.2%}** | "
+            best = state.best_epoch or 1
+            rows.append(f"| {lr:g} | {best} | {state.best_val_loss:.4f} | "
+                        f"{state.history.val_acc_full[best - 1]:.2%} | **{best_test:.2%}** | "
                         f"{last_test:.2%} | {seconds:.0f} |")
     body = "\n".join([
         f"{a.model}, `--trainable {a.trainable}`, {a.epochs} epochs, seed 123, everything else default.", "",

@@ -1,19 +1,16 @@
 """The book's sanity checks on the embedded model, measured: load time, parameter count, greedy generation,
 and the zero-shot 'is this spam?' baseline on the test split.
 
-    .venv/bin/python benchmarks/model_checks.py --data-dir data
+    .venv/bin/python -m benchmarks.model_checks --data-dir data
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from common import publish  # noqa: E402
+from benchmarks.common import publish
 
 
 def main() -> None:
@@ -33,7 +30,7 @@ def main() -> None:
 
     from spamtune.data import read_split
     from spamtune.generate import generate_text_simple, zero_shot
-    from spamtune.tokenizer import load_tokenizer
+    from spamtune.tokenizers import load_tokenizer
 
     tok = load_tokenizer(bb.tokenizer)
     prompt = "The capital of France is"

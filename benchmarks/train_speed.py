@@ -5,23 +5,19 @@ forward every step), same model, data, scope and optimizer.
 The book-style loop is timed over `--book-steps` steps and projected linearly to the full run (its steps all cost
 the same; evaluations every `eval_freq` steps are included in the measured rate).
 
-    .venv/bin/python benchmarks/train_speed.py --data-dir data
+    .venv/bin/python -m benchmarks.train_speed --data-dir data
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from common import publish  # noqa: E402
-
-from spamtune.config import TrainArgs  # noqa: E402
-from spamtune.train import train_run  # noqa: E402
+from benchmarks.common import publish
+from spamtune.config import TrainArgs
+from spamtune.training import train_run
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
 def tiny_run(tmp_path_factory, tiny_gpt2_dir, data_dir) -> Path:
     """A finished run of the tiny GPT-2 (one short epoch): for prediction, serving and evaluation tests."""
     from spamtune.config import TrainArgs
-    from spamtune.train import train_run
+    from spamtune.training import train_run
 
     run = tmp_path_factory.mktemp("run") / "run"
     train_run(TrainArgs(model=str(tiny_gpt2_dir), epochs=1, limit=32, lr=1e-3), data_dir, run)
@@ -54,13 +54,13 @@ def server(tiny_run):
     """A real uvicorn server on a free loopback port, in a thread."""
     import uvicorn
 
-    from spamtune.predict import SpamClassifier
-    from spamtune.serve import ServeLimits, create_app
+    from spamtune.inference import TextClassifier
+    from spamtune.serving import ServeLimits, create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    clf = SpamClassifier.load(tiny_run)
+    clf = TextClassifier.load(tiny_run)
     app = create_app(clf, ServeLimits(max_texts=8, max_chars=500, max_body_bytes=20_000, batch_window_ms=20))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)

@@ -1,18 +1,18 @@
 import torch
 
-from spamtune.batching import SpamDataset, attention_mask_from_lengths, create_dataloader
+from spamtune.batching import TextDataset, attention_mask_from_lengths, create_dataloader
 from spamtune.data import read_split
-from spamtune.tokenizer import load_tokenizer
+from spamtune.tokenizers import load_tokenizer
 
 
 def _datasets(data_dir):
     tok = load_tokenizer("gpt2")
     train_df = read_split(data_dir / "train.csv")
-    train = SpamDataset(train_df["Text"], train_df["Label"], tok, context_length=1024)
+    train = TextDataset(train_df["Text"], train_df["Label"], tok, context_length=1024)
     others = []
     for name in ("validation.csv", "test.csv"):
         df = read_split(data_dir / name)
-        others.append(SpamDataset(df["Text"], df["Label"], tok, max_length=train.max_length))
+        others.append(TextDataset(df["Text"], df["Label"], tok, max_length=train.max_length))
     return train, *others
 
 
@@ -56,5 +56,5 @@ def test_shuffle_is_seeded(data_dir):
 
 def test_truncation_to_context():
     tok = load_tokenizer("gpt2")
-    ds = SpamDataset(["word " * 3000, "short"], [1, 0], tok, context_length=1024)
+    ds = TextDataset(["word " * 3000, "short"], [1, 0], tok, context_length=1024)
     assert ds.max_length == 1024 and ds.lengths == [1024, 1]

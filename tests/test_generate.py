@@ -5,7 +5,7 @@ from torch import nn
 
 from spamtune.cli import main
 from spamtune.generate import generate_text_simple, zero_shot
-from spamtune.tokenizer import load_tokenizer
+from spamtune.tokenizers import load_tokenizer
 
 
 class PositionParity(nn.Module):

@@ -4,10 +4,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spamtune.batching import SpamDataset, attention_mask_from_lengths, collate
+from spamtune.batching import TextDataset, attention_mask_from_lengths, collate
 from spamtune.data import parse_sms_collection
 from spamtune.errors import SpamtuneError
-from spamtune.tokenizer import load_tokenizer
+from spamtune.tokenizers import load_tokenizer
 
 # any unicode text, lone surrogates excluded (they cannot be encoded as UTF-8, so no file or request carries them)
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
@@ -73,7 +73,7 @@ def test_smollm2_vocabulary_gaps_are_what_the_test_assumes():
 @given(st.lists(texts, min_size=1, max_size=12), st.integers(1, 64), st.booleans())
 def test_collate_is_consistent(batch_texts, context, fixed):
     tok = load_tokenizer("gpt2")
-    ds = SpamDataset(batch_texts, [0] * len(batch_texts), tok, context_length=context)
+    ds = TextDataset(batch_texts, [0] * len(batch_texts), tok, context_length=context)
     pad_to = ds.max_length if fixed else None
     batch = collate([ds[i] for i in range(len(ds))], tok.pad_id, pad_to)
     b, t = batch.input_ids.shape

@@ -12,10 +12,10 @@ import urllib.request
 import pytest
 from safetensors.torch import load_file
 
-from spamtune.checkpoint import load_run
 from spamtune.cli import main
 from spamtune.config import TrainArgs
-from spamtune.train import train_run
+from spamtune.inference import load_run
+from spamtune.training import train_run
 
 # ---------------------------------------------------------------------------------------------------------------
 # kill -9 and resume
@@ -71,9 +71,9 @@ def corpus() -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(corpus()))
 def test_python_api_classifies_any_string(tiny_run, name):
-    from spamtune import SpamClassifier
+    from spamtune import TextClassifier
 
-    (label, p), = SpamClassifier.load(tiny_run).predict([corpus()[name]])
+    (label, p), = TextClassifier.load(tiny_run).predict([corpus()[name]])
     assert label in ("ham", "spam") and 0.5 <= p <= 1.0
 
 
@@ -116,7 +116,7 @@ def test_file_with_ten_thousand_lines_and_odd_content(tiny_run, tmp_path, capsys
 
 
 def test_service_corpus_never_500(server_url):
-    from spamtune.loadtest import post_classify
+    from spamtune.serving.loadtest import post_classify
 
     for name, text in corpus().items():
         code, body = post_classify(server_url, json.dumps({"texts": [text]}).encode())
@@ -140,7 +140,7 @@ def test_service_under_load(server, sms_path):
     """1,000 requests at concurrency 32 over loopback, 10 % invalid: no server error, every valid answer right,
     every invalid one a 4xx with a message, memory bounded."""
     from spamtune.data import parse_sms_collection
-    from spamtune.loadtest import run_load
+    from spamtune.serving.loadtest import run_load
 
     url, app, clf = server
     texts = list(parse_sms_collection(sms_path.read_bytes())["Text"])

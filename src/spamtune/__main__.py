@@ -1,3 +1,5 @@
+"""`python -m spamtune`: the CLI (what torchrun and subprocess tests launch)."""
+
 import sys
 
 from spamtune.cli import main

@@ -8,35 +8,39 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from spamtune.tokenizer import Tokenizer
+from spamtune.tokenizers import Tokenizer
 
 
 class Batch(NamedTuple):
     input_ids: torch.Tensor  # (B, T) token ids, right-padded with the pad id
     lengths: torch.Tensor  # (B,) number of real tokens per row, 1..T
-    labels: torch.Tensor  # (B,) class ids, or (B,) floats / (B, L) multi-hot for the HF backend's other tasks
+    targets: torch.Tensor  # (B,) class ids, or (B,) floats / (B, L) multi-hot for the HF backend's other tasks
 
 
-class SpamDataset(Dataset):
-    """Encoded messages truncated to `max_length` (default: the longest message, as in the book).
+Target = int | float | list[float]  # a class id; a regression value; a multi-hot row (tasks.py makes them)
+
+
+class TextDataset(Dataset):
+    """Encoded messages truncated to `max_length` (default: the longest message, as in the book): the book's
+    `SpamDataset`, for any label set.
 
     Args:
         texts: the messages.
-        labels: class ids, one per message.
+        targets: one per message: a class id (or a float / multi-hot row for the HF backend's other tasks).
         tokenizer: anything with `encode` and `pad_id`.
         max_length: truncate to this many tokens; None = the longest encoded message (capped at `context_length`).
         context_length: the model's context; no message is ever longer.
     """
 
-    def __init__(self, texts: Sequence[str], labels: Sequence[int], tokenizer: Tokenizer,
+    def __init__(self, texts: Sequence[str], targets: Sequence[Target], tokenizer: Tokenizer,
                  max_length: int | None = None, context_length: int | None = None) -> None:
-        if len(texts) != len(labels):
-            raise ValueError("texts and labels differ in length")
+        if len(texts) != len(targets):
+            raise ValueError("texts and targets differ in length")
         encode_batch = getattr(tokenizer, "encode_batch", None)
         encoded = encode_batch(list(texts)) if encode_batch else [tokenizer.encode(t) for t in texts]
         # an empty encoding (only possible for odd input) becomes one pad token so every row has a last token
@@ -48,14 +52,14 @@ class SpamDataset(Dataset):
         self.max_length = limit
         self.encoded = [ids[:limit] for ids in encoded]
         # class ids; floats (regression) and multi-hot lists (multi-label) pass through for the HF backend
-        self.labels = [y if isinstance(y, (float, list)) else int(y) for y in labels]
+        self.targets: list[Target] = [y if isinstance(y, (float, list)) else int(y) for y in targets]
         self.pad_id = tokenizer.pad_id
 
     def __len__(self) -> int:
         return len(self.encoded)
 
-    def __getitem__(self, index: int) -> tuple[list[int], int]:
-        return self.encoded[index], self.labels[index]
+    def __getitem__(self, index: int) -> tuple[list[int], Target]:
+        return self.encoded[index], self.targets[index]
 
     @property
     def lengths(self) -> list[int]:
@@ -71,7 +75,7 @@ def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None
     return input_ids, torch.tensor(lengths)
 
 
-def collate(items: list[tuple[list[int], int]], pad_id: int, pad_to: int | None = None) -> Batch:
+def collate(items: list[tuple[list[int], Target]], pad_id: int, pad_to: int | None = None) -> Batch:
     """Right-pad to `pad_to` (fixed padding) or to the longest item of the batch (dynamic padding)."""
     input_ids, lengths = pad_ids([ids for ids, _ in items], pad_id, pad_to)
     return Batch(input_ids, lengths, torch.tensor([y for _, y in items]))
@@ -117,13 +121,13 @@ class LengthBucketSampler(Sampler[list[int]]):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-def create_dataloader(dataset: Dataset, batch_size: int = 8, shuffle: bool = False, drop_last: bool = False,
+def create_dataloader(dataset: Any, batch_size: int = 8, shuffle: bool = False, drop_last: bool = False,
                       padding: str = "dynamic", pad_to: int | None = None, buckets: bool = False,
                       seed: int = 123, collate_fn=None) -> DataLoader:
     """The book's loader settings (batch 8; train: shuffle + drop_last) with a padding choice.
 
     Args:
-        dataset: a `SpamDataset`, or any dataset with `lengths` and its own `collate_fn` (the prefix cache).
+        dataset: a `TextDataset`, or any dataset with `lengths` and its own `collate_fn` (the prefix cache).
         padding: "dynamic" pads to the longest message of each batch; "longest_train" pads to `dataset.max_length`
             (the book); "context" pads to `pad_to` (the model's context, the book's slow ablation row).
         buckets: group messages of similar length into batches (with dynamic padding).

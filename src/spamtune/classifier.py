@@ -2,8 +2,8 @@
 
 The classifier is split at the first trainable block: `prefix` (embeddings + frozen blocks) and `suffix` (trainable
 blocks + final norm + pooling + head). When the prefix is frozen and deterministic, its output per message can be
-computed once and cached (train.py), which is exact because padding is on the right and attention is causal: a
-real token never attends to a pad.
+computed once and cached (training/prefix_cache.py), which is exact because padding is on the right and attention
+is causal: a real token never attends to a pad. `CachedSuffix` is the module that trains on the cached output.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from spamtune.batching import attention_mask_from_lengths
+from spamtune.config import ModelConfig, Padding, Pooling, Trainable
+from spamtune.models import Decoder
 
 
-def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
+def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     """(B, T, D) hidden states -> (B, D), the same function in training, evaluation and prediction.
 
     last: position -1 as in the book (a pad position for short messages); last_real: each message's last real
@@ -33,10 +35,11 @@ def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Ten
 
 
 def default_head_bias(arch: str) -> bool:
+    """The book's biased head for GPT-2; none for Llama (as `LlamaForSequenceClassification`, see export/hf.py)."""
     return arch == "gpt2"
 
 
-def trainable_start(trainable: str, n_layers: int) -> int:
+def trainable_start(trainable: Trainable, n_layers: int) -> int:
     """Index of the first block that trains: everything before it is the frozen prefix."""
     return {"head": n_layers, "last_block": n_layers - 1, "last_two_blocks": max(n_layers - 2, 0),
             "all": 0, "lora": 0}[trainable]
@@ -55,10 +58,11 @@ class Classifier(nn.Module):
             LlamaForSequenceClassification: RMSNorm has no shift that could absorb a bias at export (export.py).
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, pooling: str = "last_real",
-                 trainable: str = "last_block", seed: int = 123, head_bias: bool | None = None) -> None:
+    def __init__(self, backbone: Decoder, num_classes: int, pooling: Pooling = "last_real",
+                 trainable: Trainable = "last_block", seed: int = 123, head_bias: bool | None = None) -> None:
         super().__init__()
-        self.backbone, self.pooling, self.trainable = backbone, pooling, trainable
+        self.backbone: Decoder = backbone
+        self.pooling, self.trainable = pooling, trainable
         cfg = backbone.cfg
         self.head_bias = default_head_bias(cfg.arch) if head_bias is None else head_bias
         torch.manual_seed(seed)
@@ -67,14 +71,17 @@ class Classifier(nn.Module):
         self.start = trainable_start(trainable, cfg.n_layers)
 
     @property
-    def cfg(self):
+    def cfg(self) -> ModelConfig:
         return self.backbone.cfg
 
     def prefix(self, input_ids: torch.Tensor | None, hidden: torch.Tensor | None = None,
                begin: int = 0) -> torch.Tensor:
         """(B, T) ids -> (B, T, D) hidden states after the frozen blocks; or continue from `hidden`, the output of
         the first `begin` blocks (a shallower cached prefix)."""
-        x = self.backbone.embed(input_ids) if hidden is None else hidden
+        if hidden is None:
+            assert input_ids is not None, "prefix needs input_ids or hidden"
+            hidden = self.backbone.embed(input_ids)
+        x = hidden
         for block in self.backbone.trf_blocks[begin : self.start]:
             x = block(x)
         return x
@@ -92,6 +99,19 @@ class Classifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) right-padded ids and (B,) lengths -> (B, num_classes) logits."""
         return self.suffix(self.prefix(input_ids), lengths)
+
+
+class CachedSuffix(nn.Module):
+    """The trainable part of a `Classifier` as a module of its own: (B, T, D) cached prefix output + (B,) lengths
+    -> logits. Training on the prefix cache calls this through `__call__` (so hooks and DistributedDataParallel
+    see the forward), and its parameters are the classifier's own."""
+
+    def __init__(self, clf: Classifier) -> None:
+        super().__init__()
+        self.clf = clf
+
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.clf.suffix(hidden, lengths)
 
 
 def apply_trainable(clf: Classifier, lora_rank: int = 16, lora_alpha: int = 16) -> nn.Module:
@@ -129,7 +149,7 @@ def apply_trainable(clf: Classifier, lora_rank: int = 16, lora_alpha: int = 16) 
     return clf
 
 
-def prefix_is_cacheable(clf: Classifier, padding: str) -> bool:
+def prefix_is_cacheable(clf: Classifier, padding: Padding) -> bool:
     """The frozen prefix's output can be computed once per message and reused across epochs when it is frozen
     (not all/lora), deterministic (no dropout) and independent of batch composition (pooling `last` with dynamic
     padding reads a pad position whose value depends on the batch's width)."""

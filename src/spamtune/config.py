@@ -1,10 +1,17 @@
-"""Configuration: the architecture (`ModelConfig`, with a table of known presets) and run settings (`TrainArgs`)."""
+"""Configuration: the architecture (`ModelConfig`, with a table of known presets) and run settings (`TrainArgs`).
+
+Every choice is a `Literal` type; its values are the CLI's `choices` (cli/args.py reads the types) and the checks
+in `__post_init__`, so a new value is added in one place.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from spamtune.errors import ConfigError
 
 Arch = Literal["gpt2", "llama"]
 Trainable = Literal["head", "last_block", "last_two_blocks", "all", "lora"]
@@ -12,12 +19,12 @@ Pooling = Literal["last", "last_real", "first", "mean"]
 Padding = Literal["longest_train", "dynamic", "context"]
 Backend = Literal["scratch", "hf"]
 Schedule = Literal["constant", "linear", "cosine"]
+DType = Literal["fp32", "bf16"]
 
-TRAINABLE_CHOICES: tuple[str, ...] = Trainable.__args__
-POOLING_CHOICES: tuple[str, ...] = Pooling.__args__
-PADDING_CHOICES: tuple[str, ...] = Padding.__args__
-BACKEND_CHOICES: tuple[str, ...] = Backend.__args__
-SCHEDULE_CHOICES: tuple[str, ...] = Schedule.__args__
+
+def choices(tp: Any) -> tuple[str, ...]:
+    """The values of a `Literal` type, e.g. `choices(Pooling)`; () for any other type."""
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
 
 
 @dataclass
@@ -31,8 +38,8 @@ class ModelConfig:
     emb_dim: int
     n_layers: int
     n_heads: int
-    n_kv_heads: int | None = None  # None: same as n_heads (plain multi-head attention)
-    hidden_dim: int | None = None  # MLP width; None: 4 * emb_dim (GPT-2)
+    n_kv_heads: int = 0  # 0: same as n_heads (plain multi-head attention)
+    hidden_dim: int = 0  # MLP width; 0: 4 * emb_dim (GPT-2)
     qkv_bias: bool = False
     drop_rate: float = 0.0  # the book uses 0.0 for fine-tuning; dropout >0 turns the frozen-prefix cache off
     norm_eps: float = 1e-5
@@ -41,21 +48,22 @@ class ModelConfig:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        if self.n_kv_heads is None:
+        if not self.n_kv_heads:  # 0 or None
             self.n_kv_heads = self.n_heads
-        if self.hidden_dim is None:
+        if not self.hidden_dim:
             self.hidden_dim = 4 * self.emb_dim
-        if self.arch not in ("gpt2", "llama"):
-            raise ValueError(f"unknown arch {self.arch!r}")
+        if self.arch not in choices(Arch):
+            raise ConfigError(f"unknown arch {self.arch!r}")
         if self.emb_dim % self.n_heads:
-            raise ValueError(f"emb_dim {self.emb_dim} is not divisible by n_heads {self.n_heads}")
+            raise ConfigError(f"emb_dim {self.emb_dim} is not divisible by n_heads {self.n_heads}")
         if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.n_kv_heads}")
+            raise ConfigError(f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.n_kv_heads}")
         if self.arch == "llama" and self.head_dim % 2:
-            raise ValueError("RoPE needs an even head_dim")
+            raise ConfigError("RoPE needs an even head_dim")
 
     @property
     def head_dim(self) -> int:
+        """Width of one attention head."""
         return self.emb_dim // self.n_heads
 
     @property
@@ -71,7 +79,7 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown ModelConfig keys: {sorted(unknown)}")
+            raise ConfigError(f"unknown ModelConfig keys: {sorted(unknown)}")
         return cls(**d)
 
 
@@ -89,7 +97,7 @@ GPT2_PRESETS: dict[str, ModelConfig] = {
     ]
 }
 
-# Llama-family presets are read from their GGUF metadata at load time (weights.smollm2_config), not written here.
+# Llama-family presets are read from their GGUF metadata at load time (weights.gguf.llama_config_from_gguf).
 LLAMA_PRESETS: tuple[str, ...] = ("smollm2-135m",)
 MODEL_CHOICES: tuple[str, ...] = (*LLAMA_PRESETS, *GPT2_PRESETS)
 DEFAULT_MODEL = "smollm2-135m"
@@ -101,9 +109,9 @@ BOOK_LR = 5e-5
 DEFAULT_LR: dict[str, float] = {"smollm2-135m": 1e-3}
 
 
-def _arg(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field whose help text becomes the CLI's --help line."""
-    return field(default=default, metadata={"help": help, **kw})
+def _arg(default: Any, help: str) -> Any:
+    """A dataclass field whose help text becomes the CLI's --help line (its type gives the flag's type/choices)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -112,31 +120,29 @@ class TrainArgs:
 
     model: str = _arg(DEFAULT_MODEL, "preset name (" + ", ".join(MODEL_CHOICES) + "), a .gguf file or a HF directory"
                                      "; with --backend hf also all-minilm-l6-v2 or a Hub id")
-    backend: str = _arg("scratch", "scratch: spamtune's own GPT-2/Llama modules; hf: transformers' "
-                                   "AutoModelForSequenceClassification (also encoders, multi-label, regression)",
-                        choices=BACKEND_CHOICES)
-    dtype: str = _arg("fp32", "weights and activations in training (bf16 with --backend hf only)",
-                      choices=("fp32", "bf16"))
+    backend: Backend = _arg("scratch", "scratch: spamtune's own GPT-2/Llama modules; hf: transformers' "
+                                       "AutoModelForSequenceClassification (also encoders, multi-label, regression)")
+    dtype: DType = _arg("fp32", "weights and activations in training (bf16 with --backend hf only)")
     random_init: bool = _arg(False, "random weights of the same architecture instead of pretrained ones")
-    trainable: str = _arg("last_block", "what to fine-tune", choices=TRAINABLE_CHOICES)
-    pooling: str = _arg("last_real", "which position classifies the message", choices=POOLING_CHOICES)
-    padding: str = _arg("dynamic", "pad to the longest training message (book), per batch, or to the context",
-                        choices=PADDING_CHOICES)
+    trainable: Trainable = _arg("last_block", "what to fine-tune")
+    pooling: Pooling = _arg("last_real", "which position classifies the message")
+    padding: Padding = _arg("dynamic", "pad to the longest training message (book), per batch, or to the context")
     max_length: int | None = _arg(None, "truncate messages to this many tokens (default: longest training message)")
     epochs: int = _arg(5, "training epochs")
     batch_size: int = _arg(8, "messages per batch")
     lr: float | None = _arg(None, "AdamW learning rate (default: 5e-5, the book's, for GPT-2; 1e-3 for "
                                   "smollm2-135m, see benchmarks/RESULTS.md)")
     weight_decay: float = _arg(0.1, "AdamW weight decay")
-    lr_schedule: str = _arg("constant", "learning rate over the run: constant (the book), or linear/cosine decay to "
-                                        "0 (transformers' schedulers)", choices=SCHEDULE_CHOICES)
-    warmup_ratio: float = _arg(0.0, "fraction of the steps with a linear warm-up from 0 (linear/cosine)")
+    lr_schedule: Schedule = _arg("constant", "learning rate over the run: constant (the book), or linear/cosine "
+                                             "decay to 0 (transformers' schedulers)")
+    warmup_ratio: float = _arg(0.0, "share of the training steps over which the lr rises linearly from 0 to --lr "
+                                    "before the linear/cosine decay starts (e.g. 0.1)")
     class_weights: str | None = _arg(None, "loss weight per class in label-id order, e.g. 2,1 (a wrong ham costs "
                                            "twice), or balanced (inverse training frequency, as scikit-learn)")
     seed: int = _arg(123, "seed for the head init, shuffling and dropout")
     eval_freq: int = _arg(50, "evaluate every N optimizer steps")
     eval_iter: int = _arg(5, "batches per periodic evaluation")
-    early_stopping: int | None = _arg(None, "stop after N evaluations without a better validation loss")
+    early_stopping: int | None = _arg(None, "stop after N epochs in a row without a better full-validation loss")
     lora_rank: int = _arg(16, "LoRA rank (with --trainable lora)")
     lora_alpha: int = _arg(16, "LoRA alpha (with --trainable lora)")
     cache_prefix: bool = _arg(True, "run the frozen layers once per message and train on their cached output")
@@ -147,40 +153,53 @@ class TrainArgs:
         if self.lr is None:
             self.lr = DEFAULT_LR.get(self.model, BOOK_LR)
         if self.lr <= 0:
-            raise ValueError("--lr must be positive")
-        for name, choices in (("trainable", TRAINABLE_CHOICES), ("pooling", POOLING_CHOICES),
-                              ("padding", PADDING_CHOICES), ("backend", BACKEND_CHOICES), ("dtype", ("fp32", "bf16")),
-                              ("lr_schedule", SCHEDULE_CHOICES)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"--{name} must be one of {', '.join(choices)}")
+            raise ConfigError("--lr must be positive")
+        hints = typing.get_type_hints(TrainArgs)
+        for f in dataclasses.fields(self):
+            allowed = choices(hints[f.name])
+            if allowed and getattr(self, f.name) not in allowed:
+                raise ConfigError(f"--{f.name.replace('_', '-')} must be one of {', '.join(allowed)}")
         for name in ("epochs", "batch_size", "eval_freq", "eval_iter", "max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_length is not None and self.max_length < 1:
-            raise ValueError("--max-length must be at least 1")
+            raise ConfigError("--max-length must be at least 1")
         if not 0 <= self.warmup_ratio < 1:
-            raise ValueError("--warmup-ratio must be in [0, 1)")
+            raise ConfigError("--warmup-ratio must be in [0, 1)")
         if self.warmup_ratio and self.lr_schedule == "constant":
-            raise ValueError("--warmup-ratio needs --lr-schedule linear or cosine")
+            raise ConfigError("--warmup-ratio needs --lr-schedule linear or cosine")
         self.class_weight_values()  # fail at parse time, not after loading the model
         if self.backend == "hf":  # transformers pools its own way (last non-pad token or [CLS]) on its own weights
             if self.pooling != "last_real" or self.padding != "dynamic" or self.random_init:
-                raise ValueError("--backend hf pools as transformers does: drop --pooling, --padding and --random-init")
+                raise ConfigError("--backend hf pools as transformers does: drop --pooling, --padding and "
+                                  "--random-init")
         elif self.dtype != "fp32":
-            raise ValueError("--dtype bf16 in training needs --backend hf")
+            raise ConfigError("--dtype bf16 in training needs --backend hf")
 
     def class_weight_values(self) -> list[float] | Literal["balanced"] | None:
         """--class-weights parsed: None, "balanced", or one positive float per class."""
-        if self.class_weights in (None, "balanced"):
-            return self.class_weights
+        if self.class_weights is None:
+            return None
+        if self.class_weights == "balanced":
+            return "balanced"
         try:
             values = [float(x) for x in self.class_weights.split(",")]
         except ValueError:
             values = []
         if not values or not all(v > 0 for v in values):
-            raise ValueError(f"--class-weights must be 'balanced' or positive numbers like 2,1, not "
-                             f"{self.class_weights!r}")
+            raise ConfigError(f"--class-weights must be 'balanced' or positive numbers like 2,1, not "
+                              f"{self.class_weights!r}")
         return values
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainArgs:
+        """A run's train_args.json back as TrainArgs; unknown keys or bad values are a `ConfigError`."""
+        if not isinstance(d, dict):
+            raise ConfigError("train args must be a JSON object")
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown training settings: {sorted(unknown)}")
+        return cls(**d)

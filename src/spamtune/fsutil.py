@@ -22,6 +22,7 @@ def _umask() -> int:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -82,11 +83,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike, error: type[SpamtuneError] = SpamtuneError) -> Any:
+    """Parse a JSON file; a missing or malformed file raises `error` (a `SpamtuneError` kind) naming it."""
     path = Path(path)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise SpamtuneError(f"no such file: {path}") from None
+        raise error(f"no such file: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpamtuneError(f"{path}: not valid JSON ({e})") from None
+        raise error(f"{path}: not valid JSON ({e})") from None

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from spamtune.batching import pad_ids
-from spamtune.tokenizer import Tokenizer
+from spamtune.tokenizers import Tokenizer
 
 ZERO_SHOT_PROMPT = "Is the following text 'spam'? Answer with 'yes' or 'no': '{text}'"
 
@@ -57,7 +57,7 @@ def zero_shot(model: nn.Module, tok: Tokenizer, texts: Sequence[str], labels: Se
     """
     chat = is_chat_tokenizer(tok)
     variants = ("yes", "Yes", " yes", " Yes"), ("no", "No", " no", " No")
-    yes_ids, no_ids = ([ids[0] for v in group if len(ids := tok.encode(v)) == 1] for group in variants)
+    yes_ids, no_ids = ([one[0] for v in group if len(one := tok.encode(v)) == 1] for group in variants)
     encoded = [tok.encode(zero_shot_prompt(t, chat))[-context_length:] for t in texts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # length-sorted: little padding
     preds = [0] * len(encoded)

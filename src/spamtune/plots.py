@@ -37,11 +37,11 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], labels: Sequence[str], ou
     """Counts with row-normalised shading (rows: true label, columns: predicted)."""
     import numpy as np
 
-    cm = np.asarray(cm)
+    counts = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(3.6, 3.2))
-    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), v in np.ndenumerate(cm):
+    for (i, j), v in np.ndenumerate(counts):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from spamtune.config import ModelConfig
 from spamtune.models.gpt2 import GPTModel
 from spamtune.models.llama import LlamaModel
 
+# Both families share one surface: cfg, embed, trf_blocks, final_norm, out_head (and tie_weights for Llama)
+Decoder = GPTModel | LlamaModel
 
-def build_model(cfg: ModelConfig) -> nn.Module:
+
+def build_model(cfg: ModelConfig) -> Decoder:
     """A randomly initialised `GPTModel` or `LlamaModel` for `cfg.arch`."""
-    return {"gpt2": GPTModel, "llama": LlamaModel}[cfg.arch](cfg)
+    return GPTModel(cfg) if cfg.arch == "gpt2" else LlamaModel(cfg)
 
 
-__all__ = ["GPTModel", "LlamaModel", "build_model"]
+__all__ = ["Decoder", "GPTModel", "LlamaModel", "build_model"]

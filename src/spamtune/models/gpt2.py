@@ -100,6 +100,9 @@ class GPTModel(nn.Module):
         pos = torch.arange(t, device=in_idx.device)
         return self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(pos))
 
+    def tie_weights(self) -> None:
+        """GPT-2 checkpoints carry their own (copied) output head; nothing to tie."""
+
     def forward(self, in_idx: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embed(in_idx)
         mask = causal_padding_mask(attention_mask)

@@ -1,0 +1,33 @@
+"""Backends: how a run's model is built. `scratch` is spamtune's own GPT-2 / Llama (models/ + classifier.py);
+`hf` is transformers' `AutoModelForSequenceClassification`. The backend is chosen once, from `TrainArgs.backend`
+or a run's manifest, and both give the same `BuiltModel` to training, prediction and export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+if TYPE_CHECKING:
+    from spamtune.data.labels import LabelSet
+    from spamtune.runs import RunConfig
+
+
+@dataclass
+class BuiltModel:
+    predictor: nn.Module  # (B, T) ids + (B,) lengths -> (B, C) logits
+    classifier: nn.Module  # the Classifier (scratch) or the HFClassifier
+    module: nn.Module  # what trains; the names in model.safetensors are its parameter names
+    tokenizer: Any  # encode / encode_batch / pad_id
+
+
+def build_run_model(run: RunConfig, label_set: LabelSet) -> BuiltModel:
+    """A run's model with its base weights and scope, before its trained tensors are loaded."""
+    if run.backend == "hf":
+        from spamtune.backends import hf
+
+        return hf.build(run, label_set)
+    from spamtune.backends import scratch
+
+    return scratch.build(run, label_set)

@@ -1,0 +1,158 @@
+"""The Hugging Face backend (`--backend hf`): `AutoModelForSequenceClassification` as the model; spamtune's data,
+batches, training loop, metrics and run directory around it.
+
+The model keeps `transformers`' own head and pooling: decoders (`LlamaForSequenceClassification`,
+`GPT2ForSequenceClassification`) read the last non-pad token, found through `config.pad_token_id`; encoders (BERT,
+MiniLM) the [CLS] token through their pooler. It serves every task of tasks.py through `problem_type`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spamtune.backends import BuiltModel
+from spamtune.batching import attention_mask_from_lengths
+from spamtune.config import DType, Trainable
+from spamtune.data.labels import LabelSet
+from spamtune.errors import ConfigError, ModelSourceError
+from spamtune.runs import LoraSpec, RunConfig
+from spamtune.tasks import task_for
+from spamtune.weights.sources import embedded_gguf_path, minilm_path
+
+log = logging.getLogger(__name__)
+
+FINAL_MODULES = ("norm", "ln_f", "final_layer_norm", "pooler")  # after the last block; trained with it
+
+
+def label_kwargs(label_set: LabelSet) -> dict[str, Any]:
+    """A label set as the num_labels / id2label / label2id of a transformers config (int ids)."""
+    return {"num_labels": len(label_set), "id2label": label_set.id2label, "label2id": label_set.label2id}
+
+
+def require_transformers() -> None:
+    if importlib.util.find_spec("transformers") is None:
+        raise ModelSourceError("the Hugging Face backend and export need transformers: pip install 'spamtune[hf]'")
+
+
+def resolve_hf(spec: str) -> tuple[str, dict[str, Any]]:
+    """A model spec -> (`from_pretrained` path or Hub id, extra kwargs such as `gguf_file`)."""
+    if spec == "smollm2-135m":
+        spec = str(embedded_gguf_path())
+    elif spec == "all-minilm-l6-v2":
+        return str(minilm_path()), {}
+    if spec.endswith(".gguf"):
+        p = Path(spec)
+        if not p.is_file():
+            raise ModelSourceError(f"no such file: {spec}")
+        return str(p.parent), {"gguf_file": p.name}
+    return spec, {}
+
+
+class TransformersTokenizer:
+    """A `transformers` tokenizer with spamtune's interface (encode, encode_batch, pad_id): special tokens
+    included ([CLS]/[SEP] for encoders), no padding (the batches pad)."""
+
+    def __init__(self, tok) -> None:
+        self.tok = tok
+        self.pad_id = tok.pad_token_id
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok(text)["input_ids"]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.tok(texts)["input_ids"] if texts else []
+
+
+class HFClassifier(nn.Module):
+    """(B, T) right-padded ids + (B,) lengths -> logits, like `classifier.Classifier`; `model` is the
+    (possibly peft-wrapped) AutoModelForSequenceClassification."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask_from_lengths(lengths, input_ids.shape[1]).long()
+        return self.model(input_ids=input_ids, attention_mask=mask).logits
+
+
+def load_hf(spec: str, label_set: LabelSet, dtype: DType = "fp32",
+            seed: int = 123) -> tuple[Any, TransformersTokenizer, list[str]]:
+    """`AutoModelForSequenceClassification.from_pretrained` with the run's labels and task.
+
+    Returns (model, tokenizer, head module names: the ones `from_pretrained` had to initialise).
+    """
+    require_transformers()
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path, kw = resolve_hf(spec)
+    hf_logging.set_verbosity_error()  # the "newly initialized: score.weight" notice is the point of the exercise
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kw)
+        torch.manual_seed(seed)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, **kw, **label_kwargs(label_set), problem_type=task_for(label_set).problem_type,
+            dtype={"fp32": torch.float32, "bf16": torch.bfloat16}[dtype], output_loading_info=True)
+    except (OSError, ValueError) as e:
+        raise ModelSourceError(f"cannot load {spec!r} with transformers: {str(e).splitlines()[0]}") from None
+    if tok.pad_token is None:  # decoders ship none; batches > 1 need one, and the model must know its id
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    model.config.pad_token_id = tok.pad_token_id
+    head = sorted({k.rsplit(".", 1)[0].split(".")[0] for k in info["missing_keys"]})
+    if not head:
+        raise ModelSourceError(f"{spec!r} already has a classification head; spamtune trains a new one")
+    return model, TransformersTokenizer(tok), head
+
+
+def layer_list(model: Any) -> nn.ModuleList:  # model: a transformers PreTrainedModel
+    """The transformer blocks: the longest ModuleList of the base model."""
+    lists = [m for m in model.base_model.modules() if isinstance(m, nn.ModuleList)]
+    if not lists:
+        raise ModelSourceError("cannot find the transformer blocks of this model")
+    return max(lists, key=len)
+
+
+def apply_hf_trainable(model: Any, head: list[str], trainable: Trainable, lora_rank: int = 16,
+                       lora_alpha: int = 16) -> nn.Module:
+    """spamtune's scopes on HF modules: head (`score`/`classifier`), last_block(s) + final norm/pooler, all,
+    lora (peft on every linear layer, the head in `modules_to_save`). Returns the module to train."""
+    for p in model.parameters():
+        p.requires_grad = False
+    for name in head:
+        for p in model.get_submodule(name).parameters():
+            p.requires_grad = True
+    if trainable == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0,
+                            target_modules="all-linear", modules_to_save=head)
+        return get_peft_model(model, config)
+    if trainable == "all":
+        for p in model.parameters():
+            p.requires_grad = True
+    elif trainable in ("last_block", "last_two_blocks"):
+        blocks = layer_list(model)[-(1 if trainable == "last_block" else 2) :]
+        finals = [m for n, m in model.base_model.named_children() if n in FINAL_MODULES]
+        for m in [*blocks, *finals]:
+            for p in m.parameters():
+                p.requires_grad = True
+    elif trainable != "head":
+        raise ConfigError(f"--trainable {trainable} is not available with --backend hf")
+    return model
+
+
+def build(run: RunConfig, label_set: LabelSet) -> BuiltModel:
+    """A run's model before its trained tensors are loaded."""
+    model, tok, head = load_hf(run.model, label_set, run.dtype, run.seed)
+    lora = run.lora or LoraSpec()
+    module = apply_hf_trainable(model, head, run.trainable, lora.rank, lora.alpha)
+    clf = HFClassifier(module)
+    return BuiltModel(predictor=clf, classifier=clf, module=module, tokenizer=tok)

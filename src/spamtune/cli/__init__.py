@@ -1,0 +1,61 @@
+"""Command line: one module per verb, in pipeline order, each with `add_parser(sub)` and the function it runs.
+Bad input exits 2 with one `spamtune: error:` line; anything else that goes wrong is a bug and keeps its
+traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import version
+
+from spamtune.cli import classify, evaluate, export, generate, prepare, serve, train
+from spamtune.errors import SpamtuneError
+
+VERBS = (prepare, train, evaluate, classify, serve, export, generate)  # generate also adds zero-shot
+
+EXAMPLES = """\
+examples:
+  spamtune prepare --data ../shared/data/SMSSpamCollection --out data/
+  spamtune train --data-dir data/ --out runs/smollm2
+  spamtune evaluate runs/smollm2 --data-dir data/
+  spamtune classify runs/smollm2 "You won a free cruise! Reply YES" "Are we still on for lunch?"
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spamtune", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        description="Fine-tune a pretrained decoder LLM into a text classifier (SMS spam vs ham by default).")
+    parser.add_argument("--version", action="version", version=f"spamtune {version('spamtune')}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb in VERBS:
+        verb.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `classify RUN --json "a" "b"`: argparse closes a nargs="*" positional at the first option; the words after
+    # it are still messages (parse_intermixed_args does not support subcommands)
+    if extra and args.verb == "classify" and not any(e.startswith("-") for e in extra):
+        args.texts += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except SpamtuneError as e:
+        print(f"spamtune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spamtune: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

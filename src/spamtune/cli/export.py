@@ -1,0 +1,32 @@
+"""`spamtune export`: a run as a transformers model directory."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+EPILOG = """\
+examples:
+  spamtune export runs/smollm2 --format hf --out exported/smollm2-spam
+  python -c "from transformers import pipeline; \\
+    print(pipeline('text-classification', 'exported/smollm2-spam')('WINNER!'))"
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="write a run as a transformers model directory", epilog=textwrap.dedent(EPILOG),
+                       description="Write a run as a directory that AutoModelForSequenceClassification."
+                                   "from_pretrained loads, with the same probabilities (last_real-pooled runs).")
+    p.add_argument("run", help="run directory written by `spamtune train`")
+    p.add_argument("--format", default="hf", choices=("hf",), help="hf: a transformers model directory")
+    p.add_argument("--out", required=True, help="directory to write (atomic)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from spamtune.export import export_hf
+
+    out = export_hf(args.run, args.out, overwrite=args.overwrite)
+    print(f"exported {args.run} -> {out} (AutoModelForSequenceClassification.from_pretrained({str(out)!r}))")

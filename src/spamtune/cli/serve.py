@@ -1,0 +1,34 @@
+"""`spamtune serve`: the HTTP API (POST /classify) and a web page."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from spamtune.cli.args import add_inference_args
+
+EPILOG = """\
+examples:
+  spamtune serve runs/smollm2                 # http://127.0.0.1:8000/ and /docs
+  curl -s localhost:8000/classify -H 'Content-Type: application/json' \\
+       -d '{"texts": ["WINNER! Claim your prize", "See you at 6?"]}'
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="HTTP API (POST /classify) and a web page", epilog=textwrap.dedent(EPILOG))
+    p.add_argument("run", help="run directory written by `spamtune train`")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: 64)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default: 20000)")
+    add_inference_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from spamtune.serving import ServeLimits, serve
+
+    serve(args.run, args.host, args.port, ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars),
+          args.dtype, args.quantize)

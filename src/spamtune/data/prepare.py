@@ -1,0 +1,100 @@
+"""The whole data stage (`spamtune prepare`): read, balance, split, write train/validation/test/unused CSVs and
+labels.json; and the readers every later stage uses for those files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from spamtune.data.labels import LabelSet
+from spamtune.data.parse import SMS_LABELS, parse_sms_collection, read_table
+from spamtune.data.sources import resolve_sms_collection
+from spamtune.data.split import check_fractions, create_balanced_dataset, random_split
+from spamtune.errors import ConfigError, DataError
+
+SPLIT_FILES = ("train.csv", "validation.csv", "test.csv", "unused.csv")
+LABELS_FILE = "labels.json"
+
+
+@dataclass
+class PrepareResult:
+    out: Path
+    source: str
+    counts: dict[str, dict[str, int]]  # file -> label -> rows
+
+    def table(self) -> str:
+        names = sorted({lab for c in self.counts.values() for lab in c})
+        head = f"{'file':<16}" + "".join(f"{lab:>8}" for lab in names) + f"{'total':>8}"
+        lines = [head]
+        for name, c in self.counts.items():
+            lines.append(f"{name:<16}" + "".join(f"{c.get(lab, 0):>8}" for lab in names) + f"{sum(c.values()):>8}")
+        return "\n".join(lines)
+
+
+def prepare(out: str | os.PathLike, data: str | os.PathLike | None = None, *, verify: bool = True, seed: int = 123,
+            balance: bool = True, stratify: bool = False, train_frac: float = 0.7, validation_frac: float = 0.1,
+            test_frac: float | None = None, text_col: str | None = None, label_col: str | None = None,
+            allowed: tuple[str, ...] | None = None, overwrite: bool = False) -> PrepareResult:
+    """Read, balance, split and write train/validation/test/unused CSVs (columns Label as id, Text) + labels.json.
+
+    Nothing is written unless every check passed; the files appear together (temp dir, then renames), and existing
+    files are replaced only with `overwrite`. `allowed`: the label values accepted (others are an error).
+    """
+    check_fractions(train_frac, validation_frac, test_frac)
+    out = Path(out)
+    targets = [out / name for name in (*SPLIT_FILES, LABELS_FILE)]
+    if not overwrite and (existing := [p.name for p in targets if p.exists()]):
+        raise ConfigError(f"{out} already has {', '.join(existing)}; pass --overwrite to replace")
+
+    if text_col or label_col:
+        if not (text_col and label_col and data):
+            raise ConfigError("--text-col and --label-col go together, with --data FILE")
+        df, source = read_table(data, text_col, label_col, allowed), str(data)
+    else:
+        raw, source = resolve_sms_collection(data, verify)
+        df = parse_sms_collection(raw, source, allowed or SMS_LABELS)
+
+    label_set = LabelSet.from_values(df["Label"])
+    if balance:
+        df, unused = create_balanced_dataset(df, seed)
+    else:
+        unused = df.iloc[:0]
+    parts = dict(zip(SPLIT_FILES, (*random_split(df, train_frac, validation_frac, test_frac, seed, stratify), unused)))
+
+    counts = {}
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".prepare.", dir=out) as tmp:
+        for name, part in parts.items():
+            part = part.assign(Label=part["Label"].map(label_set.label2id))[["Label", "Text"]]
+            # QUOTE_MINIMAL round-trips quotes, tabs and newlines inside messages through pandas.read_csv
+            part.to_csv(Path(tmp) / name, index=False, quoting=csv.QUOTE_MINIMAL)
+            counts[name] = {label_set.names[k]: int(v) for k, v in sorted(part["Label"].value_counts().items())}
+        (Path(tmp) / LABELS_FILE).write_text(json.dumps(label_set.to_json(), indent=2) + "\n")
+        for target in targets:
+            os.replace(Path(tmp) / target.name, target)
+    return PrepareResult(out=out, source=source, counts=counts)
+
+
+def read_split(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV written by `prepare` (Label as int id, Text as str)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path} (run `spamtune prepare` first)")
+    df = pd.read_csv(path, dtype={"Text": str}, keep_default_na=False)
+    if list(df.columns) != ["Label", "Text"]:
+        raise DataError(f"{path}: expected columns Label,Text, got {','.join(df.columns)}")
+    return df
+
+
+def read_label_set(data_dir: str | os.PathLike) -> LabelSet:
+    """The labels.json of a data directory written by `prepare`."""
+    path = Path(data_dir) / LABELS_FILE
+    if not path.is_file():
+        raise DataError(f"no such file: {path} (run `spamtune prepare` first)")
+    return LabelSet.from_file(path)

@@ -1,0 +1,121 @@
+"""`spamtune export RUN --format hf --out DIR`: a run as a `transformers` model directory.
+
+From-scratch runs become `GPT2ForSequenceClassification` / `LlamaForSequenceClassification` (config with
+id2label/label2id and pad_token_id, model.safetensors, tokenizer files); `--backend hf` runs are saved with
+`save_pretrained`. LoRA adapters are merged first. `AutoModelForSequenceClassification.from_pretrained(DIR)` then
+gives the run's probabilities (tests/export: within 1e-4 on the test split).
+
+Only `last_real` pooling exports: transformers' decoder classifiers read the last non-pad token, which is exactly
+`last_real`. The book's `last` reads a pad position whose value depends on the padded width, and `first`/`mean`
+are not what those classes compute. A head bias has no place in their bias-free `score`: for GPT-2 it is folded
+into the final LayerNorm's shift (which only feeds the head), so the logits are unchanged; Llama's RMSNorm has no
+shift, so spamtune trains Llama heads without a bias (runs from before that choice cannot be exported).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spamtune.backends.hf import label_kwargs, require_transformers
+from spamtune.classifier import Classifier
+from spamtune.config import ModelConfig
+from spamtune.data.labels import LabelSet
+from spamtune.errors import ConfigError
+from spamtune.fsutil import atomic_dir
+from spamtune.inference import load_run
+from spamtune.inference.precision import prepare_for_inference
+from spamtune.weights.convert import gpt2_to_hf, llama_to_hf
+
+
+def _hf_config(cfg: ModelConfig, label_set: LabelSet, pad_id: int):
+    from transformers import GPT2Config, LlamaConfig
+
+    common = {**label_kwargs(label_set), "pad_token_id": pad_id}
+    if cfg.arch == "gpt2":
+        if not cfg.qkv_bias:
+            raise ConfigError("transformers' GPT-2 always has qkv biases; this model has none")
+        return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
+                          n_layer=cfg.n_layers, n_head=cfg.n_heads, n_inner=cfg.hidden_dim,
+                          activation_function="gelu_new", layer_norm_epsilon=cfg.norm_eps, resid_pdrop=0.0,
+                          embd_pdrop=0.0, attn_pdrop=0.0, **common)
+    return LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.emb_dim, intermediate_size=cfg.hidden_dim,
+                       num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+                       num_key_value_heads=cfg.n_kv_heads, max_position_embeddings=cfg.context_length,
+                       rms_norm_eps=cfg.norm_eps, rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_base},
+                       tie_word_embeddings=False, **common)
+
+
+def _hf_tokenizer(spec: str, pad_id: int):
+    """The run's tokenizer as a `transformers` fast tokenizer with the same ids (and the pad token set)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from spamtune.tokenizers import HFTokenizer, gpt2_vocab_dir, load_tokenizer
+
+    if spec == "gpt2":  # OpenAI's encoder.json / vocab.bpe are HF's vocab.json / merges.txt
+        d = gpt2_vocab_dir()
+        inner = Tokenizer(models.BPE.from_file(str(d / "encoder.json"), str(d / "vocab.bpe")))
+        inner.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        inner.decoder = decoders.ByteLevel()
+        eos_id = 50256
+    else:
+        ours = load_tokenizer(spec)
+        assert isinstance(ours, HFTokenizer)
+        inner, eos_id = ours.backend_tokenizer, ours.eos_id  # a `tokenizers.Tokenizer`, pre-tokenizer included
+    return PreTrainedTokenizerFast(tokenizer_object=inner, pad_token=inner.id_to_token(pad_id),
+                                   eos_token=inner.id_to_token(eos_id))
+
+
+def export_hf(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write the run as a transformers model directory (atomic: DIR appears complete or not at all)."""
+    require_transformers()
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:  # before the minutes of loading; atomic_dir rechecks
+        raise ConfigError(f"{out} already exists and is not empty; pass --overwrite to replace it")
+    run = load_run(run_dir)
+    config = run.run_config
+    if config.pooling != "last_real":
+        raise ConfigError(f"only last_real-pooled runs export to transformers (this run pools {config.pooling!r}"
+                          "; its *ForSequenceClassification classes read the last non-pad token)")
+    module: Any = prepare_for_inference(run.predictor)  # merges LoRA
+    if config.backend == "hf":
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            module.model.save_pretrained(tmp)
+            run.tokenizer.tok.model_max_length = config.max_length
+            run.tokenizer.tok.save_pretrained(tmp)
+        return out
+
+    from transformers import AutoModelForSequenceClassification
+
+    clf = run.classifier
+    assert isinstance(clf, Classifier)
+    cfg = clf.cfg
+    sd = {k: v.detach().float() for k, v in clf.backbone.state_dict().items()}
+    tensors = (gpt2_to_hf if cfg.arch == "gpt2" else llama_to_hf)(sd, cfg.n_layers)
+    head_w, head_b = sd["out_head.weight"], sd.get("out_head.bias")
+    if head_b is not None:
+        if cfg.arch != "gpt2":
+            raise ConfigError("this run's head has a bias, which LlamaForSequenceClassification cannot hold "
+                              "(runs trained since head_bias was recorded have none); retrain to export")
+        # W (shift + d) = W shift + b for d = pinv(W) b: the same logits from a bias-free score
+        d = torch.linalg.lstsq(head_w.double(), head_b.double()[:, None]).solution[:, 0]
+        if (head_w.double() @ d - head_b.double()).abs().max() > 1e-6:
+            raise ConfigError("cannot fold the head bias into the final norm (rank-deficient head)")
+        tensors["transformer.ln_f.bias"] = (sd["final_norm.shift"].double() + d).float()
+    tensors["score.weight"] = head_w
+    tokenizer = _hf_tokenizer(config.tokenizer, run.tokenizer.pad_id)
+    tokenizer.model_max_length = config.max_length  # spamtune truncates there: tokenize with truncation=True
+    hf_config = _hf_config(cfg, run.label_set, run.tokenizer.pad_id)
+    model = AutoModelForSequenceClassification.from_config(hf_config)
+    missing, unexpected = model.load_state_dict({k: v.contiguous() for k, v in tensors.items()}, strict=False)
+    missing = [k for k in missing if not k.endswith(("attn.bias", "attn.masked_bias"))]
+    if missing or unexpected:
+        raise RuntimeError(f"bug: export mapping incomplete: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return out

@@ -1,0 +1,232 @@
+"""Run directories: the typed, versioned manifest (`RunConfig`), the file names, and the weight files.
+
+    RUN/run.json           RunConfig: run_id, backend, base model, architecture, tokenizer, task, pooling, scope,
+                           max length, library versions, sha256 of the data files (format spamtune-run/2)
+    RUN/labels.json        the label set (LabelSet)
+    RUN/train_args.json    the TrainArgs of the run
+    RUN/model.safetensors  the best classifier by validation loss: the trained tensors only when the base weights
+                           are a pretrained file (they are re-read from it), every tensor for random-init runs
+    RUN/resume/            last epoch's weights, optimizer moments, counters and RNG states (for --resume)
+    RUN/log.jsonl, history.json, metrics.json, *.png/*.pdf
+
+Safetensors and JSON only: no pickle, `torch.load` never runs. Every file is written atomically. The manifest is
+not named config.json, so a run directory is never mistaken for a transformers model directory (`spamtune
+export` makes one); runs written before (format spamtune-run/1, config.json) still load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import secrets
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from spamtune.config import Backend, DType, ModelConfig, Pooling, Trainable, choices
+from spamtune.data.labels import TaskName
+from spamtune.errors import CheckpointError, ConfigError
+from spamtune.fsutil import atomic_file, read_json, sha256_file, write_json
+
+FORMAT = "spamtune-run/2"
+LEGACY_FORMAT = "spamtune-run/1"
+MANIFEST, LEGACY_MANIFEST = "run.json", "config.json"
+LABELS, TRAIN_ARGS, WEIGHTS, RESUME = "labels.json", "train_args.json", "model.safetensors", "resume"
+DATA_FILES = ("train.csv", "validation.csv", "test.csv", "unused.csv", "labels.json")
+
+
+@dataclass
+class LoraSpec:
+    rank: int = 16
+    alpha: int = 16
+
+
+@dataclass
+class RunConfig:
+    """What a run is, enough to rebuild its model for prediction: the manifest run.json.
+
+    Scratch runs carry `architecture` and `head_bias`; `--backend hf` runs carry `head` (the modules
+    `from_pretrained` initialised) and `dtype`. `thresholds` are multi-label runs' per-label thresholds.
+    """
+
+    run_id: str
+    backend: Backend
+    model: str  # the spec the base weights are re-read from (an absolute path for files)
+    task: TaskName
+    num_classes: int
+    max_length: int
+    pooling: Pooling
+    trainable: Trainable
+    weights: Literal["full", "trainable"]  # what model.safetensors holds
+    tokenizer: str  # a tokenizers.load_tokenizer spec; "transformers" for the hf backend
+    lora: LoraSpec | None = None
+    architecture: ModelConfig | None = None
+    random_init: bool = False
+    head_bias: bool | None = None
+    head: list[str] | None = None
+    dtype: DType = "fp32"
+    seed: int = 123
+    thresholds: list[float] | None = None
+    data_dir: str | None = None  # where it was trained (resume reads it again)
+    data: dict[str, str] = field(default_factory=dict)  # prepared file -> sha256 at training time
+    versions: dict[str, str | None] = field(default_factory=dict)  # spamtune, torch, transformers, python
+    created: str = ""
+    format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(RunConfig)
+        for f in dataclasses.fields(self):
+            _check_type(getattr(self, f.name), hints[f.name], f.name)
+        if self.num_classes < 1 or self.max_length < 1:
+            raise ConfigError("num_classes and max_length must be at least 1")
+        if self.backend == "scratch" and self.architecture is None:
+            raise ConfigError("a scratch run needs its architecture")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Any, where: str) -> RunConfig:
+        """Validate a manifest object (either format); anything missing or of the wrong type is one
+        `CheckpointError` naming the file."""
+        if not isinstance(d, dict) or d.get("format") not in (FORMAT, LEGACY_FORMAT):
+            raise CheckpointError(f"{where}: not a spamtune run manifest (format {FORMAT})")
+        d = _upgrade(dict(d), where)
+        known = {f.name for f in dataclasses.fields(cls)}
+        if unknown := set(d) - known:
+            raise CheckpointError(f"{where}: unknown keys {sorted(unknown)} (incompatible or damaged manifest)")
+        try:
+            arch = d.get("architecture")
+            if isinstance(arch, dict):
+                d["architecture"] = ModelConfig.from_dict(arch)
+            if isinstance(d.get("lora"), dict):
+                d["lora"] = LoraSpec(**d["lora"])
+            return cls(**d)
+        except (TypeError, ConfigError) as e:
+            raise CheckpointError(f"{where}: incompatible or damaged manifest ({e})") from None
+
+    @classmethod
+    def from_dir(cls, run_dir: str | os.PathLike) -> RunConfig:
+        run_dir = Path(run_dir)
+        path = run_dir / MANIFEST
+        if not path.is_file() and (run_dir / LEGACY_MANIFEST).is_file():
+            path = run_dir / LEGACY_MANIFEST
+        return cls.from_json(read_json(path, CheckpointError), str(path))
+
+    def write(self, run_dir: str | os.PathLike) -> None:
+        write_json(Path(run_dir) / MANIFEST, self.to_json())
+
+
+def _upgrade(d: dict[str, Any], where: str) -> dict[str, Any]:
+    """A spamtune-run/1 config.json (no run_id, versions or data hashes; backend implied) as format 2."""
+    if d["format"] == FORMAT:
+        return d
+    d["format"] = FORMAT
+    d.setdefault("backend", "scratch")
+    d.setdefault("task", "single_label")
+    d.setdefault("run_id", "legacy-" + secrets.token_hex(4))
+    if d["backend"] == "scratch":
+        d.setdefault("head_bias", True)  # runs written before `head_bias` was recorded all had the book's head
+    return d
+
+
+def _check_type(value: Any, tp: Any, name: str) -> None:
+    """A manifest value against its field's annotation (Literal, scalars, Optional, list[...], dict[...],
+    dataclasses); a mismatch is a `ConfigError` naming the field."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        ok = value in choices(tp)
+    elif origin in (typing.Union, types.UnionType):
+        for arm in args:
+            try:
+                _check_type(value, arm, name)
+                return
+            except ConfigError:
+                continue
+        ok = False
+    elif origin is list:
+        ok = isinstance(value, list)
+        if ok:
+            for v in value:
+                _check_type(v, args[0], name)
+    elif origin is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        if ok:
+            for v in value.values():
+                _check_type(v, args[1], name)
+    elif tp is type(None):
+        ok = value is None
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise ConfigError(f"{name}: {value!r} is not a valid {getattr(tp, '__name__', tp)}")
+
+
+def new_run_id() -> str:
+    """A sortable, unique id: UTC time of creation + 6 random hex digits, e.g. 20261124T101500Z-3f9a1c."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+
+
+def library_versions() -> dict[str, str | None]:
+    """The versions a run was trained with (None: not installed)."""
+    import platform
+
+    def of(package: str) -> str | None:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
+
+    return {"spamtune": of("spamtune"), "torch": torch.__version__, "transformers": of("transformers"),
+            "python": platform.python_version()}
+
+
+def data_hashes(data_dir: str | os.PathLike) -> dict[str, str]:
+    """sha256 of each prepared file of a data directory (the ones present)."""
+    data_dir = Path(data_dir)
+    return {name: sha256_file(data_dir / name) for name in DATA_FILES if (data_dir / name).is_file()}
+
+
+def created_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Weight files
+
+
+def weights_to_save(module: nn.Module, full: bool) -> dict[str, torch.Tensor]:
+    """Every tensor (full) or the trainable ones, detached and contiguous, by parameter name."""
+    if full:
+        return {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    return {k: p.detach().contiguous() for k, p in module.named_parameters() if p.requires_grad}
+
+
+def save_weights(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save
+
+    with atomic_file(path, "wb") as f:
+        f.write(save(tensors, metadata={"format": "pt"}))
+
+
+def load_weights_into(module: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Load saved tensors by name; an unknown name or shape means the checkpoint is not for this model."""
+    own = dict(module.state_dict())
+    for name, t in tensors.items():
+        if name not in own:
+            raise CheckpointError(f"{where}: tensor {name!r} does not exist in the model (incompatible checkpoint)")
+        if own[name].shape != t.shape:
+            raise CheckpointError(f"{where}: {name} has shape {tuple(t.shape)}, the model expects "
+                                  f"{tuple(own[name].shape)} (incompatible checkpoint)")
+    module.load_state_dict(tensors, strict=False)

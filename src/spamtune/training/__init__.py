@@ -1,0 +1,17 @@
+"""Fine-tuning (book §6.6–6.7), in the order a run goes through it:
+
+    prefix_cache.py   the exact fast path: frozen layers run once per message
+    loss.py           the book's calc_loss_batch / calc_loss_loader / calc_accuracy_loader, for any task
+    setup.py          TrainSetup per backend: model, scope, data, loaders, optimizer, lr schedule, loss weights
+    state.py          TrainState / History and the resume checkpoint
+    fit.py            the loop, with callbacks and a metric-logger seam
+    run.py            the whole run: train_run, resume_run
+"""
+
+from spamtune.training.fit import Callback, JsonlLogger, MetricLogger, fit
+from spamtune.training.run import load_best_epoch, resume_run, run_training, train_run
+from spamtune.training.setup import TrainSetup, setup
+from spamtune.training.state import History, TrainState
+
+__all__ = ["Callback", "History", "JsonlLogger", "MetricLogger", "TrainSetup", "TrainState", "fit",
+           "load_best_epoch", "resume_run", "run_training", "setup", "train_run"]

@@ -1,0 +1,228 @@
+"""Training setup per backend (book §6.3–6.5): load the model, swap the head, freeze the scope, tokenize, build the
+frozen-prefix cache when it applies, and make the loaders, optimizer, lr schedule and loss weights.
+
+Both backends give the same `TrainSetup`, which `fit` trains without knowing which one it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from spamtune.batching import TextDataset, create_dataloader
+from spamtune.classifier import CachedSuffix, Classifier, apply_trainable, default_head_bias, prefix_is_cacheable
+from spamtune.config import TrainArgs
+from spamtune.data import LabelSet, read_label_set, read_split
+from spamtune.errors import ConfigError, DataError
+from spamtune.runs import LoraSpec, RunConfig, created_now, data_hashes, library_versions, new_run_id
+from spamtune.tasks import Task, task_for
+from spamtune.tokenizers import load_tokenizer
+from spamtune.training.loss import Forward
+from spamtune.training.prefix_cache import PrefixStore, base_key, collate_hidden
+from spamtune.weights import load_backbone
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class TrainSetup:
+    args: TrainArgs
+    run_dir: Path
+    clf: nn.Module  # a Classifier, or backends.hf.HFClassifier for --backend hf
+    module: nn.Module  # what trains and is saved (clf, or its peft wrapper): model.safetensors uses its names
+    model: nn.Module  # what a training step calls: `module`, or a CachedSuffix over the prefix cache
+    forward: Forward  # batch -> logits, through `model.__call__`
+    train_loader: DataLoader
+    train_eval_loader: DataLoader  # unshuffled: the periodic evaluations look at the same batches
+    val_eval_loader: DataLoader
+    val_full_loader: DataLoader
+    run_config: RunConfig
+    label_set: LabelSet
+    task: Task
+    cached: bool
+    timings: dict[str, float]
+    tokenizer: Any = None  # what encoded the splits
+    optimizer: torch.optim.Optimizer | None = None  # set by `setup`, the same way for both backends
+    scheduler: Any = None  # a transformers LambdaLR, or None for the book's constant lr
+    loss_weight: torch.Tensor | None = None  # --class-weights; the training loss only (validation stays plain)
+
+
+def make_datasets(args: TrainArgs, data_dir: Path, tokenizer, context_length: int,
+                  targets: Callable[[Any], list] = list) -> tuple[TextDataset, TextDataset]:
+    """The train and validation splits, encoded; validation is truncated at the training width."""
+    frames = [read_split(data_dir / f"{name}.csv") for name in ("train", "validation")]
+    if args.limit:
+        frames = [df[: args.limit] for df in frames]
+    if min(len(df) for df in frames) == 0:
+        raise DataError(f"{data_dir}: an empty train or validation split")
+    train = TextDataset(frames[0]["Text"], targets(frames[0]["Label"]), tokenizer, args.max_length, context_length)
+    val = TextDataset(frames[1]["Text"], targets(frames[1]["Label"]), tokenizer, train.max_length, context_length)
+    return train, val
+
+
+def make_optimizer(args: TrainArgs, module: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW on the trainable parameters (book §6.7), and transformers' lr scheduler unless the lr is constant."""
+    assert args.lr is not None  # TrainArgs fills it in
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=args.lr,
+                                  weight_decay=args.weight_decay)
+    if args.lr_schedule == "constant":
+        return optimizer, None
+    from transformers import get_scheduler
+
+    return optimizer, get_scheduler(args.lr_schedule, optimizer, num_warmup_steps=round(args.warmup_ratio * steps),
+                                    num_training_steps=steps)
+
+
+def loss_weights(args: TrainArgs, data_dir: Path, label_set: LabelSet) -> torch.Tensor | None:
+    """--class-weights as a cross-entropy weight tensor; "balanced" is scikit-learn's n / (k * count) over the
+    training split. Checked before the model loads, so a bad value costs no time."""
+    spec = args.class_weight_values()
+    if spec is None:
+        return None
+    if label_set.task != "single_label":
+        raise ConfigError(f"--class-weights needs a single-label task, not {label_set.task}")
+    num_classes = len(label_set)
+    if spec == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        y = read_split(data_dir / "train.csv")["Label"][: args.limit].to_numpy()
+        if len(set(y)) < num_classes:
+            raise ConfigError("--class-weights balanced: a class has no training example")
+        spec = compute_class_weight("balanced", classes=np.arange(num_classes), y=y).tolist()
+    if len(spec) != num_classes:
+        raise ConfigError(f"--class-weights has {len(spec)} values for {num_classes} classes")
+    return torch.tensor(spec, dtype=torch.float32)
+
+
+def _model_spec(args: TrainArgs, random: bool) -> str:
+    """The spec a run stores for re-reading its base weights: an absolute path for a local file or directory."""
+    return args.model if random or not Path(args.model).exists() else str(Path(args.model).resolve())
+
+
+def _run_config(args: TrainArgs, data_dir: Path, label_set: LabelSet, **fields: Any) -> RunConfig:
+    return RunConfig(run_id=new_run_id(), task=label_set.task, num_classes=len(label_set),
+                     trainable=args.trainable, seed=args.seed,
+                     lora=LoraSpec(args.lora_rank, args.lora_alpha) if args.trainable == "lora" else None,
+                     data_dir=str(data_dir.resolve()), data=data_hashes(data_dir), versions=library_versions(),
+                     created=created_now(), **fields)
+
+
+def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: PrefixStore | None = None) -> TrainSetup:
+    """Load the backbone, swap the head, freeze, tokenize, (cache the prefix,) and build loaders, optimizer,
+    lr schedule and loss weights. `store` keeps prefix caches across calls (experiments); without it they live
+    as long as the setup."""
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    label_set = read_label_set(data_dir)
+    loss_weight = loss_weights(args, data_dir, label_set)
+    if args.backend == "hf":
+        s = setup_hf(args, data_dir, run_dir, label_set)
+    else:
+        s = setup_scratch(args, data_dir, run_dir, label_set, store)
+    steps = len(s.train_loader) * args.epochs
+    s.optimizer, s.scheduler = make_optimizer(args, s.module, min(steps, args.max_steps or steps))
+    s.loss_weight = loss_weight
+    return s
+
+
+def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet,
+                  store: PrefixStore | None) -> TrainSetup:
+    """`setup` for spamtune's own GPT-2/Llama modules."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    task = task_for(label_set)
+    if task.name != "single_label":
+        raise ConfigError(f"{data_dir}: task {task.name!r} needs --backend hf")
+    backbone = load_backbone(args.model, random_init=args.random_init, seed=args.seed)
+    tokenizer = load_tokenizer(backbone.tokenizer)
+    timings["load_s"] = time.perf_counter() - t0
+
+    train_ds, val_ds = make_datasets(args, data_dir, tokenizer, backbone.cfg.context_length)
+    num_classes = len(label_set)
+    if max(cast(list[int], train_ds.targets + val_ds.targets)) >= num_classes:  # class ids on this backend
+        raise DataError(f"{data_dir}: a label id is outside labels.json's {num_classes} classes")
+    run_config = _run_config(args, data_dir, label_set, backend="scratch",
+                             model=_model_spec(args, backbone.source == "random"), max_length=train_ds.max_length,
+                             pooling=args.pooling, weights="full" if args.random_init else "trainable",
+                             tokenizer=backbone.tokenizer, architecture=backbone.cfg, random_init=args.random_init,
+                             head_bias=default_head_bias(backbone.cfg.arch))
+
+    clf = Classifier(backbone.model, num_classes, args.pooling, args.trainable, seed=args.seed)
+    module = apply_trainable(clf, args.lora_rank, args.lora_alpha)
+    cached = args.cache_prefix and prefix_is_cacheable(clf, args.padding)
+    fixed = {"dynamic": None, "longest_train": train_ds.max_length,
+             "context": backbone.cfg.context_length}[args.padding]
+
+    t0 = time.perf_counter()
+    model: nn.Module
+    train_src: Any  # a PrefixCache of the frozen layers' output, or the token dataset
+    val_src: Any
+    if cached:
+        clf.eval()
+        store = store or PrefixStore()
+        train_src, val_src = (store.get(base_key(args), clf, ds, fixed, split)
+                              for ds, split in ((train_ds, "train"), (val_ds, "validation")))
+        log.info("prefix cache: %.1f MB", (train_src.nbytes() + val_src.nbytes()) / 1e6)
+        model = CachedSuffix(clf)
+
+        def forward(b):
+            return model(b.hidden, b.lengths)
+    else:
+        train_src, val_src = train_ds, val_ds
+        model = module
+
+        def forward(b):
+            return model(b.input_ids, b.lengths)
+    timings["cache_s"] = time.perf_counter() - t0
+
+    def loader(ds, buckets: bool = args.padding == "dynamic", **kw) -> DataLoader:
+        # one set of batching rules and seeds for tokens and cached hidden states -> the same batches
+        return create_dataloader(ds, args.batch_size, padding=args.padding, pad_to=fixed, buckets=buckets,
+                                 seed=args.seed, collate_fn=collate_hidden if cached else None, **kw)
+
+    return TrainSetup(
+        args=args, run_dir=run_dir, clf=clf, module=module, model=model, forward=forward,
+        train_loader=loader(train_src, shuffle=True, drop_last=True),
+        train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
+        val_full_loader=loader(val_src), run_config=run_config, label_set=label_set, task=task, cached=cached,
+        timings=timings, tokenizer=tokenizer)
+
+
+def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet) -> TrainSetup:
+    """`setup` for `--backend hf`: AutoModelForSequenceClassification, its tokenizer, the same loaders."""
+    from spamtune.backends.hf import HFClassifier, apply_hf_trainable, load_hf
+
+    task = task_for(label_set)
+    t0 = time.perf_counter()
+    model, tok, head = load_hf(args.model, label_set, args.dtype, args.seed)
+    module = apply_hf_trainable(model, head, args.trainable, args.lora_rank, args.lora_alpha)
+    clf = HFClassifier(module)
+    timings = {"load_s": time.perf_counter() - t0, "cache_s": 0.0}
+    context = getattr(model.config, "max_position_embeddings", None) or tok.tok.model_max_length
+    # truncate at 512 tokens (or --max-length), not at the longest training message: cutting ids would drop an
+    # encoder's final [SEP], and no SMS comes near 512
+    hf_args = dataclasses.replace(args, max_length=args.max_length or min(context, 512))
+    train_ds, val_ds = make_datasets(hf_args, data_dir, tok, context, lambda col: task.targets(col, label_set))
+    run_config = _run_config(args, data_dir, label_set, backend="hf", model=_model_spec(args, False),
+                             max_length=train_ds.max_length, pooling="last_real", weights="trainable",
+                             tokenizer="transformers", head=head, dtype=args.dtype)
+
+    def loader(ds, buckets: bool = True, **kw) -> DataLoader:
+        return create_dataloader(ds, args.batch_size, buckets=buckets, seed=args.seed, **kw)
+
+    def forward(b):
+        return clf(b.input_ids, b.lengths)
+
+    return TrainSetup(
+        args=args, run_dir=run_dir, clf=clf, module=module, model=clf, forward=forward,
+        train_loader=loader(train_ds, shuffle=True, drop_last=True), train_eval_loader=loader(train_ds, False),
+        val_eval_loader=loader(val_ds, False), val_full_loader=loader(val_ds), run_config=run_config,
+        label_set=label_set, task=task, cached=False, timings=timings, tokenizer=tok)

@@ -1,0 +1,164 @@
+"""The HTTP service and web page: validation, limits, micro-batching, and the page in a real browser."""
+
+import concurrent.futures
+import json
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spamtune.serving.loadtest import post_classify
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _post(url: str, payload, raw: bytes | None = None) -> tuple[int, dict | None]:
+    return post_classify(url, raw if raw is not None else json.dumps(payload).encode(), timeout=30)
+
+
+def test_classify_matches_the_python_api(server):
+    url, _, clf = server
+    texts = ["WINNER!! Claim your £900 prize now", "see you at 6", "ok"]
+    code, body = _post(url, {"texts": texts})
+    assert code == 200
+    want = clf.predict_proba(texts)
+    got = np.array([[r["probabilities"][lab] for lab in clf.label_names] for r in body["results"]])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert [r["label"] for r in body["results"]] == [clf.label_names[i] for i in want.argmax(1)]
+    code, body = _post(url, {"texts": texts, "threshold": 0.0})
+    assert code == 200 and {r["label"] for r in body["results"]} == {"spam"}
+
+
+@pytest.mark.parametrize("payload,fragment", [
+    ({"texts": []}, "at least 1"),
+    ({"texts": ["x"] * 9}, "at most 8"),
+    ({"texts": ["x" * 501]}, "at most 500"),
+    ({"texts": [""]}, "at least 1 character"),
+    ({"texts": "not a list"}, "valid list"),
+    ({"text": ["wrong key"]}, "Field required"),
+    ({"texts": ["ok"], "threshold": 2}, "less than or equal to 1"),
+])
+def test_invalid_requests_get_422_with_a_message(server, payload, fragment):
+    code, body = _post(server[0], payload)
+    assert code == 422
+    assert fragment in json.dumps(body)
+
+
+def test_body_limit_and_bad_json(server):
+    code, body = _post(server[0], None, raw=b'{"texts": ["' + b"a" * 30_000 + b'"]}')
+    assert code == 413 and "over 20000 bytes" in body["detail"]
+    code, body = _post(server[0], None, raw=b"{not json")
+    assert code == 422
+
+
+def _post_chunked(url: str, chunks: list[bytes]) -> tuple[int, dict]:
+    """POST with Transfer-Encoding: chunked (no Content-Length), as a streaming client sends."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("POST", "/classify", body=iter(chunks), headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def test_chunked_bodies_are_counted_against_the_limit(server):
+    url, _, clf = server
+    body = json.dumps({"texts": ["WINNER!! Claim your prize", "see you at 6"]}).encode()
+    code, got = _post_chunked(url, [body[:7], body[7:20], body[20:]])
+    assert code == 200
+    assert [r["label"] for r in got["results"]] == [lab for lab, _ in clf.predict(["WINNER!! Claim your prize",
+                                                                                    "see you at 6"])]
+    code, got = _post_chunked(url, [b'{"texts": ["'] + [b"a" * 5000] * 5 + [b'"]}'])
+    assert code == 413 and "over 20000 bytes" in got["detail"]
+
+
+def test_endless_chunked_upload_gets_413_after_a_bounded_read():
+    """A client streaming forever: the app never runs, the middleware stops reading after DRAIN_LIMIT and
+    answers 413 (it used to read the whole body into memory first)."""
+    import asyncio
+
+    from spamtune.serving.limits import DRAIN_LIMIT, BodyLimit
+
+    pulled, sent, app_called = [0], [], []
+
+    async def app(scope, receive, send):
+        app_called.append(True)
+
+    async def receive():
+        pulled[0] += 1
+        return {"type": "http.request", "body": b"x" * 2**20, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/classify", "headers": [(b"transfer-encoding", b"chunked")]}
+    asyncio.run(BodyLimit(app, max_bytes=20_000)(scope, receive, send))
+    assert not app_called
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert pulled[0] == DRAIN_LIMIT // 2**20 + 1
+
+
+def test_health_and_docs(server):
+    url = server[0]
+    with urllib.request.urlopen(url + "/health") as r:
+        health = json.loads(r.read())
+    assert health["status"] == "ok" and health["labels"] == ["ham", "spam"]
+    with urllib.request.urlopen(url + "/openapi.json") as r:
+        assert "/classify" in json.loads(r.read())["paths"]
+
+
+def test_concurrent_requests_share_forward_passes(server):
+    url, app, clf = server
+    before = app.state.batcher.batches_run
+    texts = [f"message number {i} about a prize" for i in range(24)]
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(lambda t: _post(url, {"texts": [t]}), texts))
+    assert all(code == 200 for code, _ in results)
+    passes = app.state.batcher.batches_run - before
+    assert passes < len(texts)  # micro-batching: fewer forward passes than requests
+    want = clf.predict_proba(texts)
+    got = np.array([[body["results"][0]["probabilities"][lab] for lab in clf.label_names] for _, body in results])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # and nobody got someone else's answer
+
+
+def test_web_page_in_headless_chromium(server):
+    """Open the page, click an example, see a verdict with a confidence bar; keep a screenshot as an artifact."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian chromium is required (scripts/test.sh installs it)"
+    from playwright.sync_api import sync_playwright
+
+    url, _, clf = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 900, "height": 640})
+        page.goto(url + "/")
+        assert page.title() == "spamtune"
+        page.click("text=Example: prize")
+        page.wait_for_function("document.getElementById('verdict').textContent.includes('confident')")
+        verdict = page.text_content("#verdict")
+        text = page.input_value("#text")
+        want = clf.label_names[int(clf.predict_proba([text])[0].argmax())]
+        assert verdict.startswith(want)
+        assert page.get_attribute("#result", "class") == want
+        width = page.eval_on_selector("#fill", "e => e.style.width")
+        assert width.endswith("%") and float(width[:-1]) >= 50.0
+        page.fill("#text", "   ")
+        page.click("#go")
+        assert "Type a message first" in page.text_content("#verdict")
+        page.click("text=Example: dinner")
+        page.wait_for_function("document.getElementById('detail').textContent.includes('P(ham)')")
+        page.wait_for_timeout(500)  # let the bar finish its 0.3 s transition
+        page.screenshot(path=str(ARTIFACTS / "web_page.png"))
+        browser.close()
+    assert (ARTIFACTS / "web_page.png").stat().st_size > 5_000
