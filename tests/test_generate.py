@@ -28,9 +28,9 @@ def test_zero_shot_reads_each_prompts_last_real_token():
     tok = load_tokenizer("gpt2")
     model = PositionParity(tok.encode(" yes")[0], tok.encode(" no")[0], tok.vocab_size)
     texts = ["short", "a somewhat longer message here", "mid length text", "x", "another one of these"]
-    from spamtune.generate import zero_shot_prompt
+    from spamtune.generate import zero_shot_ids
 
-    lengths = [len(tok.encode(zero_shot_prompt(t, chat=False))) for t in texts]
+    lengths = [len(zero_shot_ids(tok, t, chat=False)) for t in texts]
     labels = [int((n - 1) % 2 == 0) for n in lengths]  # what reading the last real token must give
     assert 0 < sum(labels) < len(labels)  # both verdicts occur, so a wrong position would be caught
     r = zero_shot(model, tok, texts, labels, context_length=1024, batch_size=8)

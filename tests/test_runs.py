@@ -43,10 +43,16 @@ def test_config_of_another_kind(run_copy, capsys):
 
 
 def test_incompatible_checkpoint(run_copy, capsys):
-    """A config edited to 3 classes no longer fits the saved 2-class head."""
+    """A manifest edited to 3 classes no longer fits the 2-label labels.json, nor the saved 2-class head."""
     cfg = json.loads((run_copy / "run.json").read_text())
     cfg["num_classes"] = 3
     (run_copy / "run.json").write_text(json.dumps(cfg))
+    code, err = _classify(run_copy, capsys)
+    assert code == 2 and "incompatible checkpoint" in err and "labels.json (2 labels" in err
+    labels = json.loads((run_copy / "labels.json").read_text())
+    labels["id2label"]["2"] = "eggs"
+    labels["label2id"]["eggs"] = 2
+    (run_copy / "labels.json").write_text(json.dumps(labels))
     code, err = _classify(run_copy, capsys)
     assert code == 2 and "incompatible checkpoint" in err and "model.safetensors" in err
     assert re.search(r"out_head\.(weight|bias) has shape \(2(, 32)?,?\), the model expects \(3", err), err

@@ -7,7 +7,7 @@ from spamtune.tokenizers import load_tokenizer
 def test_gpt2_bpe_offline_ids():
     tok = load_tokenizer("gpt2")
     assert tok.encode("Do you have time") == [5211, 345, 423, 640]
-    assert tok.encode("<|endoftext|>") == [50256]
+    assert tok.encode("<|endoftext|>") == [27, 91, 437, 1659, 5239, 91, 29]  # text in a message, never the token
     assert tok.pad_id == 50256 and tok.vocab_size == 50257
     assert tok.decode(tok.encode("Héllo, wörld! 😀")) == "Héllo, wörld! 😀"
 
@@ -40,7 +40,8 @@ def test_smollm2_tokenizer_matches_transformers_gguf(sms_path):
 
     path = embedded_gguf_path()
     assert gguf_field(open_gguf(str(path)), "tokenizer.ggml.pre") == "smollm"
-    ref = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    # split_special_tokens: a message's "<|im_start|>" is text, in spamtune and in this reference
+    ref = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, split_special_tokens=True)
     ours = load_tokenizer("smollm2-135m")
     texts = list(parse_sms_collection(sms_path.read_bytes())["Text"])
     texts += ["<|im_start|>user\nhi<|im_end|>", "1234567 89", "  leading spaces", "tabs\tand\nnewlines"]
@@ -50,5 +51,5 @@ def test_smollm2_tokenizer_matches_transformers_gguf(sms_path):
     mine = ours.encode_batch(texts)
     assert mine == [ref(t, add_special_tokens=False)["input_ids"] for t in texts]
     assert sum(a != b for a, b in zip(mine, as_converted)) == 1
-    assert ours.encode("<|im_start|>") == [1]
+    assert ours.special_id("<|im_start|>") == 1 and 1 not in ours.encode("<|im_start|>")
     assert ours.pad_id == 2 and ours.eos_id == 2 and ours.vocab_size == 49152

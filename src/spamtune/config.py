@@ -7,6 +7,7 @@ in `__post_init__`, so a new value is added in one place.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,6 +26,50 @@ DType = Literal["fp32", "bf16"]
 def choices(tp: Any) -> tuple[str, ...]:
     """The values of a `Literal` type, e.g. `choices(Pooling)`; () for any other type."""
     return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+
+
+def check_type(value: Any, tp: Any, name: str) -> None:
+    """A manifest value against its field's annotation (Literal, scalars, Optional, list[...], dict[...],
+    dataclasses); a mismatch is a `ConfigError` naming the field."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        ok = value in choices(tp)
+    elif origin in (typing.Union, types.UnionType):
+        for arm in args:
+            try:
+                check_type(value, arm, name)
+                return
+            except ConfigError:
+                continue
+        ok = False
+    elif origin is list:
+        ok = isinstance(value, list)
+        if ok:
+            for v in value:
+                check_type(v, args[0], name)
+    elif origin is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        if ok:
+            for v in value.values():
+                check_type(v, args[1], name)
+    elif tp is type(None):
+        ok = value is None
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise ConfigError(f"{name}: {value!r} is not a valid {getattr(tp, '__name__', tp)}")
+
+
+def check_field_types(obj: Any) -> None:
+    """Every field of a dataclass instance against its annotation: configs are read back from JSON files, where
+    "12" or false can stand where a number belongs."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        check_type(getattr(obj, f.name), hints[f.name], f.name)
 
 
 @dataclass
@@ -48,12 +93,16 @@ class ModelConfig:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        if not self.n_kv_heads:  # 0 or None
+        if self.n_kv_heads in (0, None):  # derived; None as older configs and HF's num_key_value_heads write it
             self.n_kv_heads = self.n_heads
-        if not self.hidden_dim:
-            self.hidden_dim = 4 * self.emb_dim
-        if self.arch not in choices(Arch):
-            raise ConfigError(f"unknown arch {self.arch!r}")
+        if self.hidden_dim in (0, None):
+            self.hidden_dim = 4 * self.emb_dim if isinstance(self.emb_dim, int) else 0
+        check_field_types(self)
+        sizes = ("vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "n_kv_heads", "hidden_dim")
+        if bad := [name for name in sizes if getattr(self, name) < 1]:
+            raise ConfigError(f"{', '.join(bad)} must be at least 1")
+        if not (0.0 <= self.drop_rate < 1.0 and self.norm_eps > 0 and self.rope_base > 0):
+            raise ConfigError("drop_rate must be in [0, 1), and norm_eps and rope_base positive")
         if self.emb_dim % self.n_heads:
             raise ConfigError(f"emb_dim {self.emb_dim} is not divisible by n_heads {self.n_heads}")
         if self.n_heads % self.n_kv_heads:
@@ -150,6 +199,7 @@ class TrainArgs:
     max_steps: int | None = _arg(None, "stop after N optimizer steps (quick runs, benchmarks)")
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # train_args.json is read back into this class
         if self.lr is None:
             self.lr = DEFAULT_LR.get(self.model, BOOK_LR)
         if self.lr <= 0:

@@ -28,15 +28,20 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
 
 
 def is_chat_tokenizer(tok: Tokenizer) -> bool:
-    """Instruct models with ChatML (SmolLM2-Instruct) have `<|im_start|>` as one special token."""
-    return len(tok.encode("<|im_start|>")) == 1
+    """Instruct models with ChatML (SmolLM2-Instruct) have `<|im_start|>` and `<|im_end|>` as special tokens."""
+    return tok.special_id("<|im_start|>") is not None and tok.special_id("<|im_end|>") is not None
 
 
-def zero_shot_prompt(text: str, chat: bool) -> str:
+def zero_shot_ids(tok: Tokenizer, text: str, chat: bool) -> list[int]:
+    """The zero-shot prompt's token ids. The chat template's control tokens come from `special_id`; the message
+    is always plain text, so it cannot close the user turn itself."""
     prompt = ZERO_SHOT_PROMPT.format(text=text)
-    if chat:  # SmolLM2-Instruct's chat template, without the default system turn
-        return f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
-    return prompt + "\nAnswer:"
+    if not chat:
+        return tok.encode(prompt + "\nAnswer:")
+    start, end = tok.special_id("<|im_start|>"), tok.special_id("<|im_end|>")
+    assert start is not None and end is not None
+    # SmolLM2-Instruct's chat template, without the default system turn
+    return [start, *tok.encode(f"user\n{prompt}"), end, *tok.encode("\n"), start, *tok.encode("assistant\n")]
 
 
 @dataclass
@@ -58,7 +63,7 @@ def zero_shot(model: nn.Module, tok: Tokenizer, texts: Sequence[str], labels: Se
     chat = is_chat_tokenizer(tok)
     variants = ("yes", "Yes", " yes", " Yes"), ("no", "No", " no", " No")
     yes_ids, no_ids = ([one[0] for v in group if len(one := tok.encode(v)) == 1] for group in variants)
-    encoded = [tok.encode(zero_shot_prompt(t, chat))[-context_length:] for t in texts]
+    encoded = [zero_shot_ids(tok, t, chat)[-context_length:] for t in texts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # length-sorted: little padding
     preds = [0] * len(encoded)
     for start in range(0, len(order), batch_size):

@@ -20,8 +20,6 @@ import dataclasses
 import datetime
 import os
 import secrets
-import types
-import typing
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from spamtune.config import Backend, DType, ModelConfig, Pooling, Trainable, choices
+from spamtune.config import Backend, DType, ModelConfig, Pooling, Trainable, check_field_types
 from spamtune.data.labels import TaskName
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.fsutil import atomic_file, read_json, sha256_file, write_json
@@ -75,15 +73,14 @@ class RunConfig:
     seed: int = 123
     thresholds: list[float] | None = None
     data_dir: str | None = None  # where it was trained (resume reads it again)
+    replaces: str | None = None  # while training with --overwrite: the run this one replaces when it finishes
     data: dict[str, str] = field(default_factory=dict)  # prepared file -> sha256 at training time
     versions: dict[str, str | None] = field(default_factory=dict)  # spamtune, torch, transformers, python
     created: str = ""
     format: str = FORMAT
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(RunConfig)
-        for f in dataclasses.fields(self):
-            _check_type(getattr(self, f.name), hints[f.name], f.name)
+        check_field_types(self)
         if self.num_classes < 1 or self.max_length < 1:
             raise ConfigError("num_classes and max_length must be at least 1")
         if self.backend == "scratch" and self.architecture is None:
@@ -137,40 +134,13 @@ def _upgrade(d: dict[str, Any], where: str) -> dict[str, Any]:
     return d
 
 
-def _check_type(value: Any, tp: Any, name: str) -> None:
-    """A manifest value against its field's annotation (Literal, scalars, Optional, list[...], dict[...],
-    dataclasses); a mismatch is a `ConfigError` naming the field."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        ok = value in choices(tp)
-    elif origin in (typing.Union, types.UnionType):
-        for arm in args:
-            try:
-                _check_type(value, arm, name)
-                return
-            except ConfigError:
-                continue
-        ok = False
-    elif origin is list:
-        ok = isinstance(value, list)
-        if ok:
-            for v in value:
-                _check_type(v, args[0], name)
-    elif origin is dict:
-        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
-        if ok:
-            for v in value.values():
-                _check_type(v, args[1], name)
-    elif tp is type(None):
-        ok = value is None
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, tp)
-    if not ok:
-        raise ConfigError(f"{name}: {value!r} is not a valid {getattr(tp, '__name__', tp)}")
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """A directory with a readable spamtune run manifest (either format)."""
+    try:
+        RunConfig.from_dir(path)
+    except CheckpointError:
+        return False
+    return True
 
 
 def new_run_id() -> str:

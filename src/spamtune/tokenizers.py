@@ -1,6 +1,13 @@
 """Tokenizers (book §2 / §6.3) behind one small interface: GPT-2 BPE (tiktoken, from offline vocab files) and a
 model's own byte-level BPE (`tokenizers`, from GGUF metadata or a `tokenizer.json`). `load_tokenizer(spec)` is
-the one entry point; a run stores the spec."""
+the one entry point; a run stores the spec.
+
+`encode` always reads its text as plain text: a message that contains `<|endoftext|>` or `<|im_start|>` gets the
+BPE pieces of those characters, never the control tokens, so no message can end itself early or forge a chat turn
+(an attack that turned 59 of 60 test spam into ham). Control tokens are only ever placed by code, through
+`special_id` (the zero-shot chat template). The book's GPT-2 code reads `<|endoftext|>` in text as the special
+token; spamtune deliberately does not.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from spamtune.weights.gguf import gguf_field, open_gguf
 from spamtune.weights.sources import embedded_gguf_path
 
 GPT2_PAD_ID = 50256  # <|endoftext|>, the book's pad token
+GGUF_PRE_TOKENIZERS = ("smollm",)  # tokenizer.ggml.pre values whose pre-tokenizer `gguf_to_hf_tokenizer` builds
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -30,10 +38,17 @@ class Tokenizer(Protocol):
     pad_id: int
     eos_id: int
     vocab_size: int
+    special_tokens: dict[str, int]  # control tokens: never produced by `encode`
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` read as plain text."""
+        ...
 
     def decode(self, ids: list[int]) -> str: ...
+
+    def special_id(self, token: str) -> int | None:
+        """The id of a control token such as "<|im_start|>", for code that builds a template; None if absent."""
+        ...
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,16 +83,19 @@ class GPT2Tokenizer:
     spec = "gpt2"
     pad_id = eos_id = GPT2_PAD_ID
     vocab_size = 50257
+    special_tokens = {"<|endoftext|>": GPT2_PAD_ID}
 
     def __init__(self) -> None:
         self._enc = gpt2_encoding()
 
     def encode(self, text: str) -> list[int]:
-        # as in the book: <|endoftext|> in the text is the special token; any other text is plain BPE
-        return self._enc.encode(text, allowed_special={"<|endoftext|>"})
+        return self._enc.encode_ordinary(text)  # "<|endoftext|>" in a message is 7 ordinary tokens
 
     def decode(self, ids: list[int]) -> str:
         return self._enc.decode(list(ids))
+
+    def special_id(self, token: str) -> int | None:
+        return self.special_tokens.get(token)
 
 
 def gguf_to_hf_tokenizer(path: str | Path):
@@ -90,6 +108,11 @@ def gguf_to_hf_tokenizer(path: str | Path):
     reader = open_gguf(str(path))
     if (kind := gguf_field(reader, "tokenizer.ggml.model")) != "gpt2":
         raise ModelSourceError(f"{path}: tokenizer model {kind!r} is not supported (only byte-level BPE, 'gpt2')")
+    if (pre := gguf_field(reader, "tokenizer.ggml.pre", None)) not in GGUF_PRE_TOKENIZERS:
+        # another pre-tokenizer (llama-bpe, qwen2, ...) splits text differently: refuse rather than tokenize wrong
+        raise ModelSourceError(f"{path}: GGUF pre-tokenizer {pre!r} is not the one spamtune builds "
+                               f"({', '.join(GGUF_PRE_TOKENIZERS)}); use --backend hf, which reads it with "
+                               "transformers' GGUF tokenizer")
     tokens = gguf_field(reader, "tokenizer.ggml.tokens")
     merges = [tuple(m.split(" ", 1)) for m in gguf_field(reader, "tokenizer.ggml.merges")]
     types = gguf_field(reader, "tokenizer.ggml.token_type")
@@ -105,11 +128,13 @@ def gguf_to_hf_tokenizer(path: str | Path):
 
 
 class HFTokenizer:
-    """A `tokenizers.Tokenizer` with the model's pad/eos ids."""
+    """A `tokenizers.Tokenizer` with the model's pad/eos ids; its special tokens are matched only by `special_id`."""
 
     def __init__(self, spec: str, tok, pad_id: int, eos_id: int) -> None:
         self.spec, self.backend_tokenizer, self.pad_id, self.eos_id = spec, tok, pad_id, eos_id
         self.vocab_size = tok.get_vocab_size()
+        tok.encode_special_tokens = True  # special-token strings in the input are plain text
+        self.special_tokens = {t.content: i for i, t in tok.get_added_tokens_decoder().items() if t.special}
 
     def encode(self, text: str) -> list[int]:
         return self.backend_tokenizer.encode(_clean(text), add_special_tokens=False).ids
@@ -120,6 +145,9 @@ class HFTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self.backend_tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def special_id(self, token: str) -> int | None:
+        return self.special_tokens.get(token)
 
 
 def _from_gguf(spec: str, path: Path) -> HFTokenizer:

@@ -22,12 +22,13 @@ class BuiltModel:
     tokenizer: Any  # encode / encode_batch / pad_id
 
 
-def build_run_model(run: RunConfig, label_set: LabelSet) -> BuiltModel:
-    """A run's model with its base weights and scope, before its trained tensors are loaded."""
+def build_run_model(run: RunConfig, label_set: LabelSet, allow_download: bool = False) -> BuiltModel:
+    """A run's model with its base weights and scope, before its trained tensors are loaded. The base weights are
+    read from local files and caches only, unless `allow_download`."""
     if run.backend == "hf":
         from spamtune.backends import hf
 
-        return hf.build(run, label_set)
+        return hf.build(run, label_set, allow_download)
     from spamtune.backends import scratch
 
-    return scratch.build(run, label_set)
+    return scratch.build(run, label_set, allow_download)

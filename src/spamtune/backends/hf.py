@@ -55,18 +55,23 @@ def resolve_hf(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 class TransformersTokenizer:
-    """A `transformers` tokenizer with spamtune's interface (encode, encode_batch, pad_id): special tokens
-    included ([CLS]/[SEP] for encoders), no padding (the batches pad)."""
+    """A `transformers` tokenizer with spamtune's interface (encode, encode_batch, pad_id): the model's own
+    special tokens added around the text ([CLS]/[SEP] for encoders), no padding (the batches pad). Loaded with
+    `split_special_tokens=True`: "[SEP]" or "<|endoftext|>" inside a message is plain text."""
 
     def __init__(self, tok) -> None:
         self.tok = tok
         self.pad_id = tok.pad_token_id
+        self.special_tokens = {t.content: i for i, t in tok.added_tokens_decoder.items() if t.special}
 
     def encode(self, text: str) -> list[int]:
         return self.tok(text)["input_ids"]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self.tok(texts)["input_ids"] if texts else []
+
+    def special_id(self, token: str) -> int | None:
+        return self.special_tokens.get(token)
 
 
 class HFClassifier(nn.Module):
@@ -82,8 +87,8 @@ class HFClassifier(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=mask).logits
 
 
-def load_hf(spec: str, label_set: LabelSet, dtype: DType = "fp32",
-            seed: int = 123) -> tuple[Any, TransformersTokenizer, list[str]]:
+def load_hf(spec: str, label_set: LabelSet, dtype: DType = "fp32", seed: int = 123,
+            allow_download: bool = True) -> tuple[Any, TransformersTokenizer, list[str]]:
     """`AutoModelForSequenceClassification.from_pretrained` with the run's labels and task.
 
     Returns (model, tokenizer, head module names: the ones `from_pretrained` had to initialise).
@@ -93,9 +98,10 @@ def load_hf(spec: str, label_set: LabelSet, dtype: DType = "fp32",
     from transformers.utils import logging as hf_logging
 
     path, kw = resolve_hf(spec)
+    kw["local_files_only"] = not allow_download
     hf_logging.set_verbosity_error()  # the "newly initialized: score.weight" notice is the point of the exercise
     try:
-        tok = AutoTokenizer.from_pretrained(path, **kw)
+        tok = AutoTokenizer.from_pretrained(path, **kw, split_special_tokens=True)
         torch.manual_seed(seed)
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, **kw, **label_kwargs(label_set), problem_type=task_for(label_set).problem_type,
@@ -149,9 +155,9 @@ def apply_hf_trainable(model: Any, head: list[str], trainable: Trainable, lora_r
     return model
 
 
-def build(run: RunConfig, label_set: LabelSet) -> BuiltModel:
+def build(run: RunConfig, label_set: LabelSet, allow_download: bool = False) -> BuiltModel:
     """A run's model before its trained tensors are loaded."""
-    model, tok, head = load_hf(run.model, label_set, run.dtype, run.seed)
+    model, tok, head = load_hf(run.model, label_set, run.dtype, run.seed, allow_download)
     lora = run.lora or LoraSpec()
     module = apply_hf_trainable(model, head, run.trainable, lora.rank, lora.alpha)
     clf = HFClassifier(module)

@@ -10,18 +10,22 @@ from spamtune.errors import CheckpointError
 from spamtune.models import build_model
 from spamtune.runs import LoraSpec, RunConfig
 from spamtune.tokenizers import load_tokenizer
-from spamtune.weights import load_backbone
+from spamtune.weights import load_backbone, resolve_config
 
 
-def build(run: RunConfig, label_set: LabelSet) -> BuiltModel:
+def build(run: RunConfig, label_set: LabelSet, allow_download: bool = False) -> BuiltModel:
     """Backbone (pretrained weights re-read, or the architecture alone for full checkpoints) + head + scope."""
     cfg = run.architecture
     if cfg is None:
         raise CheckpointError("a scratch run needs its architecture")
+    base_cfg, tokenizer = resolve_config(run.model)  # metadata only: no weights read yet
+    if tokenizer != run.tokenizer:
+        raise CheckpointError(f"the manifest's tokenizer {run.tokenizer!r} is not the one of its base model "
+                              f"{run.model!r} ({tokenizer!r}): damaged manifest")
     if run.weights == "full":
         backbone = build_model(cfg)
     else:
-        backbone = load_backbone(run.model).model
+        backbone = load_backbone(run.model, allow_download=allow_download).model
         if backbone.cfg.to_dict() != cfg.to_dict():
             raise CheckpointError(f"the base model {run.model!r} no longer has the architecture this run was "
                                   "trained on (incompatible checkpoint)")

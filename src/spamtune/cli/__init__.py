@@ -1,6 +1,6 @@
 """Command line: one module per verb, in pipeline order, each with `add_parser(sub)` and the function it runs.
-Bad input exits 2 with one `spamtune: error:` line; anything else that goes wrong is a bug and keeps its
-traceback."""
+Bad input exits 2 with one `spamtune: error:` line; a failing environment (disk full, a vanished file) exits 1
+with one line; anything else that goes wrong is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from importlib.metadata import version
 
 from spamtune.cli import classify, evaluate, export, generate, prepare, serve, train
+from spamtune.cli.args import printable
 from spamtune.errors import SpamtuneError
 
 VERBS = (prepare, train, evaluate, classify, serve, export, generate)  # generate also adds zero-shot
@@ -19,7 +20,8 @@ examples:
   spamtune prepare --data ../shared/data/SMSSpamCollection --out data/
   spamtune train --data-dir data/ --out runs/smollm2
   spamtune evaluate runs/smollm2 --data-dir data/
-  spamtune classify runs/smollm2 "You won a free cruise! Reply YES" "Are we still on for lunch?"
+  spamtune classify runs/smollm2 "URGENT! You have won a 1 week FREE membership in our £100,000 Prize \
+      Jackpot! Txt the word: CLAIM to No: 81010" "Are we still on for lunch?"
 """
 
 
@@ -49,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except SpamtuneError as e:
-        print(f"spamtune: error: {e}", file=sys.stderr)
+        print(f"spamtune: error: {printable(e)}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment, not the input: a full disk, a vanished file, a closed pipe
+        where = f" ({printable(e.filename)})" if e.filename else ""
+        print(f"spamtune: error: {printable(e.strerror or e)}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("spamtune: interrupted", file=sys.stderr)
         return 130

@@ -1,16 +1,29 @@
-"""Argument helpers shared by the verbs: flags derived from a config dataclass's typed fields, the inference
-precision flags, and reading messages from stdin."""
+"""Helpers shared by the verbs: flags derived from a config dataclass's typed fields, the inference precision
+flags, and `printable` for anything user-controlled that reaches the terminal."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
+import re
 import types
 import typing
 
 from spamtune.config import choices
-from spamtune.errors import DataError
+
+# C0/C1 controls (ESC starts terminal escape sequences), bidi overrides and isolates (a message that reverses its
+# own display), and lone surrogates (not printable as UTF-8)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: object, width: int | None = None) -> str:
+    """`text` safe to print on one terminal line: control, bidi and surrogate characters as visible escapes
+    (\x1b, \u202e, \n), cut to `width` characters with "..."."""
+    shown = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii")
+                        if ord(m.group()) < 0xD800 else f"\\u{ord(m.group()):04x}", str(text))
+    if width is not None and len(shown) > width:
+        shown = shown[: width - 3] + "..."
+    return shown
 
 
 def _scalar_type(tp: typing.Any) -> typing.Any:
@@ -46,15 +59,3 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", choices=("int8",),
                         help="experimental dynamic int8 of the Linear layers: faster, but below the 99.5 %% "
                              "label-agreement bar on SmolLM2 (benchmarks/RESULTS.md)")
-
-
-def read_stdin_lines() -> list[str]:
-    """One message per line from stdin's bytes, so that invalid UTF-8 is an error naming the line."""
-    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
-    lines = []
-    for i, line in enumerate(raw.splitlines(), start=1):
-        try:
-            lines.append(line.decode("utf-8").removeprefix("\ufeff"))
-        except UnicodeDecodeError as e:
-            raise DataError(f"stdin line {i}: not valid UTF-8 (byte {e.start})") from None
-    return lines

@@ -7,14 +7,20 @@ import json
 import sys
 import textwrap
 
-from spamtune.cli.args import add_inference_args, read_stdin_lines
+from spamtune.cli.args import add_inference_args, printable
 from spamtune.errors import ConfigError
 
 EPILOG = """\
 examples:
-  spamtune classify runs/smollm2 "WINNER! Claim your prize now" "See you at 6?"
+  spamtune classify runs/smollm2 "URGENT! Your mobile No. was awarded a £2000 bonus prize. Call 09058095201" \\
+      "Are we still on for dinner tonight?"
   cat messages.txt | spamtune classify runs/smollm2 --json
   spamtune classify runs/smollm2 --file inbox.csv --text-col body --out scored.csv
+  spamtune classify runs/smollm2 --file inbox.jsonl --out scored.jsonl --overwrite
+
+Inputs: .txt (one message per line), .csv/.tsv (--text-col), .jsonl (a string or an object per line).
+Outputs: .jsonl, .csv or .tsv by --out's extension, JSON lines on stdout without --out. Blank lines are
+skipped and counted; text in .csv/.tsv cells that a spreadsheet would run as a formula gets a leading '.
 """
 
 
@@ -25,38 +31,86 @@ def add_parser(sub) -> None:
     p.add_argument("texts", nargs="*", help="messages (default: one per line on stdin)")
     p.add_argument("--threshold", type=float, help="spam if P(spam) >= this (two classes; default: argmax)")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
-    p.add_argument("--file", help="classify a .txt (one message per line) or .csv/.tsv file, streamed in batches")
-    p.add_argument("--text-col", default="Text", help="text column of a --file CSV (default: Text)")
-    p.add_argument("--out", help="with --file: write .jsonl or .csv here (default: JSON lines on stdout)")
+    p.add_argument("--file", help="classify a .txt, .csv, .tsv or .jsonl file (or a pipe), streamed in batches")
+    p.add_argument("--text-col", default="Text", help="text column of a --file CSV/TSV, or field of JSON lines "
+                                                      "(default: Text; JSON lines also accept text)")
+    p.add_argument("--out", help="with --file: write .jsonl, .csv or .tsv here (default: JSON lines on stdout)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_inference_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from spamtune.inference import TextClassifier, check_threshold
-    from spamtune.tasks import SingleLabel
 
     check_threshold(args.threshold)
     if args.file:
         if args.texts:
             raise ConfigError("give messages as arguments or with --file, not both")
-        from spamtune.inference.files import classify_file
-
-        clf = TextClassifier.load(args.run, args.dtype, args.quantize)
-        n = classify_file(clf, args.file, args.out, args.threshold, args.text_col)
-        if args.out:
-            print(f"classified {n} messages -> {args.out}", file=sys.stderr)
-        return
+        return _classify_file(args)
     if args.out:
         raise ConfigError("--out goes with --file")
-    texts = args.texts or read_stdin_lines()
-    if not texts:
-        raise ConfigError("no messages: give them as arguments or one per line on stdin")
+    if args.texts:
+        texts = TextClassifier.check_messages(args.texts)  # before the model loads
+        clf = TextClassifier.load(args.run, args.dtype, args.quantize)
+        _print(clf, texts, args)
+        return
+    _classify_stdin(args)
+
+
+def _classify_file(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from spamtune.fsutil import check_output_file
+    from spamtune.inference import TextClassifier
+    from spamtune.inference.files import check_input_file, check_output_format, classify_file
+
+    check_input_file(Path(args.file))  # every check before the model loads
+    if args.out is not None:
+        check_output_file(args.out, args.overwrite, inputs=[args.file])
+        check_output_format(args.out)
     clf = TextClassifier.load(args.run, args.dtype, args.quantize)
+    r = classify_file(clf, args.file, args.out, args.threshold, args.text_col)
+    skipped = f" (skipped {r.skipped_blank} blank)" if r.skipped_blank else ""
+    if args.out:
+        print(f"classified {r.classified} messages{skipped} -> {printable(args.out)}", file=sys.stderr)
+    elif skipped:
+        print(f"skipped {r.skipped_blank} blank messages", file=sys.stderr)
+
+
+def _classify_stdin(args: argparse.Namespace) -> None:
+    """One message per line from stdin, streamed in chunks; invalid UTF-8 is an error naming the line."""
+    import io
+    import itertools
+
+    from spamtune.inference import TextClassifier
+    from spamtune.inference.files import read_lines
+
+    clf = TextClassifier.load(args.run, args.dtype, args.quantize)
+    stream = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())  # a test's StringIO
+    lines = read_lines(stream, "stdin", clf.line_cap)
+    seen = skipped = 0
+    while chunk := list(itertools.islice(lines, 256)):
+        seen += len(chunk)
+        texts = [m.text for m in chunk if m.text.strip()]
+        skipped += len(chunk) - len(texts)
+        if texts:
+            _print(clf, texts, args)
+    if seen == skipped:
+        raise ConfigError("no messages: give them as arguments or one per line on stdin")
+    if skipped:
+        print(f"skipped {skipped} blank lines", file=sys.stderr)
+
+
+def _print(clf, texts: list[str], args: argparse.Namespace) -> None:
+    """One line per message: JSON with --json; otherwise label, P(positive class) and the message, escaped so
+    that no message can move the cursor or recolour the terminal."""
+    from spamtune.tasks import SingleLabel
+
     if clf.task.name != "single_label":  # multi-label: labels joined by "|"; regression: the predicted value
         for text, (label, value) in zip(texts, clf.predict(texts)):
             print(json.dumps({"label": label, "score": value, "text": text}) if args.json
-                  else f"{label or '(none)':<12} {value:8.4f}  {text[:70]}")
+                  else f"{label or '(none)':<12} {value:8.4f}  {printable(text, 70)}")
         return
     names = clf.label_names
     probs = clf.predict_proba(texts)
@@ -66,8 +120,7 @@ def run(args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps(record))
         else:
-            shown = text if len(text) <= 70 else text[:67] + "..."
-            shown = shown.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be printed
             # two classes: the positive class's probability (P(spam)) whatever the label; more: the label's own
             score = f"P({names[1]}) {p[1]:6.1%}" if len(names) == 2 else f"{record['probability']:6.1%}"
-            print(f"{record['label']:<6} {score}  {shown}")
+            print(f"{record['label']:<6} {score}  {printable(text, 70)}")
+    sys.stdout.flush()

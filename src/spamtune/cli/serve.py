@@ -28,7 +28,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from spamtune.errors import ConfigError
     from spamtune.serving import ServeLimits, serve
 
+    # every check before the model loads
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, not {args.port}")
+    if args.max_texts < 1 or args.max_chars < 1:
+        raise ConfigError("--max-texts and --max-chars must be at least 1")
     serve(args.run, args.host, args.port, ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars),
           args.dtype, args.quantize)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import os
-from pathlib import Path
 
 import pandas as pd
 
 from spamtune.errors import DataError
+from spamtune.fsutil import require_regular_file
 
 SMS_LABELS = ("ham", "spam")
 
@@ -54,18 +55,21 @@ def parse_sms_collection(raw: bytes, where: str = "SMSSpamCollection",
 def read_table(path: str | os.PathLike, text_col: str, label_col: str,
                allowed: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Read any CSV (or TSV, by extension) with a text and a label column into columns Label, Text (as str)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
+    path = require_regular_file(path, DataError)
     text = "\n".join(line for _, line in decode_lines(path.read_bytes(), str(path)))
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    kind = "TSV" if sep == "\t" else "CSV"
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {e}") from None
-    for col in (text_col, label_col):
-        if col not in df.columns:
-            raise DataError(f"{path}: no column {col!r} (columns: {', '.join(map(str, df.columns))})")
+        header = next(csv.reader(io.StringIO(text.partition("\n")[0]), delimiter=sep), [])
+        for col in (text_col, label_col):
+            if col not in header:
+                shown = ", ".join(header[:20]) + (f", ... ({len(header)} columns)" if len(header) > 20 else "")
+                raise DataError(f"{path}: no column {col!r} (columns: {shown})")
+        # only the two columns are kept: a file with a million columns costs two columns of memory
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                         usecols=[text_col, label_col])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as e:
+        raise DataError(f"{path}: cannot parse as {kind}: {e}") from None
     df = df[[label_col, text_col]].rename(columns={label_col: "Label", text_col: "Text"})
     for i, (label, msg) in enumerate(zip(df["Label"], df["Text"]), start=2):  # line 1 is the header
         if allowed is not None and label not in allowed:

@@ -17,6 +17,7 @@ from spamtune.data.parse import SMS_LABELS, parse_sms_collection, read_table
 from spamtune.data.sources import resolve_sms_collection
 from spamtune.data.split import check_fractions, create_balanced_dataset, random_split
 from spamtune.errors import ConfigError, DataError
+from spamtune.fsutil import check_writable_dir, require_regular_file
 
 SPLIT_FILES = ("train.csv", "validation.csv", "test.csv", "unused.csv")
 LABELS_FILE = "labels.json"
@@ -48,6 +49,9 @@ def prepare(out: str | os.PathLike, data: str | os.PathLike | None = None, *, ve
     """
     check_fractions(train_frac, validation_frac, test_frac)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory")
+    check_writable_dir(out)
     targets = [out / name for name in (*SPLIT_FILES, LABELS_FILE)]
     if not overwrite and (existing := [p.name for p in targets if p.exists()]):
         raise ConfigError(f"{out} already has {', '.join(existing)}; pass --overwrite to replace")
@@ -84,9 +88,13 @@ def prepare(out: str | os.PathLike, data: str | os.PathLike | None = None, *, ve
 def read_split(path: str | os.PathLike) -> pd.DataFrame:
     """Read a CSV written by `prepare` (Label as int id, Text as str)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"no such file: {path} (run `spamtune prepare` first)")
-    df = pd.read_csv(path, dtype={"Text": str}, keep_default_na=False)
+    require_regular_file(path, DataError)
+    try:
+        df = pd.read_csv(path, dtype={"Text": str}, keep_default_na=False, usecols=lambda c: c in ("Label", "Text"))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{path}: not a prepared split ({str(e).splitlines()[0]})") from None
     if list(df.columns) != ["Label", "Text"]:
         raise DataError(f"{path}: expected columns Label,Text, got {','.join(df.columns)}")
     return df

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from spamtune.errors import DataError
-from spamtune.fsutil import atomic_file, sha256_file
+from spamtune.fsutil import atomic_file, require_regular_file, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def read_source_bytes(path: Path) -> bytes:
         path = path / SMS_FILENAME
         if not path.exists():
             raise DataError(f"no {SMS_FILENAME} in directory {path.parent}")
+    require_regular_file(path, DataError)  # a FIFO or /dev/zero would be read forever
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as zf:

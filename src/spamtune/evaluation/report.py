@@ -1,6 +1,7 @@
 """Evaluating a run (book §6.7 and beyond): accuracy on every split, precision/recall/F1/MCC/ROC-AUC and the
 confusion matrix on test (scikit-learn, through the run's Task), and the false-positive rate on `unused.csv`: real
-ham the balanced split never saw. Writes RUN/eval.json and RUN/confusion_matrix.png."""
+ham the balanced split never saw. Writes RUN/eval.json and RUN/confusion_matrix.png (a --limit evaluation writes
+RUN/eval-limitN.json and leaves those alone)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,28 @@ from typing import Any
 import numpy as np
 
 from spamtune.data import read_split
-from spamtune.fsutil import write_json
+from spamtune.errors import ConfigError
+from spamtune.fsutil import check_writable_dir, write_json
 from spamtune.inference import TextClassifier, check_threshold
 from spamtune.tasks import SingleLabel
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+LENGTH_BINS = (0, 40, 80, 120, 160)  # characters: short messages are where spam slips through
+
+
+def recall_by_length(texts: list[str], y: np.ndarray, pred: np.ndarray, positive: int = 1) -> list[dict[str, Any]]:
+    """Recall of the positive class (spam) per message-length bin: [{"chars": "0-39", "n": ..., "recall": ...}]."""
+    lengths = np.array([len(t) for t in texts])
+    edges = [*LENGTH_BINS, np.inf]
+    out = []
+    for lo, hi in zip(edges, edges[1:]):
+        mask = (lengths >= lo) & (lengths < hi) & (y == positive)
+        label = f"{lo}-{int(hi) - 1}" if np.isfinite(hi) else f"{lo}+"
+        out.append({"chars": label, "n": int(mask.sum()),
+                    "recall": float((pred[mask] == positive).mean()) if mask.any() else None})
+    return out
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, threshold: float | None = None,
@@ -28,7 +44,12 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     from spamtune.plots import plot_confusion_matrix
 
     check_threshold(threshold)
+    if limit is not None and limit < 1:
+        raise ConfigError("--limit must be at least 1")
     run_dir, data_dir = Path(run_dir), Path(data_dir)
+    check_writable_dir(run_dir)  # before the model loads, not after the scoring
+    # a partial evaluation never replaces the full one
+    report = run_dir / ("eval.json" if limit is None else f"eval-limit{limit}.json")
     clf = TextClassifier.load(run_dir)
     frames = {name: read_split(data_dir / f"{name}.csv") for name in SPLITS}
     if unused and (data_dir / "unused.csv").is_file():
@@ -38,7 +59,7 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     result: dict[str, Any] = {"run": str(run_dir), "run_id": clf.run_id, "threshold": threshold,
                               "labels": clf.label_names, "accuracy": {}, "n": {}}
     if clf.task.name != "single_label":
-        return _evaluate_task(clf, frames, result, run_dir, batch_size, progress)
+        return _evaluate_task(clf, frames, result, report, batch_size, progress)
     for name, df in frames.items():
         if df.empty:
             continue
@@ -55,14 +76,17 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
         result["n"][name] = len(df)
         if name == "test":
             result.update({k: v for k, v in m.items() if k != "accuracy"})
+            if len(clf.label_names) == 2:
+                result["recall_by_length"] = recall_by_length(list(df["Text"]), y,
+                                                              SingleLabel.predict_ids(probs, threshold))
     result.setdefault("fpr_unused", None)
-    write_json(run_dir / "eval.json", result)
-    if "confusion_matrix" in result:
+    write_json(report, result)
+    if "confusion_matrix" in result and limit is None:
         plot_confusion_matrix(result["confusion_matrix"], clf.label_names, run_dir / "confusion_matrix.png")
     return result
 
 
-def _evaluate_task(clf: TextClassifier, frames: dict, result: dict[str, Any], run_dir: Path, batch_size: int,
+def _evaluate_task(clf: TextClassifier, frames: dict, result: dict[str, Any], report: Path, batch_size: int,
                    progress: bool) -> dict[str, Any]:
     """Multi-label and regression runs (HF backend): the task's metrics per split."""
     result.update(task=clf.task.name, thresholds=clf.thresholds, metrics={})
@@ -73,7 +97,7 @@ def _evaluate_task(clf: TextClassifier, frames: dict, result: dict[str, Any], ru
         y = np.asarray(clf.task.targets(df["Label"], clf.label_set))
         result["metrics"][name] = clf.task.metrics(y, scores, clf.label_set, clf.thresholds)
         result["n"][name] = len(df)
-    write_json(run_dir / "eval.json", result)
+    write_json(report, result)
     return result
 
 
@@ -93,6 +117,9 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(" " * width + "".join(f"{lab:>{width}}" for lab in names))
         for lab, row in zip(names, r["confusion_matrix"]):
             lines.append(f"{lab:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+    if r.get("recall_by_length"):
+        lines.append(f"recall of {r['labels'][1]} on test by message length: " + ", ".join(
+            f"{b['chars']} chars {b['recall']:.0%} (n={b['n']})" for b in r["recall_by_length"] if b["n"]))
     if r.get("fpr_unused") is not None:
         lines.append(f"false-positive rate on {r['n']['unused']} unused real messages: {r['fpr_unused']:.2%}")
     return "\n".join(lines)

@@ -25,9 +25,10 @@ from spamtune.classifier import Classifier
 from spamtune.config import ModelConfig
 from spamtune.data.labels import LabelSet
 from spamtune.errors import ConfigError
-from spamtune.fsutil import atomic_dir
+from spamtune.fsutil import atomic_dir, check_writable_dir, write_json
 from spamtune.inference import load_run
 from spamtune.inference.precision import prepare_for_inference
+from spamtune.runs import created_now
 from spamtune.weights.convert import gpt2_to_hf, llama_to_hf
 
 
@@ -66,17 +67,40 @@ def _hf_tokenizer(spec: str, pad_id: int):
         ours = load_tokenizer(spec)
         assert isinstance(ours, HFTokenizer)
         inner, eos_id = ours.backend_tokenizer, ours.eos_id  # a `tokenizers.Tokenizer`, pre-tokenizer included
+    # split_special_tokens: a message's "<|endoftext|>" is plain text in transformers too, as in spamtune
     return PreTrainedTokenizerFast(tokenizer_object=inner, pad_token=inner.id_to_token(pad_id),
-                                   eos_token=inner.id_to_token(eos_id))
+                                   eos_token=inner.id_to_token(eos_id), split_special_tokens=True)
+
+
+EXPORT_MARKER = "spamtune-export.json"  # names the run an export came from; --overwrite replaces only these
+
+
+def check_export_dir(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool) -> None:
+    """Before loading anything: `out` may not be the run, inside it or around it, and an existing non-empty `out`
+    is replaced only with `overwrite` and only if it is an earlier spamtune export."""
+    if str(out) in ("", "."):
+        raise ConfigError("give the export directory with --out")
+    src, dest = Path(os.path.realpath(run_dir)), Path(os.path.realpath(out))
+    if dest == src or src in dest.parents or dest in src.parents:
+        raise ConfigError(f"--out {out} is, holds or lies inside the run {run_dir}; export somewhere else")
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory")
+    if dest.is_dir() and any(dest.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{out} already exists and is not empty; pass --overwrite to replace it")
+        if not (dest / EXPORT_MARKER).is_file():
+            raise ConfigError(f"{out} is not a spamtune export ({EXPORT_MARKER} missing); refusing to replace it")
+    check_writable_dir(dest.parent)
 
 
 def export_hf(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write the run as a transformers model directory (atomic: DIR appears complete or not at all)."""
     require_transformers()
+    check_export_dir(run_dir, out, overwrite)  # before the minutes of loading; atomic_dir rechecks
     out = Path(out)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:  # before the minutes of loading; atomic_dir rechecks
-        raise ConfigError(f"{out} already exists and is not empty; pass --overwrite to replace it")
     run = load_run(run_dir)
+    marker = {"format": "spamtune-export/1", "run_id": run.run_config.run_id,
+              "run": str(Path(run_dir).resolve()), "created": created_now()}
     config = run.run_config
     if config.pooling != "last_real":
         raise ConfigError(f"only last_real-pooled runs export to transformers (this run pools {config.pooling!r}"
@@ -87,6 +111,7 @@ def export_hf(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: boo
             module.model.save_pretrained(tmp)
             run.tokenizer.tok.model_max_length = config.max_length
             run.tokenizer.tok.save_pretrained(tmp)
+            write_json(tmp / EXPORT_MARKER, marker)
         return out
 
     from transformers import AutoModelForSequenceClassification
@@ -117,5 +142,6 @@ def export_hf(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: boo
         raise RuntimeError(f"bug: export mapping incomplete: missing {missing[:3]}, unexpected {unexpected[:3]}")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
+        write_json(tmp / EXPORT_MARKER, marker)
         tokenizer.save_pretrained(tmp)
     return out

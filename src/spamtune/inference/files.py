@@ -1,79 +1,205 @@
-"""Scoring files: a .txt (one message per line) or .csv/.tsv read in chunks and written as .jsonl or .csv
-(atomically) or to stdout, so memory stays flat however long the file is."""
+"""Scoring streams of messages: files (.txt, .csv, .tsv, .jsonl) and stdin, read in chunks and written as .jsonl,
+.csv or .tsv (atomically) or JSON lines on stdout, so memory stays flat however long the input is.
+
+Every read is bounded: a line is cut at `line_cap` bytes (the rest of it is skipped without being held), a CSV
+field at the csv module's limit, so a 50 MB line or /dev/zero behind a pipe costs a bounded amount of memory.
+Blank messages (empty or whitespace only) are skipped and counted, never classified: the one rule for line-based
+input (given one by one, a blank message is an error instead; see `TextClassifier.check_messages`).
+
+Text written into .csv/.tsv cells is neutralised against formula injection (OWASP): a cell that starts with
+`=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so a spreadsheet shows it instead of running it.
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, BinaryIO
 
-from spamtune.errors import DataError
+from spamtune.errors import ConfigError, DataError
 from spamtune.inference.api import TextClassifier
 from spamtune.tasks import SingleLabel
 
+INPUT_FORMATS = (".txt", ".csv", ".tsv", ".jsonl")
+OUTPUT_FORMATS = (".jsonl", ".json", ".csv", ".tsv")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-def read_messages(path: Path, text_col: str) -> Iterator[tuple[int, str]]:
-    """(line or row number, text) from a .txt (one message per line; blank lines skipped) or .csv/.tsv file."""
-    if path.suffix.lower() in (".csv", ".tsv"):
+
+@dataclass
+class Message:
+    where: int  # line (or CSV row) number in the input
+    text: str
+
+
+def neutralize_formula(cell: str) -> str:
+    """OWASP's rule for CSV injection: a leading `'` before a cell a spreadsheet would read as a formula."""
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+
+
+def bounded_lines(f: BinaryIO, cap: int) -> Iterator[tuple[int, bytes]]:
+    """(line number, line without its line break) from a binary stream, each cut at `cap` bytes: the rest of an
+    over-long line is read in small blocks and dropped, never held."""
+    number = 0
+    while line := f.readline(cap + 1):
+        number += 1
+        if len(line) > cap and not line.endswith(b"\n"):
+            line = line[:cap]
+            while (rest := f.readline(1 << 16)) and not rest.endswith(b"\n"):
+                pass
+        yield number, line.rstrip(b"\r\n")
+
+
+def decode_line(raw: bytes, where: str, number: int, cap: int) -> str:
+    """UTF-8 text of a line; a line cut at `cap` may end inside a character, which is dropped."""
+    if number == 1:
+        raw = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        if len(raw) >= cap:  # possibly cut mid-character: keep whole characters only
+            return codecs.getincrementaldecoder("utf-8")("strict").decode(raw, final=False)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where} line {number}: not valid UTF-8 (byte {e.start})") from None
+
+
+def read_lines(f: BinaryIO, where: str, cap: int) -> Iterator[Message]:
+    """Messages of a one-per-line stream (.txt, stdin); blank lines included (the caller skips them)."""
+    for number, raw in bounded_lines(f, cap):
+        yield Message(number, decode_line(raw, where, number, cap))
+
+
+def read_jsonl(f: BinaryIO, where: str, cap: int, text_col: str) -> Iterator[Message]:
+    """Messages of a .jsonl file: each line a JSON string, or an object whose `text_col` (or "text") is one."""
+    for number, raw in bounded_lines(f, cap):
+        line = decode_line(raw, where, number, cap)
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where} line {number}: not valid JSON ({e.msg}; a line over {cap} bytes is cut)") \
+                from None
+        if isinstance(obj, dict):
+            obj = obj.get(text_col, obj.get("text"))
+        if not isinstance(obj, str):
+            raise DataError(f"{where} line {number}: expected a JSON string or an object with a string "
+                            f"{text_col!r} field")
+        yield Message(number, obj)
+
+
+def read_table_messages(f: IO[str], where: str, text_col: str, delimiter: str) -> Iterator[Message]:
+    """Messages of a .csv/.tsv file's `text_col` (header row first); a field over csv's limit is an error."""
+    reader = csv.DictReader(f, delimiter=delimiter)
+    try:
+        if reader.fieldnames is None or text_col not in reader.fieldnames:
+            raise DataError(f"{where}: no column {text_col!r} (columns: {', '.join(reader.fieldnames or [])})")
+        for row_no, row in enumerate(reader, start=2):
+            yield Message(row_no, row[text_col] or "")
+    except csv.Error as e:
+        raise DataError(f"{where} line {reader.line_num}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start} of a line)") from None
+
+
+def check_input_file(path: Path) -> None:
+    """A file or a named pipe (`--file <(cmd)`); a directory or a device is named as such."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"no such file: {path}") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path} is a directory; give a file")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise DataError(f"{path} is not a regular file or a pipe")
+    if path.suffix.lower() not in INPUT_FORMATS:
+        raise ConfigError(f"{path}: unknown input format {path.suffix!r} (expected {', '.join(INPUT_FORMATS)})")
+
+
+def check_output_format(out: str | os.PathLike | None) -> None:
+    if out is not None and Path(out).suffix.lower() not in OUTPUT_FORMATS and not _is_stream(out):
+        raise ConfigError(f"--out {out}: unknown output format {Path(out).suffix!r} "
+                          f"(expected {', '.join(OUTPUT_FORMATS)}; a pipe or device gets JSON lines)")
+
+
+def _is_stream(out: str | os.PathLike) -> bool:
+    from spamtune.fsutil import is_sink
+
+    return is_sink(out)
+
+
+def read_messages(path: Path, text_col: str, cap: int) -> Iterator[Message]:
+    """The messages of an input file by its extension (see INPUT_FORMATS)."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
         with open(path, newline="", encoding="utf-8-sig", errors="strict") as f:
-            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            if reader.fieldnames is None or text_col not in reader.fieldnames:
-                raise DataError(f"{path}: no column {text_col!r} (columns: {', '.join(reader.fieldnames or [])})")
-            for row_no, row in enumerate(reader, start=2):
-                yield row_no, row[text_col] or ""
+            yield from read_table_messages(f, str(path), text_col, "\t" if suffix == ".tsv" else ",")
         return
-    with open(path, encoding="utf-8-sig", errors="strict", newline="") as f:
-        for line_no, line in enumerate(f, start=1):
-            text = line.rstrip("\r\n")
-            if text.strip():
-                yield line_no, text
+    with open(path, "rb") as fb:
+        yield from (read_jsonl(fb, str(path), cap, text_col) if suffix == ".jsonl" else read_lines(fb, str(path), cap))
 
 
-def classify_file(clf: TextClassifier, src: str | os.PathLike, out: str | os.PathLike | None,
-                  threshold: float | None = None, text_col: str = "Text", chunk: int = 256) -> int:
-    """Classify a file in chunks (memory stays flat) into .jsonl or .csv (atomic) or stdout. Returns the count."""
+@dataclass
+class StreamResult:
+    classified: int = 0
+    skipped_blank: int = 0
+
+
+def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str | os.PathLike | None,
+                    threshold: float | None = None, chunk: int = 256, desc: str = "classifying") -> StreamResult:
+    """Classify messages in chunks into .jsonl / .csv / .tsv (atomic) or JSON lines on stdout."""
     from tqdm.auto import tqdm
 
     from spamtune.fsutil import atomic_file
 
-    src = Path(src)
     clf.require_single_label("--file", " (pass the messages instead)")
-    if not src.is_file():
-        raise DataError(f"no such file: {src}")
-    as_csv = out is not None and Path(out).suffix.lower() == ".csv"
+    suffix = "" if out is None or _is_stream(out) else Path(out).suffix.lower()
+    delimiter = {".csv": ",", ".tsv": "\t"}.get(suffix)
     names = clf.label_names
-    n = 0
+    result = StreamResult()
 
     def write_all(f) -> None:
-        nonlocal n
-        writer = csv.writer(f) if as_csv else None
+        writer = csv.writer(f, delimiter=delimiter) if delimiter else None
         if writer:
             writer.writerow(["line", "label", "probability", *(f"p_{lab}" for lab in names), "text"])
-        messages = read_messages(src, text_col)
-        with tqdm(desc=f"classifying {src.name}", unit="msg", disable=out is None) as bar:
+        with tqdm(desc=desc, unit="msg", disable=out is None or not suffix) as bar:
             while batch := list(itertools.islice(messages, chunk)):
-                probs = clf.predict_proba([t for _, t in batch])
-                for (line, text), p, pred in zip(batch, probs, SingleLabel.predict_ids(probs, threshold)):
+                kept = [m for m in batch if m.text.strip()]
+                result.skipped_blank += len(batch) - len(kept)
+                if not kept:
+                    continue
+                probs = clf.predict_proba([m.text for m in kept])
+                for m, p, pred in zip(kept, probs, SingleLabel.predict_ids(probs, threshold)):
                     label, prob = names[pred], float(p[pred])
                     if writer:
-                        writer.writerow([line, label, f"{prob:.6f}", *(f"{v:.6f}" for v in p), text])
+                        writer.writerow([m.where, label, f"{prob:.6f}", *(f"{v:.6f}" for v in p),
+                                         neutralize_formula(m.text)])
                     else:
-                        f.write(json.dumps({"line": line, "label": label, "probability": prob,
+                        f.write(json.dumps({"line": m.where, "label": label, "probability": prob,
                                             "probabilities": dict(zip(names, map(float, p))),
-                                            "text": text}) + "\n")
-                n += len(batch)
+                                            "text": m.text}) + "\n")
+                result.classified += len(kept)
                 bar.update(len(batch))
 
-    try:
-        if out is None:
-            write_all(sys.stdout)
-        else:
-            with atomic_file(out, "w", newline="" if as_csv else None, encoding="utf-8") as f:
-                write_all(f)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{src}: not valid UTF-8 ({e.reason} at byte {e.start} of a line)") from None
-    return n
+    if out is None:
+        write_all(sys.stdout)
+    else:
+        with atomic_file(out, "w", newline="" if delimiter else None, encoding="utf-8") as f:
+            write_all(f)
+    return result
+
+
+def classify_file(clf: TextClassifier, src: str | os.PathLike, out: str | os.PathLike | None,
+                  threshold: float | None = None, text_col: str = "Text", chunk: int = 256) -> StreamResult:
+    """Classify an input file (see INPUT_FORMATS) in chunks; see `classify_stream`."""
+    src = Path(src)
+    check_input_file(src)
+    check_output_format(out)
+    return classify_stream(clf, read_messages(src, text_col, clf.line_cap), out, threshold, chunk,
+                           desc=f"classifying {src.name}")

@@ -5,17 +5,18 @@ No `from __future__ import annotations` here: FastAPI reads the request models d
 the handlers' annotations at runtime.
 """
 
+import asyncio
 import contextlib
 import json
 import logging
 from importlib.resources import files
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field, StringConstraints
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import AfterValidator, BaseModel, Field, StrictFloat, StrictStr, StringConstraints
 
 from spamtune.inference import TextClassifier
 from spamtune.serving.batcher import MicroBatcher
@@ -24,19 +25,28 @@ from spamtune.tasks import SingleLabel
 
 log = logging.getLogger(__name__)
 
+SELF_TEST = "Are we still meeting at six?"  # classified once at start-up: a run that cannot predict never serves
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the message is empty or only whitespace")
+    return text
+
 
 def create_app(clf: TextClassifier, limits: ServeLimits | None = None) -> FastAPI:
     """The app for one loaded classifier. Routes: GET / (page), GET /health, POST /classify, /docs (OpenAPI)."""
     clf.require_single_label("serve")
     lim = limits or ServeLimits()
     names = clf.label_names
-    Text = Annotated[str, StringConstraints(min_length=1, max_length=lim.max_chars)]
+    # strict types: false is not 0.0, 1 is not "1"; a blank message is refused like an empty one
+    Text = Annotated[StrictStr, StringConstraints(min_length=1, max_length=lim.max_chars), AfterValidator(_not_blank)]
 
     class ClassifyRequest(BaseModel):
         texts: list[Text] = Field(min_length=1, max_length=lim.max_texts,
                                   description=f"1 to {lim.max_texts} messages, each at most "
-                                              f"{lim.max_chars} characters")
-        threshold: float | None = Field(None, ge=0.0, le=1.0, description="spam if P(spam) >= threshold")
+                                              f"{lim.max_chars} characters and not blank")
+        threshold: StrictFloat | None = Field(None, ge=0.0, le=1.0, description="spam if P(spam) >= threshold")
 
     class Prediction(BaseModel):
         label: str
@@ -50,6 +60,7 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None) -> FastAP
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        await asyncio.to_thread(clf.predict_proba, [SELF_TEST])  # fails start-up rather than every request
         batcher.start()
         yield
         await batcher.stop()
@@ -61,25 +72,39 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None) -> FastAP
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's default echoes each bad input back as UTF-8, which fails (-> 500) on a lone surrogate and
-        # returns a whole 1 MB text; echo short inputs only, and escape to ASCII so any string can be rendered
-        errors = [{k: v for k, v in e.items() if k not in ("input", "ctx", "url")
-                   or (k == "input" and not (isinstance(v, str) and len(v) > 100))} for e in exc.errors()]
+        # where and what, never the input itself: FastAPI's default echoes every bad value (a 1 MB text, or 64 of
+        # them: the answer outgrows the request), and a lone surrogate in it made the echo fail with a 500
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()][:20]
         body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True, default=str)
         return Response(body, status_code=422, media_type="application/json")
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s", request.url.path)
+        return JSONResponse({"detail": "internal error: the model could not classify this request"},
+                            status_code=500)
+
     page = files("spamtune").joinpath("static/index.html").read_text(encoding="utf-8")  # package data
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
         return page
 
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok", "run_id": clf.run_id, "model": clf.run.run_config.model, "labels": clf.label_names,
-                "max_length": clf.max_length, "batches_run": batcher.batches_run}
+    @app.head("/health", include_in_schema=False)
+    @app.get("/health", responses={503: {"description": "the last forward pass failed"}})
+    async def health() -> JSONResponse:
+        """"ok", or "degraded" (503) while the last forward pass failed."""
+        status = "ok" if batcher.last_error is None else "degraded"
+        body = {"status": status, "run_id": clf.run_id, "model": clf.run.run_config.model,
+                "labels": clf.label_names, "max_length": clf.max_length, "batches_run": batcher.batches_run,
+                "last_error": batcher.last_error}
+        return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
-    @app.post("/classify", response_model=ClassifyResponse)
+    errors: dict[int | str, dict[str, Any]] = {400: {"description": "malformed request framing"},
+                                               413: {"description": "request body too large"},
+                                               500: {"description": "the model failed on this request"}}
+
+    @app.post("/classify", response_model=ClassifyResponse, responses=errors)
     async def classify(req: ClassifyRequest) -> ClassifyResponse:
         probs = await batcher.classify(req.texts)
         preds = SingleLabel.predict_ids(probs, req.threshold)

@@ -22,6 +22,7 @@ class MicroBatcher:
         self.clf, self.max_batch, self.window = clf, max_batch, window_ms / 1000
         self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] = asyncio.Queue()
         self.batches_run = 0  # observable in /health: proof that requests share passes
+        self.last_error: str | None = None  # the last batch's failure; cleared by the next success (/health)
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -59,11 +60,13 @@ class MicroBatcher:
                 probs = await asyncio.to_thread(self.clf.predict_proba, texts)
             except Exception as e:  # never leave a request hanging; the handler turns this into a 500 JSON
                 log.exception("classification failed")
+                self.last_error = f"{type(e).__name__}: {e}"
                 for _, fut in jobs:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
             self.batches_run += 1
+            self.last_error = None
             start = 0
             for job_texts, fut in jobs:
                 if not fut.done():  # the client may have gone away

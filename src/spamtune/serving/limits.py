@@ -20,9 +20,11 @@ class ServeLimits:
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a request body over `max_bytes`. Content-Length is checked up front; a chunked POST
-    (no Content-Length) is counted as it arrives and held only up to the limit, so an endless upload costs at most
-    DRAIN_LIMIT bytes read and `max_bytes` held."""
+    """ASGI middleware: every request body is counted as it arrives and held only up to `max_bytes`; more is a 413,
+    whatever the headers claim. A declared Content-Length over the limit is refused before reading (after draining
+    up to DRAIN_LIMIT, so a client still uploading sees the 413, not a broken pipe); an endless upload costs at most
+    DRAIN_LIMIT bytes read. A request carrying both Content-Length and Transfer-Encoding (a request-smuggling
+    shape, RFC 9112 §6.1) or a malformed Content-Length is a 400."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -30,15 +32,18 @@ class BodyLimit:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        size = dict(scope["headers"]).get(b"content-length")
-        if size is not None:
-            if size.isdigit() and int(size) <= self.max_bytes:
-                return await self.app(scope, receive, send)
-            if size.isdigit() and int(size) <= DRAIN_LIMIT:
-                # read and discard it first: a client still uploading would otherwise see a broken pipe, not the 413
+        lengths = [v for k, v in scope["headers"] if k.lower() == b"content-length"]
+        chunked = any(k.lower() == b"transfer-encoding" for k, _ in scope["headers"])
+        if lengths and chunked:
+            return await self._reply(scope, receive, send, 400, "a request may not carry both Content-Length and "
+                                                                 "Transfer-Encoding")
+        if lengths and (len(set(lengths)) > 1 or not lengths[0].isdigit()):
+            return await self._reply(scope, receive, send, 400, "malformed Content-Length")
+        if lengths and int(lengths[0]) > self.max_bytes:
+            if int(lengths[0]) <= DRAIN_LIMIT:
                 await self._drain(receive, 0)
             return await self._too_large(scope, receive, send)
-        if scope["method"] != "POST":
+        if scope["method"] in ("GET", "HEAD", "OPTIONS") and not chunked and not lengths:
             return await self.app(scope, receive, send)
         held: list[dict] = []
         seen = 0
@@ -69,5 +74,8 @@ class BodyLimit:
             seen += len(message.get("body", b""))
 
     async def _too_large(self, scope, receive, send) -> None:
-        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
-        await response(scope, receive, send)
+        await self._reply(scope, receive, send, 413, f"request body over {self.max_bytes} bytes")
+
+    @staticmethod
+    async def _reply(scope, receive, send, status: int, detail: str) -> None:
+        await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)

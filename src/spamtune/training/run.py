@@ -1,10 +1,16 @@
 """The whole run (`spamtune train`): a fresh run directory or a resumed one -> setup -> fit -> the best epoch's
-weights, thresholds (multi-label), history, metrics and plots."""
+weights, thresholds (multi-label), history, metrics and plots.
+
+Nothing is lost on the way: every input is checked (setup loads and validates the data and the model) before a
+directory is touched; a new run goes into `--out` only if that is empty or absent; `--overwrite` of an existing
+run trains beside it in `OUT.new` and swaps the finished run in with renames, so a failure or a kill leaves the
+old run as it was (and `OUT.new` resumable); a directory that is not a spamtune run is never replaced.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,8 +19,8 @@ import torch
 
 from spamtune.config import TrainArgs
 from spamtune.errors import CheckpointError, ConfigError
-from spamtune.fsutil import read_json, write_json
-from spamtune.runs import LABELS, MANIFEST, TRAIN_ARGS, WEIGHTS, RunConfig, load_weights_into
+from spamtune.fsutil import atomic_file, read_json, swap_dir, write_json
+from spamtune.runs import LABELS, RESUME, TRAIN_ARGS, WEIGHTS, RunConfig, is_run_dir, load_weights_into
 from spamtune.training.fit import Callback, MetricLogger, fit
 from spamtune.training.loss import calc_accuracy_loader, collect_logits
 from spamtune.training.prefix_cache import PrefixStore
@@ -41,14 +47,44 @@ def _pick_thresholds(s: TrainSetup) -> None:
         s.run_config.write(s.run_dir)
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{run_dir} already exists; pass --overwrite to replace it or --resume {run_dir}")
-        if not (run_dir / MANIFEST).is_file() and not (run_dir / "config.json").is_file():
-            raise ConfigError(f"{run_dir} is not a spamtune run; refusing to delete it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def has_resume_state(run_dir: Path) -> bool:
+    return (run_dir / RESUME / "state.json").is_file()
+
+
+def staging_dir(run_dir: Path) -> Path:
+    """Where `--overwrite` trains the new run before it replaces the old one."""
+    return run_dir.with_name(run_dir.name + ".new")
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> Path:
+    """Before any work: where this run will be written (`run_dir`, or its staging directory when it replaces an
+    existing run). Refuses a non-directory, an existing run without `overwrite`, and anything not a run."""
+    if str(run_dir) in ("", "."):
+        raise ConfigError("give the run directory with --out")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} exists and is not a directory")
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return run_dir
+    resume = f" or continue it with --resume {run_dir}" if has_resume_state(run_dir) else ""
+    if not overwrite:
+        raise ConfigError(f"{run_dir} already exists; pass --overwrite to replace it{resume}")
+    if not is_run_dir(run_dir):
+        raise ConfigError(f"{run_dir} is not a spamtune run (no run manifest); refusing to replace it")
+    staging = staging_dir(run_dir)
+    if staging.exists():
+        raise ConfigError(f"{staging} is left from an interrupted --overwrite of {run_dir}: continue it with "
+                          f"--resume {staging}, or delete it")
+    return staging
+
+
+def _trim_log(run_dir: Path, epoch: int) -> None:
+    """Drop log.jsonl records of the epoch a kill interrupted: it is trained again after a resume."""
+    log = run_dir / "log.jsonl"
+    if not log.is_file():
+        return
+    kept = [line for line in log.read_text().splitlines() if line and json.loads(line).get("epoch", 0) <= epoch]
+    with atomic_file(log) as f:
+        f.write("".join(line + "\n" for line in kept))
 
 
 def train_run(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwrite: bool = False,
@@ -69,6 +105,9 @@ def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (),
     if not run_dir.is_dir():
         raise CheckpointError(f"no such run directory: {run_dir}")
     run = RunConfig.from_dir(run_dir)
+    if not has_resume_state(run_dir):
+        raise CheckpointError(f"{run_dir}: no resume state yet (the run was stopped before its first epoch "
+                              "ended); train it again instead")
     if run.data_dir is None:
         raise CheckpointError(f"{run_dir}: written by an older spamtune without its data directory; train it again")
     args = TrainArgs.from_dict(read_json(run_dir / TRAIN_ARGS, CheckpointError))
@@ -81,21 +120,24 @@ def run_training(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, ove
     """`train_run`, also returning the setup (its model holds the last epoch; the run dir the best one).
     `store` shares prefix caches between runs on one base model (experiments)."""
     run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, overwrite)
-    return _run(args, data_dir, run_dir, callbacks, logger, store)
+    target = check_run_dir(run_dir, overwrite)
+    return _run(args, data_dir, target, callbacks, logger, store, replaces=run_dir if target != run_dir else None)
 
 
 def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequence[Callback],
-         logger: MetricLogger | None, store: PrefixStore | None,
-         resume: RunConfig | None = None) -> tuple[TrainSetup, dict]:
+         logger: MetricLogger | None, store: PrefixStore | None, resume: RunConfig | None = None,
+         replaces: Path | None = None) -> tuple[TrainSetup, dict]:
     torch.manual_seed(args.seed)
-    s = setup(args, data_dir, run_dir, store)
+    s = setup(args, data_dir, run_dir, store)  # loads and checks everything; writes nothing
     state: TrainState | None = None
     if resume is not None:
         s.run_config = resume  # the same run: its id and creation time stay
         state = load_resume(s)
+        _trim_log(run_dir, state.epoch)
         print(f"resuming {run_dir} after epoch {state.epoch} (step {state.global_step})")
     else:
+        s.run_config.replaces = None if replaces is None else str(replaces.resolve())
+        run_dir.mkdir(parents=True, exist_ok=True)
         s.run_config.write(run_dir)
         write_json(run_dir / LABELS, s.label_set.to_json())
         write_json(run_dir / TRAIN_ARGS, args.to_dict())
@@ -106,6 +148,13 @@ def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequen
     state = fit(s, state, callbacks, logger)
     _pick_thresholds(s)
     metrics = _finish(s, state)
+    if s.run_config.replaces is not None:  # an --overwrite: the finished run takes the old one's place
+        dest = Path(s.run_config.replaces)
+        s.run_config.replaces = None
+        s.run_config.write(run_dir)
+        swap_dir(run_dir, dest)
+        s.run_dir = dest
+        print(f"replaced {dest} with the new run")
     return s, metrics
 
 

