@@ -34,7 +34,7 @@ def commit() -> str:
 
 def append_results(title: str, command: str, body: str) -> None:
     """One dated section per benchmark run, newest last."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"\n## {title}\n\n{stamp} · commit {commit()} · {machine()}\n\n"
                f"Command: `{command}`\n\n{body.rstrip()}\n")
     if not RESULTS.exists():

@@ -503,7 +503,7 @@ def test_unknown_out_format_is_refused_and_tsv_is_written(tiny_run, tmp_path, ca
     err = one_line_error(capsys, main(["classify", str(tiny_run), "--file", str(src), "--out", str(xls)]))
     assert "unknown output format" in err
     assert main(["classify", str(tiny_run), "--file", str(src), "--out", str(tmp_path / "x.tsv")]) == 0
-    assert (tmp_path / "x.tsv").read_text().splitlines()[0].split("\t")[:3] == ["line", "label", "probability"]
+    assert (tmp_path / "x.tsv").read_text().splitlines()[0].split("\t")[:4] == ["line", "label", "decision", "score"]
 
 
 def test_evaluate_limit_keeps_the_full_report_and_json_is_strict(run_copy, data_dir):

@@ -80,8 +80,8 @@ def test_python_api_classifies_any_string(tiny_run, name):
         with pytest.raises(DataError, match="empty or only whitespace"):
             TextClassifier.load(tiny_run).predict([text])
         return
-    (label, p), = TextClassifier.load(tiny_run).predict([text])
-    assert label in ("ham", "spam") and 0.5 <= p <= 1.0
+    (d,) = TextClassifier.load(tiny_run).decide([text])
+    assert d.label in ("ham", "spam") and 0.0 <= d.score <= 1.0 and d.decision in ("allow", "review", "block")
 
 
 def test_cli_args_any_string(tiny_run, capsys):
@@ -153,7 +153,7 @@ def test_service_under_load(server, sms_path):
     url, app, clf = server
     texts = list(parse_sms_collection(sms_path.read_bytes())["Text"])
     texts = [t[:500] for t in texts[:60]]  # within the test server's 500-character limit
-    expected = {t: label for t, (label, _) in zip(texts, clf.predict(texts))}
+    expected = dict(zip(texts, clf.predict(texts)))
     before = _rss_mb()
     passes_before = app.state.batcher.batches_run
     report = run_load(url, expected, requests=1000, concurrency=32, max_texts=8)

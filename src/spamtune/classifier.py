@@ -8,10 +8,11 @@ is causal: a real token never attends to a pad. `CachedSuffix` is the module tha
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from spamtune.batching import attention_mask_from_lengths
+from spamtune.batching import attention_mask_from_lengths, pad_ids
 from spamtune.config import ModelConfig, Padding, Pooling, Trainable
 from spamtune.models import Decoder
 
@@ -155,3 +156,24 @@ def prefix_is_cacheable(clf: Classifier, padding: Padding) -> bool:
     padding reads a pad position whose value depends on the batch's width)."""
     return (clf.trainable not in ("all", "lora") and clf.cfg.drop_rate == 0.0
             and not (clf.pooling == "last" and padding == "dynamic"))
+
+
+@torch.inference_mode()
+def batched_logits(model: nn.Module, encoded: list[list[int]], pad_id: int, batch_size: int = 16,
+                   pad_to: int | None = None, progress: bool = False, desc: str = "classifying") -> np.ndarray:
+    """(N, C) float32 logits of a (B, T) ids + (B,) lengths -> logits model, in input order, from length-sorted
+    batches (little padding; a message's logits do not depend on its batch mates). `pad_to`: pad every batch to
+    this width (the book's `last` pooling reads a pad position at the training width)."""
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out: np.ndarray | None = None
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
+        rows = order[start : start + batch_size]
+        ids, lengths = pad_ids([encoded[i] for i in rows], pad_id, pad_to)
+        logits = model(ids.to(device), lengths.to(device)).float().cpu().numpy()
+        if out is None:
+            out = np.zeros((len(encoded), logits.shape[1]), dtype=np.float32)
+        out[rows] = logits
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

@@ -188,6 +188,11 @@ class TrainArgs:
                                     "before the linear/cosine decay starts (e.g. 0.1)")
     class_weights: str | None = _arg(None, "loss weight per class in label-id order, e.g. 2,1 (a wrong ham costs "
                                            "twice), or balanced (inverse training frequency, as scikit-learn)")
+    target_fpr: float = _arg(0.005, "binary runs: the block threshold is the lowest whose false-positive rate on "
+                                    "validation ham + the calibration half of the unused ham is at most this")
+    target_precision: float | None = _arg(None, "binary runs: pick the block threshold for this precision on "
+                                                "validation instead of --target-fpr")
+    review_fpr: float = _arg(0.02, "binary runs: the review band starts where this false-positive rate is reached")
     seed: int = _arg(123, "seed for the head init, shuffling and dropout")
     eval_freq: int = _arg(50, "evaluate every N optimizer steps")
     eval_iter: int = _arg(5, "batches per periodic evaluation")
@@ -216,6 +221,13 @@ class TrainArgs:
             raise ConfigError("--max-length must be at least 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("--warmup-ratio must be in [0, 1)")
+        for name in ("target_fpr", "review_fpr", "target_precision"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1")
+        if self.review_fpr < self.target_fpr:
+            raise ConfigError("--review-fpr must be at least --target-fpr (the review band lies below the block "
+                              "threshold)")
         if self.warmup_ratio and self.lr_schedule == "constant":
             raise ConfigError("--warmup-ratio needs --lr-schedule linear or cosine")
         self.class_weight_values()  # fail at parse time, not after loading the model

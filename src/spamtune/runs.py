@@ -1,7 +1,8 @@
 """Run directories: the typed, versioned manifest (`RunConfig`), the file names, and the weight files.
 
     RUN/run.json           RunConfig: run_id, backend, base model, architecture, tokenizer, task, pooling, scope,
-                           max length, library versions, sha256 of the data files (format spamtune-run/2)
+                           max length, calibration and operating point, library versions, sha256 of the data
+                           files (format spamtune-run/2)
     RUN/labels.json        the label set (LabelSet)
     RUN/train_args.json    the TrainArgs of the run
     RUN/model.safetensors  the best classifier by validation loss: the trained tensors only when the base weights
@@ -30,6 +31,7 @@ from torch import nn
 
 from spamtune.config import Backend, DType, ModelConfig, Pooling, Trainable, check_field_types
 from spamtune.data.labels import TaskName
+from spamtune.decisions import Calibration, OperatingPoint
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.fsutil import atomic_file, read_json, sha256_file, write_json
 
@@ -72,6 +74,8 @@ class RunConfig:
     dtype: DType = "fp32"
     seed: int = 123
     thresholds: list[float] | None = None
+    calibration: Calibration | None = None  # single-label runs: the temperature fitted on validation
+    operating_point: OperatingPoint | None = None  # binary runs: block / review thresholds (decisions.py)
     data_dir: str | None = None  # where it was trained (resume reads it again)
     replaces: str | None = None  # while training with --overwrite: the run this one replaces when it finishes
     data: dict[str, str] = field(default_factory=dict)  # prepared file -> sha256 at training time
@@ -103,8 +107,9 @@ class RunConfig:
             arch = d.get("architecture")
             if isinstance(arch, dict):
                 d["architecture"] = ModelConfig.from_dict(arch)
-            if isinstance(d.get("lora"), dict):
-                d["lora"] = LoraSpec(**d["lora"])
+            for name, kind in (("lora", LoraSpec), ("calibration", Calibration), ("operating_point", OperatingPoint)):
+                if isinstance(d.get(name), dict):
+                    d[name] = kind(**d[name])
             return cls(**d)
         except (TypeError, ConfigError) as e:
             raise CheckpointError(f"{where}: incompatible or damaged manifest ({e})") from None
@@ -145,7 +150,7 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 def new_run_id() -> str:
     """A sortable, unique id: UTC time of creation + 6 random hex digits, e.g. 20261124T101500Z-3f9a1c."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -169,7 +174,7 @@ def data_hashes(data_dir: str | os.PathLike) -> dict[str, str]:
 
 
 def created_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------------------------------------------

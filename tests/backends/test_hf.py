@@ -78,7 +78,7 @@ def test_multiclass_three_labels(tmp_path):
     clf = TextClassifier.load(run)
     assert clf.label_names == FRUITS and clf.run.predictor.model.config.id2label == dict(enumerate(FRUITS))
     df = read_split(data / "test.csv")
-    preds = [label for label, _ in clf.predict(list(df["Text"]))]
+    preds = list(clf.predict(list(df["Text"])))
     assert np.mean([p == FRUITS[y] for p, y in zip(preds, df["Label"])]) >= 0.9  # chance is 1/3
     assert main(["evaluate", str(run), "--data-dir", str(data), "--json"]) == 0
     ev = json.loads((run / "eval.json").read_text())
@@ -95,7 +95,7 @@ def test_multilabel_with_per_label_thresholds(tmp_path):
     clf = TextClassifier.load(run)
     probs = clf.predict_proba(["urgent reply now win cash prize", "see you later"])
     assert probs.shape == (2, 2) and np.all((probs >= 0) & (probs <= 1))
-    assert [label for label, _ in clf.predict(["urgent reply now win cash prize ok thanks", "see you later"])] == \
+    assert list(clf.predict(["urgent reply now win cash prize ok thanks", "see you later"])) == \
         ["urgent|money", ""]
     assert main(["evaluate", str(run), "--data-dir", str(data)]) == 0
     m = json.loads((run / "eval.json").read_text())["metrics"]["test"]
@@ -112,8 +112,10 @@ def test_regression_num_labels_1(tmp_path):
     assert main(["evaluate", str(run), "--data-dir", str(data)]) == 0
     m = json.loads((run / "eval.json").read_text())["metrics"]["test"]
     assert m["r2"] > 0.8, m  # predicting the mean gives 0
-    (label, hi), (_, lo) = clf.predict(["free prize free prize free prize", "see you later ok thanks on my way"])
-    assert label == "spamminess" and hi > lo + 0.5
+    (first, hi), (_, lo) = [(r["label"], r["score"]) for r in clf(["free prize free prize free prize",
+                                                                   "see you later ok thanks on my way"])]
+    assert first == "spamminess" and hi > lo + 0.5
+    assert list(clf.predict(["free prize free prize free prize"])) == [hi]
 
 
 @pytest.mark.parametrize("trainable, trained", [("head", {"classifier"}),

@@ -9,15 +9,19 @@ from spamtune.cli import main
 
 
 def test_package_level_api(tiny_run):
+    """scikit-learn's predict / predict_proba / classes_, at the run's operating point."""
     from spamtune import TextClassifier
 
     clf = TextClassifier.load(tiny_run)
-    out = clf.predict(["WINNER! Claim your prize", "See you at 6?"])
-    probs = clf.predict_proba(["WINNER! Claim your prize", "See you at 6?"])
-    assert [lab for lab, _ in out] == [clf.label_names[i] for i in probs.argmax(1)]
-    assert [p for _, p in out] == [float(probs[i].max()) for i in range(2)]
+    texts = ["WINNER! Claim your prize", "See you at 6?", "free entry to win cash now", "ok"]
+    labels = clf.predict(texts)
+    probs = clf.predict_proba(texts)
+    assert list(clf.classes_) == ["ham", "spam"] and probs.shape == (4, 2)
+    block = clf.operating_point.block_threshold
+    assert list(labels) == ["spam" if p >= block else "ham" for p in probs[:, 1]]
     # longer than the run's max length: truncated, never an error
-    assert clf.predict(["spam " * 5000])[0][0] in ("ham", "spam")
+    assert clf.predict(["spam " * 5000])[0] in ("ham", "spam")
+    assert clf.decide(["spam " * 5000])[0].truncated and not clf.decide(["ok"])[0].truncated
 
 
 def test_classify_file_txt_to_jsonl_and_csv(tiny_run, tmp_path, capsys):
@@ -31,7 +35,7 @@ def test_classify_file_txt_to_jsonl_and_csv(tiny_run, tmp_path, capsys):
     assert len(rows) == 600 and [r["text"] for r in rows] == msgs
     assert rows[300]["line"] == 302  # line numbers of the input file
     want = TextClassifier.load(tiny_run).predict_proba(msgs)
-    got = np.array([[r["probabilities"]["ham"], r["probabilities"]["spam"]] for r in rows])
+    got = np.array([[r["scores"]["ham"], r["scores"]["spam"]] for r in rows])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
     csv_in = tmp_path / "in.csv"
@@ -44,7 +48,7 @@ def test_classify_file_txt_to_jsonl_and_csv(tiny_run, tmp_path, capsys):
     with open(tmp_path / "out.csv", newline="") as f:
         out = list(csv.DictReader(f))
     assert len(out) == 51 and out[-1]["text"] == 'quoted, "comma"\nand newline'
-    assert set(out[0]) == {"line", "label", "probability", "p_ham", "p_spam", "text"}
+    assert set(out[0]) == {"line", "label", "decision", "score", "p_ham", "p_spam", "truncated", "text"}
 
 
 def test_classify_errors(tiny_run, tmp_path, capsys):
@@ -110,17 +114,20 @@ def test_lora_is_merged_for_inference(tiny_gpt2_dir, data_dir, tmp_path):
     ids = torch.tensor([clf.encode([t])[0] for t in texts[:1]])
     with torch.no_grad():
         unmerged = torch.softmax(run.predictor(ids, torch.tensor([ids.shape[1]])), -1).numpy()
-    np.testing.assert_allclose(clf.predict_proba(texts[:1]), unmerged, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(texts[:1], calibrated=False), unmerged, rtol=1e-5, atol=1e-6)
 
 
 def test_plain_output_shows_the_spam_probability(tiny_run, capsys):
     from spamtune import TextClassifier
 
     texts = ["WINNER! Claim your prize", "See you at 6?"]
-    probs = TextClassifier.load(tiny_run).predict_proba(texts)
+    from spamtune.cli.args import percent
+
+    clf = TextClassifier.load(tiny_run)
+    decided = clf.decide(texts)
     assert main(["classify", str(tiny_run), *texts]) == 0
     lines = capsys.readouterr().out.splitlines()
-    for line, p, text in zip(lines, probs, texts):
+    for line, d, text in zip(lines, decided, texts):
         label, _, rest = line.partition(" ")
-        assert label == ("spam" if p[1] >= p[0] else "ham")
-        assert f"P(spam) {p[1]:6.1%}  {text}" in line
+        assert label == d.label and d.decision in rest
+        assert f"P(spam) {percent(d.scores['spam'])}  {text}" in line

@@ -25,11 +25,13 @@ def test_classify_matches_the_python_api(server):
     code, body = _post(url, {"texts": texts})
     assert code == 200
     want = clf.predict_proba(texts)
-    got = np.array([[r["probabilities"][lab] for lab in clf.label_names] for r in body["results"]])
+    got = np.array([[r["scores"][lab] for lab in clf.label_names] for r in body["results"]])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert [r["label"] for r in body["results"]] == [clf.label_names[i] for i in want.argmax(1)]
+    assert [r["label"] for r in body["results"]] == list(clf.predict(texts))
+    assert {r["run_id"] for r in body["results"]} == {clf.run_id}
     code, body = _post(url, {"texts": texts, "threshold": 0.0})
     assert code == 200 and {r["label"] for r in body["results"]} == {"spam"}
+    assert {r["decision"] for r in body["results"]} == {"block"}
 
 
 @pytest.mark.parametrize("payload,fragment", [
@@ -74,8 +76,7 @@ def test_chunked_bodies_are_counted_against_the_limit(server):
     body = json.dumps({"texts": ["WINNER!! Claim your prize", "see you at 6"]}).encode()
     code, got = _post_chunked(url, [body[:7], body[7:20], body[20:]])
     assert code == 200
-    assert [r["label"] for r in got["results"]] == [lab for lab, _ in clf.predict(["WINNER!! Claim your prize",
-                                                                                    "see you at 6"])]
+    assert [r["label"] for r in got["results"]] == list(clf.predict(["WINNER!! Claim your prize", "see you at 6"]))
     code, got = _post_chunked(url, [b'{"texts": ["'] + [b"a" * 5000] * 5 + [b'"]}'])
     assert code == 413 and "over 20000 bytes" in got["detail"]
 
@@ -125,15 +126,19 @@ def test_concurrent_requests_share_forward_passes(server):
     passes = app.state.batcher.batches_run - before
     assert passes < len(texts)  # micro-batching: fewer forward passes than requests
     want = clf.predict_proba(texts)
-    got = np.array([[body["results"][0]["probabilities"][lab] for lab in clf.label_names] for _, body in results])
+    got = np.array([[body["results"][0]["scores"][lab] for lab in clf.label_names] for _, body in results])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # and nobody got someone else's answer
 
 
 def test_web_page_in_headless_chromium(server):
-    """Open the page, click an example, see a verdict with a confidence bar; keep a screenshot as an artifact."""
+    """Open the page: it shows the run, its thresholds and max length; an example gets the band the API gives it,
+    coloured by the band (not by a label's name), P(spam) never printed as "100.0 %"; an empty message clears the
+    previous result instead of leaving it beside the warning. Screenshots are kept as artifacts."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian chromium is required (scripts/test.sh installs it)"
     from playwright.sync_api import sync_playwright
+
+    from spamtune.cli.args import percent
 
     url, _, clf = server
     ARTIFACTS.mkdir(exist_ok=True)
@@ -144,21 +149,29 @@ def test_web_page_in_headless_chromium(server):
         page = browser.new_page(viewport={"width": 900, "height": 640})
         page.goto(url + "/")
         assert page.title() == "spamtune"
-        page.click("text=Example: prize")
-        page.wait_for_function("document.getElementById('verdict').textContent.includes('confident')")
-        verdict = page.text_content("#verdict")
-        text = page.input_value("#text")
-        want = clf.label_names[int(clf.predict_proba([text])[0].argmax())]
-        assert verdict.startswith(want)
-        assert page.get_attribute("#result", "class") == want
-        width = page.eval_on_selector("#fill", "e => e.style.width")
-        assert width.endswith("%") and float(width[:-1]) >= 50.0
+        page.wait_for_function("document.getElementById('model').textContent.includes('run ')")
+        model = page.text_content("#model")
+        op = clf.operating_point
+        assert clf.run_id in model and f"{clf.max_length} tokens" in model
+        assert f"{op.block_threshold:.4f}" in model and f"{op.review_threshold:.4f}" in model
+        for n, example in enumerate(("Example: prize", "Example: dinner"), start=1):
+            page.click(f"text={example}")
+            page.wait_for_function(f"document.getElementById('result').dataset.answered === '{n}'")
+            text = page.input_value("#text")
+            (want,) = clf.decide([text])
+            assert page.get_attribute("#result", "class") == want.decision  # the band, not the label
+            assert page.text_content("#verdict").endswith(want.label)
+            assert f"P(spam) = {percent(want.scores['spam'])}" in page.text_content("#detail")
+            assert "100.0 %" not in page.text_content("#detail")
+            width = page.eval_on_selector("#fill", "e => e.style.width")
+            assert abs(float(width[:-1]) - 100 * want.scores["spam"]) < 0.1
+            assert page.eval_on_selector("#mark-block", "e => e.style.display") == "block"
+            page.wait_for_timeout(400)  # let the bar finish its 0.3 s transition
+            page.screenshot(path=str(ARTIFACTS / f"web_page_{example.split()[-1]}.png"))
         page.fill("#text", "   ")
         page.click("#go")
-        assert "Type a message first" in page.text_content("#verdict")
-        page.click("text=Example: dinner")
-        page.wait_for_function("document.getElementById('detail').textContent.includes('P(ham)')")
-        page.wait_for_timeout(500)  # let the bar finish its 0.3 s transition
-        page.screenshot(path=str(ARTIFACTS / "web_page.png"))
+        assert page.text_content("#verdict") == "Type a message first."
+        assert page.get_attribute("#result", "class") == "error"
+        assert page.text_content("#detail") == "" and not page.is_visible("#bar")  # no stale verdict or bar
         browser.close()
-    assert (ARTIFACTS / "web_page.png").stat().st_size > 5_000
+    assert (ARTIFACTS / "web_page_prize.png").stat().st_size > 5_000

@@ -16,6 +16,15 @@ from spamtune.config import choices
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
+def percent(p: float) -> str:
+    """A probability for people: never "100.0 %" for 0.99999988 (nor "0.0 %" for 1e-7)."""
+    if p > 0.999:
+        return "> 99.9 %"
+    if p < 0.001:
+        return "< 0.1 %"
+    return f"{100 * p:.1f} %"
+
+
 def printable(text: object, width: int | None = None) -> str:
     """`text` safe to print on one terminal line: control, bidi and surrogate characters as visible escapes
     (\x1b, \u202e, \n), cut to `width` characters with "..."."""

@@ -7,7 +7,7 @@ import json
 import sys
 import textwrap
 
-from spamtune.cli.args import add_inference_args, printable
+from spamtune.cli.args import add_inference_args, percent, printable
 from spamtune.errors import ConfigError
 
 EPILOG = """\
@@ -29,7 +29,10 @@ def add_parser(sub) -> None:
                        help="label new messages with a probability", epilog=textwrap.dedent(EPILOG))
     p.add_argument("run", help="run directory written by `spamtune train`")
     p.add_argument("texts", nargs="*", help="messages (default: one per line on stdin)")
-    p.add_argument("--threshold", type=float, help="spam if P(spam) >= this (two classes; default: argmax)")
+    p.add_argument("--threshold", type=float, help="block (spam) if P(spam) >= this (two classes; default: the "
+                                                   "run's stored operating point)")
+    p.add_argument("--review-threshold", type=float, help="review if P(spam) >= this, below --threshold "
+                                                          "(default: the run's)")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
     p.add_argument("--file", help="classify a .txt, .csv, .tsv or .jsonl file (or a pipe), streamed in batches")
     p.add_argument("--text-col", default="Text", help="text column of a --file CSV/TSV, or field of JSON lines "
@@ -43,7 +46,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> None:
     from spamtune.inference import TextClassifier, check_threshold
 
-    check_threshold(args.threshold)
+    check_threshold(args.threshold, args.review_threshold)
     if args.file:
         if args.texts:
             raise ConfigError("give messages as arguments or with --file, not both")
@@ -70,7 +73,8 @@ def _classify_file(args: argparse.Namespace) -> None:
         check_output_file(args.out, args.overwrite, inputs=[args.file])
         check_output_format(args.out)
     clf = TextClassifier.load(args.run, args.dtype, args.quantize)
-    r = classify_file(clf, args.file, args.out, args.threshold, args.text_col)
+    r = classify_file(clf, args.file, args.out, args.threshold, args.text_col,
+                      review_threshold=args.review_threshold)
     skipped = f" (skipped {r.skipped_blank} blank)" if r.skipped_blank else ""
     if args.out:
         print(f"classified {r.classified} messages{skipped} -> {printable(args.out)}", file=sys.stderr)
@@ -103,24 +107,20 @@ def _classify_stdin(args: argparse.Namespace) -> None:
 
 
 def _print(clf, texts: list[str], args: argparse.Namespace) -> None:
-    """One line per message: JSON with --json; otherwise label, P(positive class) and the message, escaped so
-    that no message can move the cursor or recolour the terminal."""
-    from spamtune.tasks import SingleLabel
-
+    """One line per message: JSON with --json; otherwise the label, the band, P(positive class) and the message,
+    escaped so that no message can move the cursor or recolour the terminal."""
     if clf.task.name != "single_label":  # multi-label: labels joined by "|"; regression: the predicted value
-        for text, (label, value) in zip(texts, clf.predict(texts)):
-            print(json.dumps({"label": label, "score": value, "text": text}) if args.json
-                  else f"{label or '(none)':<12} {value:8.4f}  {printable(text, 70)}")
+        for text, row in zip(texts, clf(texts)):
+            print(json.dumps({**row, "text": text}) if args.json
+                  else f"{row['label'] or '(none)':<12} {row['score']:8.4f}  {printable(text, 70)}")
         return
     names = clf.label_names
-    probs = clf.predict_proba(texts)
-    for text, p, pred in zip(texts, probs, SingleLabel.predict_ids(probs, args.threshold)):
-        record = {"label": names[pred], "probability": float(p[pred]),
-                  "probabilities": dict(zip(names, map(float, p))), "text": text}
+    for text, d in zip(texts, clf.decide(texts, args.threshold, args.review_threshold)):
         if args.json:
-            print(json.dumps(record))
-        else:
-            # two classes: the positive class's probability (P(spam)) whatever the label; more: the label's own
-            score = f"P({names[1]}) {p[1]:6.1%}" if len(names) == 2 else f"{record['probability']:6.1%}"
-            print(f"{record['label']:<6} {score}  {printable(text, 70)}")
+            print(json.dumps({**d.to_json(), "text": text}))
+            continue
+        # two classes: the positive class's probability (P(spam)) whatever the label; more: the label's own
+        score = f"P({names[1]}) {percent(d.scores[names[1]])}" if clf.binary else percent(d.score)
+        band = f"{d.decision:<6}  " if d.decision else ""
+        print(f"{d.label:<6} {band}{score}  {printable(text, 70)}")
     sys.stdout.flush()

@@ -9,6 +9,11 @@ EPILOG = """\
 examples:
   spamtune evaluate runs/smollm2 --data-dir data/
   spamtune evaluate runs/smollm2 --data-dir data/ --json --threshold 0.8
+  spamtune evaluate runs/smollm2 --data-dir data/ --target-fpr 0.001 --store   # a stricter operating point
+
+Binary runs are also reported at their operating point: the block and review thresholds stored at training
+(for --target-fpr, default 0.005, on validation + the calibration half of the unused ham), with the FPR
+measured on the other half only. Figures: confusion_matrix.png, reliability.png, thresholds.png.
 """
 
 
@@ -17,7 +22,14 @@ def add_parser(sub) -> None:
                        help="accuracy, precision/recall/F1, confusion matrix, FPR", epilog=textwrap.dedent(EPILOG))
     p.add_argument("run", help="run directory written by `spamtune train`")
     p.add_argument("--data-dir", default="data", help="directory written by `spamtune prepare` (default: data)")
-    p.add_argument("--threshold", type=float, help="spam if P(spam) >= this (two classes; default: argmax)")
+    p.add_argument("--threshold", type=float, help="spam if P(spam) >= this for the headline metrics (two classes; "
+                                                   "default: argmax); the operating point is reported beside it")
+    p.add_argument("--target-fpr", type=float, help="pick a new operating point for this false-positive rate on "
+                                                    "validation + the calibration half of the unused ham")
+    p.add_argument("--target-precision", type=float, help="pick the block threshold for this precision on "
+                                                          "validation instead")
+    p.add_argument("--review-fpr", type=float, help="the review band's false-positive rate (default 0.02)")
+    p.add_argument("--store", action="store_true", help="save the newly picked operating point in the run")
     p.add_argument("--limit", type=int, help="first N messages of each split only")
     p.add_argument("--no-unused", action="store_true", help="skip the false-positive rate on unused.csv")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -30,5 +42,6 @@ def run(args: argparse.Namespace) -> None:
     from spamtune.evaluation import evaluate_run, format_report
 
     r = evaluate_run(args.run, args.data_dir, args.threshold, args.limit, unused=not args.no_unused,
-                     progress=not args.json)
+                     progress=not args.json, target_fpr=args.target_fpr, target_precision=args.target_precision,
+                     review_fpr=args.review_fpr, store=args.store)
     print(json.dumps(r) if args.json else format_report(r))

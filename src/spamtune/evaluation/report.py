@@ -1,21 +1,36 @@
 """Evaluating a run (book §6.7 and beyond): accuracy on every split, precision/recall/F1/MCC/ROC-AUC and the
-confusion matrix on test (scikit-learn, through the run's Task), and the false-positive rate on `unused.csv`: real
-ham the balanced split never saw. Writes RUN/eval.json and RUN/confusion_matrix.png (a --limit evaluation writes
-RUN/eval-limitN.json and leaves those alone)."""
+confusion matrix on test (scikit-learn, through the run's Task), the false-positive rate on `unused.csv` (real ham
+the balanced split never saw), the run at its operating point (FPR on the report half of the unused ham only), and
+calibration (ECE, Brier). Writes RUN/eval.json, confusion_matrix.png, reliability.png and thresholds.png (a
+--limit evaluation writes RUN/eval-limitN.json and leaves those alone)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spamtune.data import read_split
+from spamtune.decisions import (
+    BANDS,
+    DEFAULT_REVIEW_FPR,
+    DEFAULT_TARGET_FPR,
+    OperatingPoint,
+    bands,
+    brier_score,
+    expected_calibration_error,
+    pick_operating_point,
+    split_halves,
+)
 from spamtune.errors import ConfigError
 from spamtune.fsutil import check_writable_dir, write_json
 from spamtune.inference import TextClassifier, check_threshold
+from spamtune.runs import RunConfig
 from spamtune.tasks import SingleLabel
 
 log = logging.getLogger(__name__)
@@ -38,19 +53,29 @@ def recall_by_length(texts: list[str], y: np.ndarray, pred: np.ndarray, positive
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, threshold: float | None = None,
-                 limit: int | None = None, unused: bool = True, batch_size: int = 16,
-                 progress: bool = True) -> dict[str, Any]:
-    """Score a run on every split; write `eval.json` and `confusion_matrix.png` into the run directory."""
-    from spamtune.plots import plot_confusion_matrix
+                 limit: int | None = None, unused: bool = True, batch_size: int = 16, progress: bool = True,
+                 target_fpr: float | None = None, target_precision: float | None = None,
+                 review_fpr: float | None = None, store: bool = False) -> dict[str, Any]:
+    """Score a run on every split; write `eval.json` and the figures into the run directory.
 
+    Binary runs are also scored at their operating point (the stored one, or one picked here for `target_fpr` /
+    `target_precision` by the protocol of decisions.py, and with `store` written into the run's manifest), with
+    FPR on the report half of the unused ham only; single-label runs get ECE and Brier before and after
+    calibration.
+    """
     check_threshold(threshold)
     if limit is not None and limit < 1:
         raise ConfigError("--limit must be at least 1")
+    repick = target_fpr is not None or target_precision is not None or review_fpr is not None
+    if store and not repick:
+        raise ConfigError("--store saves a new operating point: give --target-fpr, --target-precision or --review-fpr")
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     check_writable_dir(run_dir)  # before the model loads, not after the scoring
     # a partial evaluation never replaces the full one
     report = run_dir / ("eval.json" if limit is None else f"eval-limit{limit}.json")
     clf = TextClassifier.load(run_dir)
+    if repick and not clf.binary:
+        raise ConfigError("an operating point is picked for binary runs only")
     frames = {name: read_split(data_dir / f"{name}.csv") for name in SPLITS}
     if unused and (data_dir / "unused.csv").is_file():
         frames["unused"] = read_split(data_dir / "unused.csv")
@@ -60,30 +85,124 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
                               "labels": clf.label_names, "accuracy": {}, "n": {}}
     if clf.task.name != "single_label":
         return _evaluate_task(clf, frames, result, report, batch_size, progress)
-    for name, df in frames.items():
-        if df.empty:
-            continue
-        probs = clf.predict_proba(list(df["Text"]), batch_size, progress)
-        y = df["Label"].to_numpy()
+    scored = {name: Scored.of(clf, df, batch_size, progress) for name, df in frames.items() if not df.empty}
+    for name, sc in scored.items():
+        result["n"][name] = len(sc.y)
         if name == "unused":
             # unused rows are the undersampled majority class (ham): every positive prediction is a false positive
-            pred = SingleLabel.predict_ids(probs, threshold)
-            result["fpr_unused"] = float((pred != y).mean())
-            result["n"]["unused"] = len(df)
+            result["fpr_unused"] = float((SingleLabel.predict_ids(sc.probs, threshold) != sc.y).mean())
             continue
-        m = clf.task.metrics(y, probs, clf.label_set, threshold=threshold)
+        m = clf.task.metrics(sc.y, sc.probs, clf.label_set, threshold=threshold)
         result["accuracy"][name] = m["accuracy"]
-        result["n"][name] = len(df)
         if name == "test":
             result.update({k: v for k, v in m.items() if k != "accuracy"})
-            if len(clf.label_names) == 2:
-                result["recall_by_length"] = recall_by_length(list(df["Text"]), y,
-                                                              SingleLabel.predict_ids(probs, threshold))
+            if clf.binary:
+                result["recall_by_length"] = recall_by_length(sc.texts, sc.y,
+                                                              SingleLabel.predict_ids(sc.probs, threshold))
     result.setdefault("fpr_unused", None)
+    if "test" in scored:
+        result["calibration"] = calibration_report(clf, scored["test"])
+    op = clf.operating_point
+    if repick:
+        op = repick_operating_point(clf, scored, target_fpr, target_precision, review_fpr)
+        if store:
+            run = RunConfig.from_dir(run_dir)
+            run.operating_point = op
+            run.write(run_dir)
+    if clf.binary and op is not None and "test" in scored:
+        result["operating_point"] = operating_point_report(op, scored, stored=not repick or store)
     write_json(report, result)
-    if "confusion_matrix" in result and limit is None:
-        plot_confusion_matrix(result["confusion_matrix"], clf.label_names, run_dir / "confusion_matrix.png")
+    if limit is None:
+        _plots(clf, result, scored, op, run_dir)
     return result
+
+
+@dataclass
+class Scored:
+    """One split scored once: calibrated and raw probabilities, labels, texts."""
+
+    probs: np.ndarray
+    raw: np.ndarray
+    y: np.ndarray
+    texts: list[str]
+
+    @classmethod
+    def of(cls, clf: TextClassifier, df, batch_size: int, progress: bool) -> Scored:
+        texts = list(df["Text"])
+        logits, _ = clf.logits(texts, batch_size, progress)
+        return cls(clf.scores_from_logits(logits), clf.scores_from_logits(logits, calibrated=False),
+                   df["Label"].to_numpy(), texts)
+
+
+def report_half(scored: dict[str, Scored]) -> tuple[np.ndarray, np.ndarray]:
+    """P(positive) of the unused negatives in (calibration half, report half); empty without unused.csv. The
+    corpus repeats some messages: a report-half message that is also in the validation split (which picks) is left
+    out of the report half."""
+    sc = scored.get("unused")
+    if sc is None:
+        return np.zeros(0), np.zeros(0)
+    calib, rep = split_halves(sc.texts)
+    picking = set(scored["validation"].texts) if "validation" in scored else set()
+    rep &= np.array([t not in picking for t in sc.texts], dtype=bool)
+    negative = sc.y == 0
+    return sc.probs[calib & negative, 1], sc.probs[rep & negative, 1]
+
+
+def repick_operating_point(clf: TextClassifier, scored: dict[str, Scored], target_fpr: float | None,
+                           target_precision: float | None, review_fpr: float | None) -> OperatingPoint:
+    """decisions.py's protocol on this evaluation's scores: validation + the calibration half pick."""
+    val = scored["validation"]
+    p_val = val.probs[:, 1]
+    calib, _ = report_half(scored)
+    stored = clf.operating_point
+    return pick_operating_point(
+        p_val[val.y == 1], p_val[val.y == 0], calib, clf.label_names[1],
+        target_fpr if target_fpr is not None else (stored.target_fpr if stored and stored.target_fpr else
+                                                   DEFAULT_TARGET_FPR),
+        target_precision, review_fpr if review_fpr is not None else DEFAULT_REVIEW_FPR)
+
+
+def operating_point_report(op: OperatingPoint, scored: dict[str, Scored], stored: bool) -> dict[str, Any]:
+    """Test metrics and band counts at the block threshold, and FPR on the report half only."""
+    test = scored["test"]
+    p = test.probs[:, 1]
+    pred = (p >= op.block_threshold).astype(int)
+    tp, fp = int(((pred == 1) & (test.y == 1)).sum()), int(((pred == 1) & (test.y == 0)).sum())
+    fn, tn = int(((pred == 0) & (test.y == 1)).sum()), int(((pred == 0) & (test.y == 0)).sum())
+    band_of = bands(p, op.block_threshold, op.review_threshold)
+    _, rep = report_half(scored)
+    out = {**dataclasses.asdict(op), "stored": stored,
+           "accuracy": (tp + tn) / len(pred), "recall": tp / max(tp + fn, 1),
+           "precision": tp / (tp + fp) if tp + fp else None, "confusion_matrix": [[tn, fp], [fn, tp]],
+           "bands_test": {b: band_of.count(b) for b in BANDS},
+           "recall_with_review": float((p[test.y == 1] >= op.review_threshold).mean()) if (test.y == 1).any()
+           else None,
+           "fpr_report_half": float((rep >= op.block_threshold).mean()) if len(rep) else None,
+           "review_rate_report_half": float(((rep >= op.review_threshold) & (rep < op.block_threshold)).mean())
+           if len(rep) else None, "n_report_half": len(rep)}
+    return out
+
+
+def calibration_report(clf: TextClassifier, test: Scored) -> dict[str, Any]:
+    """Temperature, and ECE and Brier on test before (temperature 1) and after calibration."""
+    cal = clf.run.run_config.calibration
+    return {"temperature": clf.temperature, "fitted_on": cal.fitted_on if cal else 0,
+            "ece_before": expected_calibration_error(test.raw, test.y),
+            "ece_after": expected_calibration_error(test.probs, test.y),
+            "brier_before": brier_score(test.raw, test.y), "brier_after": brier_score(test.probs, test.y)}
+
+
+def _plots(clf: TextClassifier, result: dict[str, Any], scored: dict[str, Scored], op: OperatingPoint | None,
+           run_dir: Path) -> None:
+    from spamtune.plots import plot_confusion_matrix, plot_reliability, plot_thresholds
+
+    if "confusion_matrix" in result:
+        plot_confusion_matrix(result["confusion_matrix"], clf.label_names, run_dir / "confusion_matrix.png")
+    if "test" in scored:
+        test = scored["test"]
+        plot_reliability(test.raw, test.probs, test.y, run_dir / "reliability.png")
+        if clf.binary:
+            plot_thresholds(test.probs[:, 1], test.y, report_half(scored)[1], op, run_dir / "thresholds.png")
 
 
 def _evaluate_task(clf: TextClassifier, frames: dict, result: dict[str, Any], report: Path, batch_size: int,
@@ -117,9 +236,35 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(" " * width + "".join(f"{lab:>{width}}" for lab in names))
         for lab, row in zip(names, r["confusion_matrix"]):
             lines.append(f"{lab:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+    if op := r.get("operating_point"):
+        lines.append(_format_operating_point(op, names=r["labels"]))
+    if cal := r.get("calibration"):
+        lines.append(f"calibration (test): temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.4f} -> "
+                     f"{cal['ece_after']:.4f}, Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}")
     if r.get("recall_by_length"):
         lines.append(f"recall of {r['labels'][1]} on test by message length: " + ", ".join(
             f"{b['chars']} chars {b['recall']:.0%} (n={b['n']})" for b in r["recall_by_length"] if b["n"]))
     if r.get("fpr_unused") is not None:
-        lines.append(f"false-positive rate on {r['n']['unused']} unused real messages: {r['fpr_unused']:.2%}")
+        where = "argmax" if r.get("threshold") is None else f"threshold {r['threshold']}"
+        lines.append(f"false-positive rate at {where} on all {r['n']['unused']} unused real messages: "
+                     f"{r['fpr_unused']:.2%}")
+    return "\n".join(lines)
+
+
+def _format_operating_point(op: dict[str, Any], names: list[str]) -> str:
+    width = max(map(len, names)) + 2
+    what = (f"for FPR <= {op['target_fpr']:.2%}" if op.get("target_fpr") is not None
+            else f"for precision >= {op['target_precision']:.2%}")
+    lines = [f"at the {'stored ' if op['stored'] else ''}operating point ({what}): block at P({names[1]}) >= "
+             f"{op['block_threshold']:.4f}, review from {op['review_threshold']:.4f}",
+             f"  test: accuracy {op['accuracy']:.2%}, recall {op['recall']:.2%} (with the review band "
+             f"{op['recall_with_review']:.2%}); bands {op['bands_test']}"]
+    lines.append("  confusion matrix at the operating point (rows true, columns predicted):")
+    lines.append("  " + " " * width + "".join(f"{lab:>{width}}" for lab in names))
+    for lab, row in zip(names, op["confusion_matrix"]):
+        lines.append(f"  {lab:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+    if op.get("fpr_report_half") is not None:
+        lines.append(f"  false-positive rate on the report half of the unused ham ({op['n_report_half']} messages, "
+                     f"never used to pick): {op['fpr_report_half']:.2%}; sent to review: "
+                     f"{op['review_rate_report_half']:.2%}")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""`spamtune export RUN --format hf --out DIR`: a run as a `transformers` model directory.
+"""`spamtune export RUN --format hf --out DIR`: a run as a `transformers` model directory (the run's calibration
+temperature baked into the head, its operating point in spamtune-export.json).
 
 From-scratch runs become `GPT2ForSequenceClassification` / `LlamaForSequenceClassification` (config with
 id2label/label2id and pad_token_id, model.safetensors, tokenizer files); `--backend hf` runs are saved with
@@ -14,6 +15,7 @@ shift, so spamtune trains Llama heads without a bias (runs from before that choi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,20 @@ def _hf_tokenizer(spec: str, pad_id: int):
 EXPORT_MARKER = "spamtune-export.json"  # names the run an export came from; --overwrite replaces only these
 
 
+def _scale_last_linear(model: Any, head: list[str], factor: float) -> None:
+    """Multiply the head's last linear layer (weight and bias) by `factor`: the run's temperature baked into the
+    logits, so transformers gives the calibrated probabilities."""
+    if factor == 1.0:
+        return
+    linears = [m for name in head for m in model.get_submodule(name).modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise ConfigError(f"cannot find the classification head's linear layer in {head}")
+    with torch.no_grad():
+        linears[-1].weight.mul_(factor)
+        if linears[-1].bias is not None:
+            linears[-1].bias.mul_(factor)
+
+
 def check_export_dir(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool) -> None:
     """Before loading anything: `out` may not be the run, inside it or around it, and an existing non-empty `out`
     is replaced only with `overwrite` and only if it is an earlier spamtune export."""
@@ -99,14 +115,18 @@ def export_hf(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: boo
     check_export_dir(run_dir, out, overwrite)  # before the minutes of loading; atomic_dir rechecks
     out = Path(out)
     run = load_run(run_dir)
+    temperature = run.run_config.calibration.temperature if run.run_config.calibration else 1.0
+    op = run.run_config.operating_point
     marker = {"format": "spamtune-export/1", "run_id": run.run_config.run_id,
-              "run": str(Path(run_dir).resolve()), "created": created_now()}
+              "run": str(Path(run_dir).resolve()), "created": created_now(), "temperature": temperature,
+              "operating_point": dataclasses.asdict(op) if op else None}
     config = run.run_config
     if config.pooling != "last_real":
         raise ConfigError(f"only last_real-pooled runs export to transformers (this run pools {config.pooling!r}"
                           "; its *ForSequenceClassification classes read the last non-pad token)")
     module: Any = prepare_for_inference(run.predictor)  # merges LoRA
     if config.backend == "hf":
+        _scale_last_linear(module.model, config.head or [], 1.0 / temperature)
         with atomic_dir(out, overwrite=overwrite) as tmp:
             module.model.save_pretrained(tmp)
             run.tokenizer.tok.model_max_length = config.max_length
@@ -131,7 +151,7 @@ def export_hf(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: boo
         if (head_w.double() @ d - head_b.double()).abs().max() > 1e-6:
             raise ConfigError("cannot fold the head bias into the final norm (rank-deficient head)")
         tensors["transformer.ln_f.bias"] = (sd["final_norm.shift"].double() + d).float()
-    tensors["score.weight"] = head_w
+    tensors["score.weight"] = head_w / temperature  # calibrated: softmax(logits / T), as spamtune shows them
     tokenizer = _hf_tokenizer(config.tokenizer, run.tokenizer.pad_id)
     tokenizer.model_max_length = config.max_length  # spamtune truncates there: tokenize with truncation=True
     hf_config = _hf_config(cfg, run.label_set, run.tokenizer.pad_id)

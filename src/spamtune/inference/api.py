@@ -11,24 +11,54 @@ does. A blank message (empty or whitespace only) is an error here; line-based in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
 
-from spamtune.batching import pad_ids
+from spamtune.batching import char_cap, encode_texts
+from spamtune.classifier import batched_logits
+from spamtune.decisions import Band, bands, check_thresholds
 from spamtune.errors import ConfigError, DataError
 from spamtune.inference.loading import LoadedRun, load_run
 from spamtune.inference.precision import prepare_for_inference
-from spamtune.tasks import Prediction, task_for
+from spamtune.tasks import SingleLabel, task_for
 
-MIN_CHAR_CAP = 4096
-CHARS_PER_TOKEN_CAP = 32
+
+@dataclass
+class Decision:
+    """One message's outcome in a form people and tools read: the label at the operating point, the band, and the
+    calibrated probabilities it came from."""
+
+    label: str  # the decided label (binary runs: the positive label only in the "block" band)
+    score: float  # calibrated probability of `label`
+    scores: dict[str, float]  # calibrated probability of every label
+    decision: Band | None  # allow / review / block for binary runs; None for more classes
+    threshold: float | None  # P(positive) at or above it: block
+    review_threshold: float | None  # P(positive) at or above it: review
+    truncated: bool  # the message was longer than the model reads (max_length tokens)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 class TextClassifier:
-    """A trained classifier: `TextClassifier.load(run_dir).predict(["…"])` -> [(label, probability)]."""
+    """A trained classifier, with the shapes other tools use:
+
+        clf = TextClassifier.load("runs/smollm2")
+        clf("WINNER! ...")                  # [{"label": "spam", "score": 0.97}]  (a transformers pipeline)
+        clf(["a", "b"], top_k=None)          # every label per message, best first
+        clf.predict(["a", "b"])              # array(["ham", "spam"]): labels at the operating point (scikit-learn)
+        clf.predict_proba(["a", "b"])        # (2, 2) calibrated probabilities; columns follow clf.classes_
+        clf.decide(["a", "b"])               # [Decision(label, score, scores, decision="allow"|"review"|"block")]
+
+    Probabilities are calibrated (the run's temperature) unless `calibrated=False`. Binary runs decide at their
+    stored operating point (block and review thresholds, picked for a target false-positive rate); every call takes
+    `threshold` / `review_threshold` to override it. A single string is one message, never its characters.
+    """
 
     def __init__(self, run: LoadedRun, dtype: str = "fp32", quantize: str | None = None) -> None:
         self.run = run
@@ -39,8 +69,11 @@ class TextClassifier:
         self.label_set = run.label_set
         self.task = task_for(run.label_set)
         self.thresholds = run.run_config.thresholds  # multi-label: per label, picked on validation
+        calibration = run.run_config.calibration
+        self.temperature = calibration.temperature if calibration else 1.0
+        self.operating_point = run.run_config.operating_point  # binary runs trained with a stored decision rule
         self.device = next(self.module.parameters()).device
-        self.char_cap = max(MIN_CHAR_CAP, CHARS_PER_TOKEN_CAP * self.max_length)
+        self.char_cap = char_cap(self.max_length)
         self.line_cap = 4 * self.char_cap  # bytes of a line read from a file or stdin (UTF-8: <= 4 per char)
 
     @classmethod
@@ -57,6 +90,15 @@ class TextClassifier:
         """Class names in id order (the columns of `predict_proba`)."""
         return list(self.label_set.names)
 
+    @property
+    def classes_(self) -> np.ndarray:
+        """scikit-learn's name for the labels, in column order."""
+        return np.array(self.label_names, dtype=object)
+
+    @property
+    def binary(self) -> bool:
+        return self.task.name == "single_label" and len(self.label_set) == 2
+
     def require_single_label(self, what: str, hint: str = "") -> None:
         if self.task.name != "single_label":
             raise ConfigError(f"{what} handles single-label runs; this is a {self.task.name} run{hint}")
@@ -64,10 +106,12 @@ class TextClassifier:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids as the model reads them: cut to `char_cap` characters, tokenized as plain text, truncated to
         max length."""
-        tok = self.tokenizer
-        capped = [t[: self.char_cap] for t in texts]
-        encoded = tok.encode_batch(capped) if hasattr(tok, "encode_batch") else [tok.encode(t) for t in capped]
-        return [ids[: self.max_length] or [tok.pad_id] for ids in encoded]
+        return self._encode(texts)[0]
+
+    def _encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        full = encode_texts(self.tokenizer, texts, self.max_length)
+        truncated = [len(ids) > self.max_length or len(t) > self.char_cap for ids, t in zip(full, texts)]
+        return [ids[: self.max_length] or [self.tokenizer.pad_id] for ids in full], truncated
 
     @staticmethod
     def check_messages(texts: str | Sequence[str]) -> list[str]:
@@ -81,38 +125,103 @@ class TextClassifier:
                 raise DataError(f"message {i} is empty or only whitespace; there is nothing to classify")
         return items
 
-    @torch.inference_mode()
-    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        """(N, num_classes) softmax probabilities, in input order; per-label sigmoid probabilities for a
-        multi-label run; the predicted value (N,) for a regression run."""
-        from tqdm.auto import tqdm
-
+    def logits(self, texts: str | Sequence[str], batch_size: int = 16,
+               progress: bool = False) -> tuple[np.ndarray, list[bool]]:
+        """(N, C) raw logits in input order, and whether each message was truncated."""
         texts = self.check_messages(texts)
-        encoded = self.encode(texts)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        out = np.zeros((len(encoded), len(self.label_set)), dtype=np.float32)
-        starts = range(0, len(order), batch_size)
+        encoded, truncated = self._encode(texts)
+        if not encoded:
+            return np.zeros((0, len(self.label_set)), dtype=np.float32), []
         # the book's `last` pooling reads a pad position: pad to the training width as training did
         width = self.max_length if self.run.run_config.pooling == "last" else None
-        for start in tqdm(starts, desc="classifying", unit="batch", disable=not progress, leave=False):
-            rows = order[start : start + batch_size]
-            ids, lengths = pad_ids([encoded[i] for i in rows], self.tokenizer.pad_id, width)
-            out[rows] = self.module(ids.to(self.device), lengths.to(self.device)).float().cpu().numpy()
-        return self.task.scores(out)
+        out = batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, progress)
+        return out, truncated
 
-    def predict(self, texts: str | Sequence[str], threshold: float | None = None) -> list[Prediction]:
-        """(label, probability of that label) per text. With two classes, `threshold` on P(class 1) decides.
+    def scores_from_logits(self, logits: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """What `predict_proba` returns for these logits."""
+        if calibrated and self.temperature != 1.0:
+            logits = logits / np.float32(self.temperature)
+        return self.task.scores(logits)
 
-        Multi-label runs: ("a|b", lowest probability among the labels given; "" with 1 - the highest if none).
-        Regression runs: (target name, predicted value).
-        """
-        return self.task.predictions(self.predict_proba(texts), self.label_set, self.thresholds, threshold)
+    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 16, progress: bool = False,
+                      calibrated: bool = True) -> np.ndarray:
+        """(N, num_classes) probabilities, columns in `classes_` order (calibrated with the run's temperature
+        unless `calibrated=False`); per-label sigmoid probabilities for a multi-label run; the predicted value
+        (N,) for a regression run."""
+        return self.scores_from_logits(self.logits(texts, batch_size, progress)[0], calibrated)
+
+    def block_threshold(self, threshold: float | None = None) -> float | None:
+        """The threshold on P(positive) a binary run decides with: `threshold`, else the stored operating point's,
+        else None (argmax)."""
+        if threshold is not None or not self.binary:
+            return threshold
+        return self.operating_point.block_threshold if self.operating_point else None
+
+    def review_threshold(self, review_threshold: float | None = None, threshold: float | None = None) -> float | None:
+        block = self.block_threshold(threshold)
+        if review_threshold is not None or block is None:
+            return review_threshold
+        stored = self.operating_point.review_threshold if self.operating_point else block
+        return min(stored, block)
+
+    def predict(self, texts: str | Sequence[str], threshold: float | None = None) -> np.ndarray:
+        """The label of each message (scikit-learn's `predict`): at the operating point for binary runs; names
+        joined by "|" for multi-label runs; the value for regression runs."""
+        probs = self.predict_proba(texts)
+        preds = self.task.predictions(probs, self.label_set, self.thresholds, self.block_threshold(threshold))
+        if self.task.name == "regression":
+            return np.array([value for _, value in preds], dtype=float)
+        return np.array([label for label, _ in preds], dtype=object)
+
+    def decide(self, texts: str | Sequence[str], threshold: float | None = None,
+               review_threshold: float | None = None, batch_size: int = 16) -> list[Decision]:
+        """A `Decision` per message (single-label runs): label, calibrated scores, band, thresholds, truncation."""
+        self.require_single_label("decide")
+        check_thresholds(threshold, review_threshold)
+        logits, truncated = self.logits(texts, batch_size)
+        return self.decisions(self.scores_from_logits(logits), truncated, threshold, review_threshold)
+
+    def decisions(self, probs: np.ndarray, truncated: Sequence[bool], threshold: float | None = None,
+                  review_threshold: float | None = None) -> list[Decision]:
+        """`decide` on probabilities already computed (the service scores batches, then decides per request)."""
+        block = self.block_threshold(threshold)
+        review = self.review_threshold(review_threshold, threshold)
+        if block is not None and review is not None:
+            review = min(review, block)  # a review threshold above the block one: no review band
+        names = self.label_names
+        ids = SingleLabel.predict_ids(probs, block)
+        band: list[Band | None] = [None] * len(probs)
+        if self.binary:  # no stored operating point: argmax, i.e. 0.5, and no review band
+            band = [b for b in bands(probs[:, 1], 0.5 if block is None else block, 0.5 if review is None else review)]
+        return [Decision(label=names[k], score=float(p[k]), scores=dict(zip(names, map(float, p))), decision=b,
+                         threshold=block, review_threshold=review, truncated=bool(t))
+                for p, k, b, t in zip(probs, ids, band, truncated)]
+
+    def __call__(self, texts: str | Sequence[str], top_k: int | None = 1) -> list:
+        """transformers' text-classification pipeline shapes: a string -> [{"label", "score"}] (top_k labels,
+        best first; top_k=None: all); a list -> one such list per message (a list of dicts when top_k=1)."""
+        single = isinstance(texts, str)
+        probs = self.predict_proba(texts)
+        if self.task.name != "single_label":
+            rows = [{"label": label, "score": score}
+                    for label, score in self.task.predictions(probs, self.label_set, self.thresholds)]
+            return rows if not single else rows[:1]
+        decided = SingleLabel.predict_ids(probs, self.block_threshold())
+        out = []
+        for p, k in zip(probs, decided):
+            if top_k == 1:  # the decided label, which the operating point may have moved off the argmax
+                out.append([{"label": self.label_names[k], "score": float(p[k])}])
+                continue
+            order = np.argsort(-p, kind="stable")[: top_k or None]
+            out.append([{"label": self.label_names[j], "score": float(p[j])} for j in order])
+        if top_k == 1:
+            return out[0] if single else [row[0] for row in out]
+        return out[0] if single else out
 
 
 SpamClassifier = TextClassifier  # the name the first releases used
 
 
-def check_threshold(threshold: float | None) -> None:
-    """Reject a threshold outside [0, 1] before any model is loaded (the CLI's verbs call this first)."""
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ConfigError("--threshold must be between 0 and 1")
+def check_threshold(threshold: float | None, review_threshold: float | None = None) -> None:
+    """Reject thresholds outside [0, 1] (or review above block) before any model is loaded."""
+    check_thresholds(threshold, review_threshold)

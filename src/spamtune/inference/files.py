@@ -26,7 +26,6 @@ from typing import IO, BinaryIO
 
 from spamtune.errors import ConfigError, DataError
 from spamtune.inference.api import TextClassifier
-from spamtune.tasks import SingleLabel
 
 INPUT_FORMATS = (".txt", ".csv", ".tsv", ".jsonl")
 OUTPUT_FORMATS = (".jsonl", ".json", ".csv", ".tsv")
@@ -152,8 +151,11 @@ class StreamResult:
 
 
 def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str | os.PathLike | None,
-                    threshold: float | None = None, chunk: int = 256, desc: str = "classifying") -> StreamResult:
-    """Classify messages in chunks into .jsonl / .csv / .tsv (atomic) or JSON lines on stdout."""
+                    threshold: float | None = None, chunk: int = 256, desc: str = "classifying",
+                    review_threshold: float | None = None) -> StreamResult:
+    """Classify messages in chunks into .jsonl / .csv / .tsv (atomic) or JSON lines on stdout: per message its
+    line, the decided label, the band (binary runs), the calibrated score of the label and of every label, and
+    whether it was truncated."""
     from tqdm.auto import tqdm
 
     from spamtune.fsutil import atomic_file
@@ -167,23 +169,21 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
     def write_all(f) -> None:
         writer = csv.writer(f, delimiter=delimiter) if delimiter else None
         if writer:
-            writer.writerow(["line", "label", "probability", *(f"p_{lab}" for lab in names), "text"])
+            writer.writerow(["line", "label", "decision", "score", *(f"p_{lab}" for lab in names), "truncated",
+                             "text"])
         with tqdm(desc=desc, unit="msg", disable=out is None or not suffix) as bar:
             while batch := list(itertools.islice(messages, chunk)):
                 kept = [m for m in batch if m.text.strip()]
                 result.skipped_blank += len(batch) - len(kept)
                 if not kept:
                     continue
-                probs = clf.predict_proba([m.text for m in kept])
-                for m, p, pred in zip(kept, probs, SingleLabel.predict_ids(probs, threshold)):
-                    label, prob = names[pred], float(p[pred])
+                for m, d in zip(kept, clf.decide([m.text for m in kept], threshold, review_threshold)):
                     if writer:
-                        writer.writerow([m.where, label, f"{prob:.6f}", *(f"{v:.6f}" for v in p),
+                        writer.writerow([m.where, d.label, d.decision or "", f"{d.score:.6f}",
+                                         *(f"{d.scores[lab]:.6f}" for lab in names), int(d.truncated),
                                          neutralize_formula(m.text)])
                     else:
-                        f.write(json.dumps({"line": m.where, "label": label, "probability": prob,
-                                            "probabilities": dict(zip(names, map(float, p))),
-                                            "text": m.text}) + "\n")
+                        f.write(json.dumps({"line": m.where, **d.to_json(), "text": m.text}) + "\n")
                 result.classified += len(kept)
                 bar.update(len(batch))
 
@@ -196,10 +196,11 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
 
 
 def classify_file(clf: TextClassifier, src: str | os.PathLike, out: str | os.PathLike | None,
-                  threshold: float | None = None, text_col: str = "Text", chunk: int = 256) -> StreamResult:
+                  threshold: float | None = None, text_col: str = "Text", chunk: int = 256,
+                  review_threshold: float | None = None) -> StreamResult:
     """Classify an input file (see INPUT_FORMATS) in chunks; see `classify_stream`."""
     src = Path(src)
     check_input_file(src)
     check_output_format(out)
     return classify_stream(clf, read_messages(src, text_col, clf.line_cap), out, threshold, chunk,
-                           desc=f"classifying {src.name}")
+                           desc=f"classifying {src.name}", review_threshold=review_threshold)

@@ -18,10 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, Field, StrictFloat, StrictStr, StringConstraints
 
+from spamtune.decisions import Band, check_thresholds
 from spamtune.inference import TextClassifier
 from spamtune.serving.batcher import MicroBatcher
 from spamtune.serving.limits import BodyLimit, ServeLimits
-from spamtune.tasks import SingleLabel
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +34,47 @@ def _not_blank(text: str) -> str:
     return text
 
 
-def create_app(clf: TextClassifier, limits: ServeLimits | None = None) -> FastAPI:
-    """The app for one loaded classifier. Routes: GET / (page), GET /health, POST /classify, /docs (OpenAPI)."""
+def create_app(clf: TextClassifier, limits: ServeLimits | None = None, threshold: float | None = None,
+               review_threshold: float | None = None) -> FastAPI:
+    """The app for one loaded classifier. Routes: GET / (page), GET /health, GET /info, POST /classify,
+    POST /predict, /docs (OpenAPI). `threshold` / `review_threshold`: the server's default decision thresholds
+    (else the run's stored operating point); each request may override them."""
+    check_thresholds(threshold, review_threshold)
     clf.require_single_label("serve")
     lim = limits or ServeLimits()
-    names = clf.label_names
+    positive = clf.label_names[-1]
+    default_threshold, default_review = threshold, review_threshold
     # strict types: false is not 0.0, 1 is not "1"; a blank message is refused like an empty one
     Text = Annotated[StrictStr, StringConstraints(min_length=1, max_length=lim.max_chars), AfterValidator(_not_blank)]
 
-    class ClassifyRequest(BaseModel):
+    Threshold = Annotated[StrictFloat | None, Field(ge=0.0, le=1.0)]
+
+    class Thresholds(BaseModel):
+        threshold: Threshold = Field(None, description=f"block if P({positive}) >= this (default: the server's)")
+        review_threshold: Threshold = Field(None, description=f"review if P({positive}) >= this (default: the "
+                                                              "server's); above `threshold` means no review band")
+
+    class ClassifyRequest(Thresholds):
         texts: list[Text] = Field(min_length=1, max_length=lim.max_texts,
                                   description=f"1 to {lim.max_texts} messages, each at most "
                                               f"{lim.max_chars} characters and not blank")
-        threshold: StrictFloat | None = Field(None, ge=0.0, le=1.0, description="spam if P(spam) >= threshold")
 
-    class Prediction(BaseModel):
-        label: str
-        probability: float
-        probabilities: dict[str, float]
+    class PredictRequest(Thresholds):
+        inputs: Text | list[Text] = Field(description="one message, or a list of up to "
+                                                      f"{lim.max_texts} (Text Embeddings Inference's shape)")
+
+    class Result(BaseModel):
+        label: str = Field(description="the decided label")
+        score: float = Field(description="calibrated probability of `label`")
+        scores: dict[str, float] = Field(description="calibrated probability of every label")
+        decision: Band | None = Field(description="allow / review / block (binary runs)")
+        threshold: float | None = Field(description=f"P({positive}) at or above it is blocked")
+        review_threshold: float | None = Field(description=f"P({positive}) at or above it goes to review")
+        truncated: bool = Field(description=f"the message was cut to {clf.max_length} tokens")
+        run_id: str
 
     class ClassifyResponse(BaseModel):
-        results: list[Prediction]
+        results: list[Result]
 
     batcher = MicroBatcher(clf, lim.max_batch, lim.batch_window_ms)
 
@@ -96,30 +116,44 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None) -> FastAP
         """"ok", or "degraded" (503) while the last forward pass failed."""
         status = "ok" if batcher.last_error is None else "degraded"
         body = {"status": status, "run_id": clf.run_id, "model": clf.run.run_config.model,
-                "labels": clf.label_names, "max_length": clf.max_length, "batches_run": batcher.batches_run,
-                "last_error": batcher.last_error}
+                "labels": clf.label_names, "max_length": clf.max_length, "max_chars": lim.max_chars,
+                "max_texts": lim.max_texts, "positive_label": positive if clf.binary else None,
+                "threshold": clf.block_threshold(default_threshold),
+                "review_threshold": clf.review_threshold(default_review, default_threshold),
+                "temperature": clf.temperature, "batches_run": batcher.batches_run, "last_error": batcher.last_error}
         return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
     errors: dict[int | str, dict[str, Any]] = {400: {"description": "malformed request framing"},
                                                413: {"description": "request body too large"},
                                                500: {"description": "the model failed on this request"}}
 
+    async def decide(texts: list[str], req: Thresholds) -> list[Result]:
+        threshold = req.threshold if req.threshold is not None else default_threshold
+        review = req.review_threshold if req.review_threshold is not None else default_review
+        logits, truncated = await batcher.classify(texts)
+        decided = clf.decisions(clf.scores_from_logits(logits), truncated, threshold, review)
+        return [Result(**d.to_json(), run_id=clf.run_id) for d in decided]
+
     @app.post("/classify", response_model=ClassifyResponse, responses=errors)
     async def classify(req: ClassifyRequest) -> ClassifyResponse:
-        probs = await batcher.classify(req.texts)
-        preds = SingleLabel.predict_ids(probs, req.threshold)
-        return ClassifyResponse(results=[
-            Prediction(label=names[p], probability=float(row[p]),
-                       probabilities={lab: float(v) for lab, v in zip(names, row)})
-            for row, p in zip(probs, preds)])
+        """spamtune's shape: {"texts": [...]} -> {"results": [...]}."""
+        return ClassifyResponse(results=await decide(req.texts, req))
+
+    @app.post("/predict", response_model=list[Result], responses=errors)
+    async def predict(req: PredictRequest) -> list[Result]:
+        """Text Embeddings Inference's shape: {"inputs": "text" | ["text", ...]} -> [{"label", "score", ...}],
+        one result per input."""
+        return await decide([req.inputs] if isinstance(req.inputs, str) else req.inputs, req)
 
     return app
 
 
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None,
-          dtype: str = "fp32", quantize: str | None = None) -> None:
+          dtype: str = "fp32", quantize: str | None = None, threshold: float | None = None,
+          review_threshold: float | None = None) -> None:
     import uvicorn
 
-    app = create_app(TextClassifier.load(run_dir, dtype, quantize), limits)
+    check_thresholds(threshold, review_threshold)
+    app = create_app(TextClassifier.load(run_dir, dtype, quantize), limits, threshold, review_threshold)
     print(f"spamtune serving {run_dir} on http://{host}:{port}/ (API docs: /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -34,7 +34,8 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def classify(self, texts: list[str]) -> np.ndarray:
+    async def classify(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+        """(N, C) logits of `texts`, and whether each was truncated; computed in a shared forward pass."""
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((texts, future))
         return await future
@@ -51,13 +52,13 @@ class MicroBatcher:
                     break
                 try:
                     job = await asyncio.wait_for(self.queue.get(), timeout)
-                except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                except TimeoutError:  # not the builtin TimeoutError before Python 3.11
                     break
                 jobs.append(job)
                 n += len(job[0])
             texts = [t for job_texts, _ in jobs for t in job_texts]
             try:
-                probs = await asyncio.to_thread(self.clf.predict_proba, texts)
+                logits, truncated = await asyncio.to_thread(self.clf.logits, texts)
             except Exception as e:  # never leave a request hanging; the handler turns this into a 500 JSON
                 log.exception("classification failed")
                 self.last_error = f"{type(e).__name__}: {e}"
@@ -70,5 +71,6 @@ class MicroBatcher:
             start = 0
             for job_texts, fut in jobs:
                 if not fut.done():  # the client may have gone away
-                    fut.set_result(probs[start : start + len(job_texts)])
+                    end = start + len(job_texts)
+                    fut.set_result((logits[start:end], truncated[start:end]))
                 start += len(job_texts)

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +40,10 @@ class LoadReport:
                 f"p95 {self.percentile(95):.0f} ms")
 
 
-def post_classify(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, dict | None]:
-    """POST raw bytes to `url`/classify: (status, parsed JSON body), or (0, None) when no HTTP answer came."""
-    req = urllib.request.Request(url + "/classify", data=body, headers={"Content-Type": "application/json"})
+def post_json(url: str, payload: object | bytes, timeout: float = 60.0) -> tuple[int, Any]:
+    """POST JSON (or raw bytes) to `url`: (status, parsed JSON body), or (0, None) when no HTTP answer came."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read())
@@ -52,6 +54,11 @@ def post_classify(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, di
             return e.code, None
     except (OSError, ValueError):
         return 0, None  # connection refused/reset, timeout, unreadable body
+
+
+def post_classify(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, dict | None]:
+    """POST raw bytes to `url`/classify (see `post_json`)."""
+    return post_json(url + "/classify", body, timeout)
 
 
 def run_load(url: str, expected: dict[str, str], requests: int = 1000, concurrency: int = 32,

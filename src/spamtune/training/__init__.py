@@ -5,11 +5,13 @@
     setup.py          TrainSetup per backend: model, scope, data, loaders, optimizer, lr schedule, loss weights
     state.py          TrainState / History and the resume checkpoint
     fit.py            the loop, with callbacks and a metric-logger seam
+    calibrate.py      after the fit: temperature, operating point (binary), label thresholds (multi-label)
     run.py            the whole run: train_run, resume_run
 """
 
+from spamtune.training.calibrate import load_best_epoch
 from spamtune.training.fit import Callback, JsonlLogger, MetricLogger, fit
-from spamtune.training.run import load_best_epoch, resume_run, run_training, train_run
+from spamtune.training.run import resume_run, run_training, train_run
 from spamtune.training.setup import TrainSetup, setup
 from spamtune.training.state import History, TrainState
 

@@ -20,31 +20,13 @@ import torch
 from spamtune.config import TrainArgs
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.fsutil import atomic_file, read_json, swap_dir, write_json
-from spamtune.runs import LABELS, RESUME, TRAIN_ARGS, WEIGHTS, RunConfig, is_run_dir, load_weights_into
+from spamtune.runs import LABELS, RESUME, TRAIN_ARGS, WEIGHTS, RunConfig, is_run_dir
+from spamtune.training.calibrate import calibrate
 from spamtune.training.fit import Callback, MetricLogger, fit
-from spamtune.training.loss import calc_accuracy_loader, collect_logits
+from spamtune.training.loss import calc_accuracy_loader
 from spamtune.training.prefix_cache import PrefixStore
 from spamtune.training.setup import TrainSetup, setup
 from spamtune.training.state import TrainState, load_resume
-from spamtune.weights import read_safetensors
-
-
-def load_best_epoch(s: TrainSetup) -> None:
-    """Put the saved best epoch (by validation loss) back into the model that trained, in eval mode."""
-    load_weights_into(s.module, read_safetensors(s.run_dir / WEIGHTS), "best epoch")
-    s.model.eval()
-
-
-def _pick_thresholds(s: TrainSetup) -> None:
-    """Thresholds the task picks on validation with the best epoch's weights (multi-label: one per label)."""
-    if not s.task.picks_thresholds:
-        return
-    load_best_epoch(s)
-    logits, y = collect_logits(s.val_full_loader, s.forward)
-    thresholds = s.task.pick_thresholds(y.numpy(), s.task.scores(logits.numpy()))
-    if thresholds is not None:
-        s.run_config.thresholds = thresholds
-        s.run_config.write(s.run_dir)
 
 
 def has_resume_state(run_dir: Path) -> bool:
@@ -146,7 +128,7 @@ def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequen
         print(f"untrained head: train acc {accs[0]:.2%}, val acc {accs[1]:.2%} (10 batches)")
 
     state = fit(s, state, callbacks, logger)
-    _pick_thresholds(s)
+    calibrate(s)
     metrics = _finish(s, state)
     if s.run_config.replaces is not None:  # an --overwrite: the finished run takes the old one's place
         dest = Path(s.run_config.replaces)

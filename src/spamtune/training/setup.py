@@ -40,6 +40,7 @@ class TrainSetup:
     clf: nn.Module  # a Classifier, or backends.hf.HFClassifier for --backend hf
     module: nn.Module  # what trains and is saved (clf, or its peft wrapper): model.safetensors uses its names
     model: nn.Module  # what a training step calls: `module`, or a CachedSuffix over the prefix cache
+    predictor: nn.Module  # (B, T) ids + (B,) lengths -> logits, the whole model (scoring new messages)
     forward: Forward  # batch -> logits, through `model.__call__`
     train_loader: DataLoader
     train_eval_loader: DataLoader  # unshuffled: the periodic evaluations look at the same batches
@@ -189,7 +190,7 @@ def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: Lab
                                  seed=args.seed, collate_fn=collate_hidden if cached else None, **kw)
 
     return TrainSetup(
-        args=args, run_dir=run_dir, clf=clf, module=module, model=model, forward=forward,
+        args=args, run_dir=run_dir, clf=clf, module=module, model=model, predictor=module, forward=forward,
         train_loader=loader(train_src, shuffle=True, drop_last=True),
         train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
         val_full_loader=loader(val_src), run_config=run_config, label_set=label_set, task=task, cached=cached,
@@ -222,7 +223,7 @@ def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet
         return clf(b.input_ids, b.lengths)
 
     return TrainSetup(
-        args=args, run_dir=run_dir, clf=clf, module=module, model=clf, forward=forward,
+        args=args, run_dir=run_dir, clf=clf, module=module, model=clf, predictor=clf, forward=forward,
         train_loader=loader(train_ds, shuffle=True, drop_last=True), train_eval_loader=loader(train_ds, False),
         val_eval_loader=loader(val_ds, False), val_full_loader=loader(val_ds), run_config=run_config,
         label_set=label_set, task=task, cached=False, timings=timings, tokenizer=tok)

@@ -1,0 +1,183 @@
+"""Decisions a user can operate: calibrated probabilities (temperature scaling), a stored operating point with
+three bands (allow / review / block), and the protocol that picks it on data never used to report it.
+
+Protocol (binary runs; the positive class is label id 1, "spam" for the SMS set):
+- The unused ham (`unused.csv`, the majority-class messages undersampling left out) is split deterministically in
+  two halves by the first byte of each message's sha256: even -> calibration half, odd -> report half. Identical
+  messages (the corpus has duplicates) always land in the same half.
+- The temperature is fitted on the validation split (minimum negative log-likelihood).
+- The block threshold is the lowest calibrated P(positive) whose false-positive rate on the picking negatives
+  (validation ham + the calibration half) is at most `target_fpr` (or, with `target_precision`, the lowest whose
+  precision on validation reaches it); the review threshold is the same for the looser `review_fpr`.
+- Evaluation reports FPR on the report half only, leaving out the few messages whose twin is in the validation
+  split (the corpus repeats some ham), so no reported message was used to pick.
+
+Bands: P(positive) >= block threshold -> "block"; >= review threshold -> "review" (for a person to check);
+below -> "allow".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Band = Literal["allow", "review", "block"]
+BANDS: tuple[Band, ...] = ("allow", "review", "block")
+DEFAULT_TARGET_FPR = 0.005
+DEFAULT_REVIEW_FPR = 0.02
+
+
+@dataclass
+class Calibration:
+    """Temperature scaling: probabilities are softmax(logits / temperature). ECE and Brier on validation are kept
+    for the record (before: temperature 1)."""
+
+    temperature: float = 1.0
+    fitted_on: int = 0  # validation messages
+    nll_before: float | None = None
+    nll_after: float | None = None
+
+
+@dataclass
+class OperatingPoint:
+    """The stored decision rule of a binary run, with what it reached on the data that picked it."""
+
+    block_threshold: float
+    review_threshold: float
+    positive_label: str
+    target_fpr: float | None = None  # what picked the block threshold: a false-positive rate...
+    target_precision: float | None = None  # ...or a precision on validation
+    review_fpr: float | None = None
+    picked_on: dict[str, int] | None = None  # messages: validation_positive, validation_negative, calibration_ham
+    fpr: float | None = None  # on the picking negatives, at the block threshold
+    recall: float | None = None  # on validation positives, at the block threshold
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calibration
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the true classes."""
+    p = softmax(logits, temperature)[np.arange(len(y)), y]
+    return float(-np.log(np.clip(p, 1e-300, None)).mean())
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> Calibration:
+    """The temperature with the least NLL on (validation) logits (Guo et al. 2017), searched on log T in
+    [1/20, 20] with scipy's bounded scalar minimizer."""
+    from scipy.optimize import minimize_scalar
+
+    y = np.asarray(y, dtype=int)
+    res = minimize_scalar(lambda log_t: nll(logits, y, math.exp(log_t)), bounds=(-math.log(20), math.log(20)),
+                          method="bounded", options={"xatol": 1e-4})
+    t = float(math.exp(res.x))
+    return Calibration(temperature=t, fitted_on=len(y), nll_before=nll(logits, y), nll_after=nll(logits, y, t))
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Top-label ECE: |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    conf, pred = probs.max(axis=1), probs.argmax(axis=1)
+    correct = (pred == y).astype(float)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    return float(sum(abs(correct[idx == b].mean() - conf[idx == b].mean()) * (idx == b).mean()
+                     for b in range(bins) if (idx == b).any()))
+
+
+def brier_score(probs: np.ndarray, y: np.ndarray) -> float:
+    """Binary: mean (P(positive) - y)^2 (scikit-learn's brier_score_loss); more classes: mean squared distance to
+    the one-hot target."""
+    if probs.shape[1] == 2:
+        return float(np.mean((probs[:, 1] - y) ** 2))
+    onehot = np.eye(probs.shape[1])[y]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The unused-ham halves and the thresholds
+
+
+def in_calibration_half(text: str) -> bool:
+    """True for the calibration half of the unused ham, False for the report half (see the module docstring)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[0] % 2 == 0
+
+
+def split_halves(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (calibration half, report half) over `texts`."""
+    calib = np.array([in_calibration_half(t) for t in texts], dtype=bool)
+    return calib, ~calib
+
+
+def threshold_for_fpr(negatives: np.ndarray, target: float) -> float:
+    """The lowest threshold t with mean(negatives >= t) <= target: just above the (k+1)-th highest negative score,
+    k = floor(target * n) false positives allowed (fewer on ties)."""
+    if len(negatives) == 0:
+        raise ValueError("no negative messages to pick a threshold on")
+    k = int(math.floor(target * len(negatives) + 1e-9))
+    ranked = np.sort(negatives)[::-1]
+    if k >= len(ranked):
+        return 0.0
+    return float(np.nextafter(ranked[k], np.inf))
+
+
+def threshold_for_precision(positive: np.ndarray, negative: np.ndarray, target: float) -> float:
+    """The lowest threshold whose precision (positives among everything >= t) reaches `target`; 1.0 (block
+    nothing) if none does."""
+    scores = np.concatenate([positive, negative])
+    is_pos = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(is_pos[order])
+    precision = tp / np.arange(1, len(order) + 1)
+    s = scores[order]
+    for i in range(len(order) - 1, -1, -1):  # lowest cut first: the most recall
+        if (i == len(order) - 1 or s[i] != s[i + 1]) and precision[i] >= target:
+            return float(s[i])
+    return 1.0
+
+
+def pick_operating_point(val_pos: np.ndarray, val_neg: np.ndarray, calib_neg: np.ndarray, positive_label: str,
+                         target_fpr: float | None = DEFAULT_TARGET_FPR, target_precision: float | None = None,
+                         review_fpr: float = DEFAULT_REVIEW_FPR) -> OperatingPoint:
+    """Block and review thresholds on calibrated P(positive): see the module docstring for the protocol."""
+    negatives = np.concatenate([val_neg, calib_neg])
+    if target_precision is not None:
+        block = threshold_for_precision(val_pos, val_neg, target_precision)
+    else:
+        block = threshold_for_fpr(negatives, DEFAULT_TARGET_FPR if target_fpr is None else target_fpr)
+    review = min(threshold_for_fpr(negatives, review_fpr), block)
+    return OperatingPoint(
+        block_threshold=block, review_threshold=review, positive_label=positive_label,
+        target_fpr=None if target_precision is not None else target_fpr, target_precision=target_precision,
+        review_fpr=review_fpr,
+        picked_on={"validation_positive": len(val_pos), "validation_negative": len(val_neg),
+                   "calibration_ham": len(calib_neg)},
+        fpr=float((negatives >= block).mean()), recall=float((val_pos >= block).mean()) if len(val_pos) else None)
+
+
+def bands(p_positive: np.ndarray, block_threshold: float, review_threshold: float) -> list[Band]:
+    """allow / review / block per message from P(positive)."""
+    return [BANDS[int(p >= block_threshold) + int(p >= review_threshold)] for p in p_positive]
+
+
+def check_thresholds(threshold: float | None, review_threshold: float | None) -> None:
+    """Thresholds given by a user: in [0, 1], review at most block."""
+    from spamtune.errors import ConfigError
+
+    for name, v in (("threshold", threshold), ("review threshold", review_threshold)):
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0):
+            raise ConfigError(f"the {name} must be a number between 0 and 1")
+    if threshold is not None and review_threshold is not None and review_threshold > threshold:
+        raise ConfigError("the review threshold must not be above the block threshold")
