@@ -5,10 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# the web page is tested end to end in Debian's headless Chromium (driven by Playwright, no browser download)
-if ! command -v chromium >/dev/null 2>&1; then
+# real components, from Debian's packages: headless Chromium for the web pages (driven by Playwright, no
+# browser download) and PostgreSQL for the prediction store (the tests start a throw-away server)
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 .venv/bin/ruff check .
 .venv/bin/mypy                 # basic mode, settings in pyproject.toml

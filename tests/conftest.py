@@ -1,5 +1,10 @@
+import contextlib
+import glob
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -49,31 +54,102 @@ def tiny_run(tmp_path_factory, tiny_gpt2_dir, data_dir) -> Path:
     return run
 
 
-@pytest.fixture(scope="session")
-def server(tiny_run):
-    """A real uvicorn server on a free loopback port, in a thread."""
-    import uvicorn
-
-    from spamtune.inference import TextClassifier
-    from spamtune.serving import ServeLimits, create_app
-
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    clf = TextClassifier.load(tiny_run)
-    app = create_app(clf, ServeLimits(max_texts=8, max_chars=500, max_body_bytes=20_000, batch_window_ms=20))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app):
+    """A real uvicorn server for `app` on a free loopback port, in a thread; yields its URL."""
+    import uvicorn
+
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    for _ in range(100):
+    for _ in range(200):
         if srv.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app, clf
-    srv.should_exit = True
-    thread.join(10)
+    assert srv.started, "the test server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_run, tmp_path_factory):
+    """The service on the tiny run, with a SQLite prediction store in a temp dir."""
+    from spamtune.inference import TextClassifier
+    from spamtune.monitoring.store import PredictionStore
+    from spamtune.serving import ServeLimits, ServeOptions, create_app
+
+    clf = TextClassifier.load(tiny_run)
+    store = PredictionStore.open(f"sqlite:///{tmp_path_factory.mktemp('store') / 'predictions.sqlite'}")
+    app = create_app(clf, ServeLimits(max_texts=8, max_chars=500, max_body_bytes=20_000, batch_window_ms=20),
+                     ServeOptions(store=store))
+    with running(app) as url:
+        yield url, app, clf
 
 
 @pytest.fixture(scope="session")
 def server_url(server) -> str:
     return server[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A real PostgreSQL: Debian's package (scripts/test.sh installs it), a throw-away cluster per session
+
+
+def postgres_bindir() -> str | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    return dirs[-1] if dirs else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """initdb + pg_ctl in a temp dir on a free loopback port (as the postgres user when run as root: initdb
+    refuses root), stopped and deleted at the end of the session."""
+    bindir = postgres_bindir()
+    assert bindir, "PostgreSQL is required (scripts/test.sh installs Debian's postgresql)"
+    root = tempfile.mkdtemp(prefix="spamtune-pg-")
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = os.path.join(root, "data"), free_port()
+    env = {**os.environ, "LC_ALL": "C"}
+    subprocess.run([*as_user, f"{bindir}/initdb", "-D", data, "-U", "spamtune", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True, env=env, cwd=root)
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+    subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(root, "log"), "-w",
+                    "start"], check=True, capture_output=True, env=env, cwd=root)
+    try:
+        yield f"postgresql+psycopg://spamtune@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True,
+                       env=env, cwd=root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The same store tests on the embedded SQLite file and on a real PostgreSQL (a fresh database each)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'predictions.sqlite'}"
+    import sqlalchemy
+
+    base = request.getfixturevalue("postgres_url")
+    name = "t_" + os.urandom(6).hex()
+    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return base.rsplit("/", 1)[0] + "/" + name

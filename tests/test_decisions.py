@@ -233,10 +233,10 @@ def test_serve_default_thresholds_and_health(tiny_run):
     from fastapi.testclient import TestClient
 
     from spamtune.errors import ConfigError
-    from spamtune.serving import create_app
+    from spamtune.serving import ServeOptions, create_app
 
     clf = TextClassifier.load(tiny_run)
-    with TestClient(create_app(clf, threshold=0.0, review_threshold=0.0)) as client:
+    with TestClient(create_app(clf, options=ServeOptions(threshold=0.0, review_threshold=0.0))) as client:
         h = client.get("/health").json()
         assert h["threshold"] == 0.0 and h["positive_label"] == "spam" and h["run_id"] == clf.run_id
         r = client.post("/classify", json={"texts": ["hello there"]}).json()["results"][0]
@@ -245,7 +245,7 @@ def test_serve_default_thresholds_and_health(tiny_run):
                                            "review_threshold": 1.0}).json()["results"][0]
         assert r["decision"] == "allow"
     with pytest.raises(ConfigError):
-        create_app(clf, threshold=0.2, review_threshold=0.5)
+        create_app(clf, options=ServeOptions(threshold=0.2, review_threshold=0.5))
 
 
 def test_cli_shows_bands_and_never_100_percent(tiny_run, capsys):

@@ -89,13 +89,21 @@ class Classifier(nn.Module):
 
     def suffix(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T, D) prefix output -> (B, num_classes) logits."""
+        return self.backbone.out_head(self.pooled(hidden, lengths))
+
+    def pooled(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) prefix output -> (B, D): the normalised vector the head reads (drift monitoring compares
+        these)."""
         for block in self.backbone.trf_blocks[self.start :]:
             hidden = block(hidden)
         if self.pooling == "mean":
-            pooled = pool(self.backbone.final_norm(hidden), lengths, "mean")
-        else:  # the norm is per position: pool first, normalise one vector per message
-            pooled = self.backbone.final_norm(pool(hidden, lengths, self.pooling))
-        return self.backbone.out_head(pooled)
+            return pool(self.backbone.final_norm(hidden), lengths, "mean")
+        # the norm is per position: pool first, normalise one vector per message
+        return self.backbone.final_norm(pool(hidden, lengths, self.pooling))
+
+    def embed(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids and (B,) lengths -> (B, D) the pooled, normalised vectors."""
+        return self.pooled(self.prefix(input_ids), lengths)
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) right-padded ids and (B,) lengths -> (B, num_classes) logits."""
@@ -160,10 +168,12 @@ def prefix_is_cacheable(clf: Classifier, padding: Padding) -> bool:
 
 @torch.inference_mode()
 def batched_logits(model: nn.Module, encoded: list[list[int]], pad_id: int, batch_size: int = 16,
-                   pad_to: int | None = None, progress: bool = False, desc: str = "classifying") -> np.ndarray:
+                   pad_to: int | None = None, progress: bool = False, desc: str = "classifying",
+                   method: str = "forward") -> np.ndarray:
     """(N, C) float32 logits of a (B, T) ids + (B,) lengths -> logits model, in input order, from length-sorted
     batches (little padding; a message's logits do not depend on its batch mates). `pad_to`: pad every batch to
-    this width (the book's `last` pooling reads a pad position at the training width)."""
+    this width (the book's `last` pooling reads a pad position at the training width). `method`: another method
+    with the same signature (a Classifier's "embed" gives the pooled vectors)."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -172,7 +182,8 @@ def batched_logits(model: nn.Module, encoded: list[list[int]], pad_id: int, batc
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
         rows = order[start : start + batch_size]
         ids, lengths = pad_ids([encoded[i] for i in rows], pad_id, pad_to)
-        logits = model(ids.to(device), lengths.to(device)).float().cpu().numpy()
+        call = model if method == "forward" else getattr(model, method)
+        logits = call(ids.to(device), lengths.to(device)).float().cpu().numpy()
         if out is None:
             out = np.zeros((len(encoded), logits.shape[1]), dtype=np.float32)
         out[rows] = logits

@@ -70,6 +70,9 @@ class TransformersTokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self.tok(texts)["input_ids"] if texts else []
 
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(list(ids))
+
     def special_id(self, token: str) -> int | None:
         return self.special_tokens.get(token)
 

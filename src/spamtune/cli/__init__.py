@@ -9,11 +9,11 @@ import logging
 import sys
 from importlib.metadata import version
 
-from spamtune.cli import classify, evaluate, export, generate, prepare, serve, train
+from spamtune.cli import classify, evaluate, export, feedback, generate, monitor, prepare, serve, train
 from spamtune.cli.args import printable
 from spamtune.errors import SpamtuneError
 
-VERBS = (prepare, train, evaluate, classify, serve, export, generate)  # generate also adds zero-shot
+VERBS = (prepare, train, evaluate, classify, serve, feedback, monitor, export, generate)  # generate: +zero-shot
 
 EXAMPLES = """\
 examples:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        code = args.func(args)  # a verb may return an exit code (monitor: 1 when an alert fires)
     except SpamtuneError as e:
         print(f"spamtune: error: {printable(e)}", file=sys.stderr)
         return 2
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spamtune: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ def add_parser(sub) -> None:
                                                       "(default: Text; JSON lines also accept text)")
     p.add_argument("--out", help="with --file: write .jsonl, .csv or .tsv here (default: JSON lines on stdout)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--db", help="record every decision in this prediction store (an SQLAlchemy URL, e.g. "
+                                "sqlite:///predictions.sqlite); ids appear in the output")
+    p.add_argument("--no-store-text", action="store_true", help="with --db: keep only each message's sha256")
     add_inference_args(p)
     p.set_defaults(func=run)
 
@@ -47,6 +50,8 @@ def run(args: argparse.Namespace) -> None:
     from spamtune.inference import TextClassifier, check_threshold
 
     check_threshold(args.threshold, args.review_threshold)
+    if args.no_store_text and not args.db:
+        raise ConfigError("--no-store-text goes with --db")
     if args.file:
         if args.texts:
             raise ConfigError("give messages as arguments or with --file, not both")
@@ -55,10 +60,36 @@ def run(args: argparse.Namespace) -> None:
         raise ConfigError("--out goes with --file")
     if args.texts:
         texts = TextClassifier.check_messages(args.texts)  # before the model loads
+        store = _open_store(args)
         clf = TextClassifier.load(args.run, args.dtype, args.quantize)
-        _print(clf, texts, args)
+        _print(clf, texts, args, _recorder(clf, store, args, "cli"))
         return
     _classify_stdin(args)
+
+
+def _open_store(args: argparse.Namespace):
+    if not args.db:
+        return None
+    from spamtune.monitoring.store import PredictionStore
+
+    return PredictionStore.open(args.db)
+
+
+def _recorder(clf, store, args: argparse.Namespace, source: str):
+    """decisions, texts, ms per message -> their ids in the store (None without --db)."""
+    if store is None:
+        return None
+    from spamtune.monitoring.store import PredictionRecord
+
+    positive = clf.label_names[-1] if clf.binary else None
+
+    def record(decisions, texts, ms):
+        records = [PredictionRecord.of(d, t, clf.run_id, source, ms, not args.no_store_text, positive)
+                   for d, t in zip(decisions, texts)]
+        store.insert(records)
+        return [r.id for r in records]
+
+    return record
 
 
 def _classify_file(args: argparse.Namespace) -> None:
@@ -72,9 +103,10 @@ def _classify_file(args: argparse.Namespace) -> None:
     if args.out is not None:
         check_output_file(args.out, args.overwrite, inputs=[args.file])
         check_output_format(args.out)
+    store = _open_store(args)
     clf = TextClassifier.load(args.run, args.dtype, args.quantize)
     r = classify_file(clf, args.file, args.out, args.threshold, args.text_col,
-                      review_threshold=args.review_threshold)
+                      review_threshold=args.review_threshold, record=_recorder(clf, store, args, "file"))
     skipped = f" (skipped {r.skipped_blank} blank)" if r.skipped_blank else ""
     if args.out:
         print(f"classified {r.classified} messages{skipped} -> {printable(args.out)}", file=sys.stderr)
@@ -90,7 +122,9 @@ def _classify_stdin(args: argparse.Namespace) -> None:
     from spamtune.inference import TextClassifier
     from spamtune.inference.files import read_lines
 
+    store = _open_store(args)
     clf = TextClassifier.load(args.run, args.dtype, args.quantize)
+    record = _recorder(clf, store, args, "cli")
     stream = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())  # a test's StringIO
     lines = read_lines(stream, "stdin", clf.line_cap)
     seen = skipped = 0
@@ -99,25 +133,31 @@ def _classify_stdin(args: argparse.Namespace) -> None:
         texts = [m.text for m in chunk if m.text.strip()]
         skipped += len(chunk) - len(texts)
         if texts:
-            _print(clf, texts, args)
+            _print(clf, texts, args, record)
     if seen == skipped:
         raise ConfigError("no messages: give them as arguments or one per line on stdin")
     if skipped:
         print(f"skipped {skipped} blank lines", file=sys.stderr)
 
 
-def _print(clf, texts: list[str], args: argparse.Namespace) -> None:
+def _print(clf, texts: list[str], args: argparse.Namespace, record=None) -> None:
     """One line per message: JSON with --json; otherwise the label, the band, P(positive class) and the message,
-    escaped so that no message can move the cursor or recolour the terminal."""
+    escaped so that no message can move the cursor or recolour the terminal. `record` stores the decisions."""
+    import time
+
     if clf.task.name != "single_label":  # multi-label: labels joined by "|"; regression: the predicted value
         for text, row in zip(texts, clf(texts)):
             print(json.dumps({**row, "text": text}) if args.json
                   else f"{row['label'] or '(none)':<12} {row['score']:8.4f}  {printable(text, 70)}")
         return
     names = clf.label_names
-    for text, d in zip(texts, clf.decide(texts, args.threshold, args.review_threshold)):
+    start = time.perf_counter()
+    decided = clf.decide(texts, args.threshold, args.review_threshold)
+    ids = (record(decided, texts, (time.perf_counter() - start) * 1000 / len(texts)) if record
+           else [None] * len(texts))
+    for text, d, rid in zip(texts, decided, ids):
         if args.json:
-            print(json.dumps({**d.to_json(), "text": text}))
+            print(json.dumps({**d.to_json(), **({"id": rid} if rid else {}), "text": text}))
             continue
         # two classes: the positive class's probability (P(spam)) whatever the label; more: the label's own
         score = f"P({names[1]}) {percent(d.scores[names[1]])}" if clf.binary else percent(d.score)

@@ -1,33 +1,51 @@
-"""`spamtune serve`: the HTTP API (POST /classify) and a web page."""
+"""`spamtune serve`: the HTTP API, the web page and the admin page, recording every decision."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import textwrap
 
 from spamtune.cli.args import add_inference_args
 
 EPILOG = """\
 examples:
-  spamtune serve runs/smollm2                 # http://127.0.0.1:8000/ and /docs
-  spamtune serve runs/smollm2 --threshold 0.9 --review-threshold 0.5
+  spamtune serve runs/smollm2                 # http://127.0.0.1:8000/, /docs, /admin, /metrics
+  spamtune serve runs/smollm2 --db postgresql+psycopg://spamtune@db.internal/spamtune --api-key "$KEY"
+  spamtune serve runs/smollm2 --threshold 0.9 --review-threshold 0.5 --no-store-text
   curl -s localhost:8000/classify -H 'Content-Type: application/json' \\
        -d '{"texts": ["URGENT! You have won a 1 week FREE membership in our £100,000 Prize Jackpot!"]}'
   curl -s localhost:8000/predict -H 'Content-Type: application/json' -d '{"inputs": "See you at 6?"}'
+  curl -s localhost:8000/feedback -H 'Content-Type: application/json' -H "X-API-Key: $KEY" \\
+       -d '{"id": "<the id of a result>", "label": "ham"}'
+
+Every decision is recorded in the prediction store: by default a SQLite file in $XDG_DATA_HOME/spamtune
+(~/.local/share/spamtune/predictions.sqlite); --db takes any SQLAlchemy URL, e.g. PostgreSQL. Writes happen in
+the background: a store that is down costs records ("not recorded" in /metrics and the log), never answers.
 """
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("serve", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help="HTTP API (POST /classify) and a web page", epilog=textwrap.dedent(EPILOG))
+                       help="HTTP API, web page and admin page, recording decisions", epilog=textwrap.dedent(EPILOG))
     p.add_argument("run", help="run directory written by `spamtune train`")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: 64)")
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default: 20000)")
+    p.add_argument("--max-queue", type=int, default=2048,
+                   help="texts allowed to wait for the model; beyond, 503 with Retry-After (default: 2048)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait (default: 30)")
     p.add_argument("--threshold", type=float, help="the server's block threshold on P(spam) (default: the run's "
                                                    "stored operating point); requests may override it")
     p.add_argument("--review-threshold", type=float, help="the server's review threshold (default: the run's)")
+    p.add_argument("--db", help="prediction store URL (default: sqlite in $XDG_DATA_HOME/spamtune)")
+    p.add_argument("--no-store", action="store_true", help="record nothing")
+    p.add_argument("--no-store-text", action="store_true", help="keep only each message's sha256, not its text")
+    p.add_argument("--api-key", default=os.environ.get("SPAMTUNE_API_KEY"),
+                   help="required on /feedback and /admin/api/* (default: $SPAMTUNE_API_KEY)")
+    p.add_argument("--api-key-all", action="store_true", help="require the key on every route but /health")
+    p.add_argument("--no-access-log", action="store_true", help="no JSON access-log line per request")
     add_inference_args(p)
     p.set_defaults(func=run)
 
@@ -35,13 +53,27 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> None:
     from spamtune.errors import ConfigError
     from spamtune.inference import check_threshold
-    from spamtune.serving import ServeLimits, serve
+    from spamtune.serving import ServeLimits, ServeOptions, serve
 
     # every check before the model loads
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 1 and 65535, not {args.port}")
-    if args.max_texts < 1 or args.max_chars < 1:
-        raise ConfigError("--max-texts and --max-chars must be at least 1")
+    if args.max_texts < 1 or args.max_chars < 1 or args.max_queue < args.max_texts or args.timeout <= 0:
+        raise ConfigError("--max-texts and --max-chars must be at least 1, --max-queue at least --max-texts, and "
+                          "--timeout positive")
+    if args.api_key_all and not args.api_key:
+        raise ConfigError("--api-key-all needs --api-key (or $SPAMTUNE_API_KEY)")
+    if args.api_key is not None and len(args.api_key) < 16:
+        raise ConfigError("the API key must be at least 16 characters")
     check_threshold(args.threshold, args.review_threshold)
-    serve(args.run, args.host, args.port, ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars),
-          args.dtype, args.quantize, args.threshold, args.review_threshold)
+    store = None
+    if not args.no_store:
+        from spamtune.monitoring.store import PredictionStore
+
+        store = PredictionStore.open(args.db)
+    options = ServeOptions(threshold=args.threshold, review_threshold=args.review_threshold, store=store,
+                           store_text=not args.no_store_text, api_key=args.api_key, api_key_all=args.api_key_all,
+                           access_log=not args.no_access_log)
+    limits = ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars, max_queue=args.max_queue,
+                         request_timeout_s=args.timeout)
+    serve(args.run, args.host, args.port, limits, args.dtype, args.quantize, options)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from spamtune.batching import char_cap, encode_texts
-from spamtune.classifier import batched_logits
+from spamtune.classifier import Classifier, batched_logits
 from spamtune.decisions import Band, bands, check_thresholds
 from spamtune.errors import ConfigError, DataError
 from spamtune.inference.loading import LoadedRun, load_run
@@ -136,6 +136,15 @@ class TextClassifier:
         width = self.max_length if self.run.run_config.pooling == "last" else None
         out = batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, progress)
         return out, truncated
+
+    def embeddings(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray | None:
+        """(N, D) the pooled, normalised vectors the head reads (drift monitoring); None for the hf backend, whose
+        models pool inside transformers."""
+        if not isinstance(self.module, Classifier) or not texts:
+            return None
+        encoded, _ = self._encode(self.check_messages(texts))
+        width = self.max_length if self.run.run_config.pooling == "last" else None
+        return batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, method="embed")
 
     def scores_from_logits(self, logits: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """What `predict_proba` returns for these logits."""

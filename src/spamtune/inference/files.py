@@ -19,13 +19,14 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
 from spamtune.errors import ConfigError, DataError
-from spamtune.inference.api import TextClassifier
+from spamtune.inference.api import Decision, TextClassifier
 
 INPUT_FORMATS = (".txt", ".csv", ".tsv", ".jsonl")
 OUTPUT_FORMATS = (".jsonl", ".json", ".csv", ".tsv")
@@ -152,10 +153,12 @@ class StreamResult:
 
 def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str | os.PathLike | None,
                     threshold: float | None = None, chunk: int = 256, desc: str = "classifying",
-                    review_threshold: float | None = None) -> StreamResult:
+                    review_threshold: float | None = None,
+                    record: Callable[[list[Decision], list[str], float], list[str]] | None = None) -> StreamResult:
     """Classify messages in chunks into .jsonl / .csv / .tsv (atomic) or JSON lines on stdout: per message its
     line, the decided label, the band (binary runs), the calibrated score of the label and of every label, and
-    whether it was truncated."""
+    whether it was truncated. `record(decisions, texts, ms_per_message)` stores them and gives their ids (the
+    `id` column)."""
     from tqdm.auto import tqdm
 
     from spamtune.fsutil import atomic_file
@@ -170,20 +173,25 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
         writer = csv.writer(f, delimiter=delimiter) if delimiter else None
         if writer:
             writer.writerow(["line", "label", "decision", "score", *(f"p_{lab}" for lab in names), "truncated",
-                             "text"])
+                             *(["id"] if record else []), "text"])
         with tqdm(desc=desc, unit="msg", disable=out is None or not suffix) as bar:
             while batch := list(itertools.islice(messages, chunk)):
                 kept = [m for m in batch if m.text.strip()]
                 result.skipped_blank += len(batch) - len(kept)
                 if not kept:
                     continue
-                for m, d in zip(kept, clf.decide([m.text for m in kept], threshold, review_threshold)):
+                start = time.perf_counter()
+                decided = clf.decide([m.text for m in kept], threshold, review_threshold)
+                ms = (time.perf_counter() - start) * 1000 / len(kept)
+                ids = record(decided, [m.text for m in kept], ms) if record else [None] * len(kept)
+                for m, d, rid in zip(kept, decided, ids):
                     if writer:
                         writer.writerow([m.where, d.label, d.decision or "", f"{d.score:.6f}",
                                          *(f"{d.scores[lab]:.6f}" for lab in names), int(d.truncated),
-                                         neutralize_formula(m.text)])
+                                         *([rid] if record else []), neutralize_formula(m.text)])
                     else:
-                        f.write(json.dumps({"line": m.where, **d.to_json(), "text": m.text}) + "\n")
+                        f.write(json.dumps({"line": m.where, **d.to_json(), **({"id": rid} if rid else {}),
+                                            "text": m.text}) + "\n")
                 result.classified += len(kept)
                 bar.update(len(batch))
 
@@ -197,10 +205,11 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
 
 def classify_file(clf: TextClassifier, src: str | os.PathLike, out: str | os.PathLike | None,
                   threshold: float | None = None, text_col: str = "Text", chunk: int = 256,
-                  review_threshold: float | None = None) -> StreamResult:
+                  review_threshold: float | None = None,
+                  record: Callable[[list[Decision], list[str], float], list[str]] | None = None) -> StreamResult:
     """Classify an input file (see INPUT_FORMATS) in chunks; see `classify_stream`."""
     src = Path(src)
     check_input_file(src)
     check_output_format(out)
     return classify_stream(clf, read_messages(src, text_col, clf.line_cap), out, threshold, chunk,
-                           desc=f"classifying {src.name}", review_threshold=review_threshold)
+                           desc=f"classifying {src.name}", review_threshold=review_threshold, record=record)

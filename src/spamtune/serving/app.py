@@ -1,5 +1,6 @@
-"""The HTTP service: a FastAPI app with request validation, the body-size limit, micro-batching and a small web
-page (static/index.html). `serve` runs it with uvicorn.
+"""The HTTP service: a FastAPI app with request validation, the body-size limit, micro-batching, the prediction
+store, Prometheus metrics, feedback and the admin page, and a small web page (static/index.html). `serve` runs it
+with uvicorn.
 
 No `from __future__ import annotations` here: FastAPI reads the request models defined inside `create_app` from
 the handlers' annotations at runtime.
@@ -9,10 +10,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -20,12 +23,30 @@ from pydantic import AfterValidator, BaseModel, Field, StrictFloat, StrictStr, S
 
 from spamtune.decisions import Band, check_thresholds
 from spamtune.inference import TextClassifier
-from spamtune.serving.batcher import MicroBatcher
+from spamtune.monitoring.store import PredictionRecord, PredictionStore
+from spamtune.monitoring.writer import StoreWriter
+from spamtune.serving.admin import build_router, key_guard
+from spamtune.serving.batcher import MicroBatcher, Overloaded
 from spamtune.serving.limits import BodyLimit, ServeLimits
+from spamtune.serving.metrics import ServiceMetrics
+from spamtune.serving.observe import Observe
 
 log = logging.getLogger(__name__)
 
 SELF_TEST = "Are we still meeting at six?"  # classified once at start-up: a run that cannot predict never serves
+
+
+@dataclass
+class ServeOptions:
+    """How the service decides and what it keeps (limits are in `ServeLimits`)."""
+
+    threshold: float | None = None  # the default block threshold (else the run's stored operating point)
+    review_threshold: float | None = None
+    store: PredictionStore | None = None  # where decisions are recorded; None: nowhere
+    store_text: bool = True  # False: keep only each message's sha256
+    api_key: str | None = None  # required on /feedback and /admin/api/* (everything with api_key_all)
+    api_key_all: bool = False
+    access_log: bool = True
 
 
 def _not_blank(text: str) -> str:
@@ -34,16 +55,21 @@ def _not_blank(text: str) -> str:
     return text
 
 
-def create_app(clf: TextClassifier, limits: ServeLimits | None = None, threshold: float | None = None,
-               review_threshold: float | None = None) -> FastAPI:
-    """The app for one loaded classifier. Routes: GET / (page), GET /health, GET /info, POST /classify,
-    POST /predict, /docs (OpenAPI). `threshold` / `review_threshold`: the server's default decision thresholds
-    (else the run's stored operating point); each request may override them."""
-    check_thresholds(threshold, review_threshold)
+def create_app(clf: TextClassifier, limits: ServeLimits | None = None, options: ServeOptions | None = None) -> FastAPI:
+    """The app for one loaded classifier. Routes: GET / (page), GET /health, GET /metrics, POST /classify,
+    POST /predict, POST /feedback, GET /admin (+ /admin/api/*), /docs (OpenAPI)."""
+    opts = options or ServeOptions()
+    check_thresholds(opts.threshold, opts.review_threshold)
     clf.require_single_label("serve")
     lim = limits or ServeLimits()
     positive = clf.label_names[-1]
-    default_threshold, default_review = threshold, review_threshold
+    default_threshold, default_review = opts.threshold, opts.review_threshold
+    metrics = ServiceMetrics()
+    metrics.model.info({"run_id": clf.run_id, "model": clf.run.run_config.model})
+    writer = (StoreWriter(opts.store, on_written=metrics.store_written.inc, on_failed=metrics.store_failures.inc)
+              if opts.store is not None else None)
+    # --api-key-all: every route but /health (a liveness probe carries no key)
+    guard_all = [Depends(key_guard(opts.api_key, exempt=("/health",)))] if opts.api_key_all else []
     # strict types: false is not 0.0, 1 is not "1"; a blank message is refused like an empty one
     Text = Annotated[StrictStr, StringConstraints(min_length=1, max_length=lim.max_chars), AfterValidator(_not_blank)]
 
@@ -72,11 +98,14 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, threshold
         review_threshold: float | None = Field(description=f"P({positive}) at or above it goes to review")
         truncated: bool = Field(description=f"the message was cut to {clf.max_length} tokens")
         run_id: str
+        id: str = Field(description="this decision's id in the prediction store: send it to /feedback")
 
     class ClassifyResponse(BaseModel):
         results: list[Result]
 
-    batcher = MicroBatcher(clf, lim.max_batch, lim.batch_window_ms)
+    batcher = MicroBatcher(clf, lim.max_batch, lim.batch_window_ms, lim.max_queue,
+                           on_batch=metrics.batch_size.observe)
+    metrics.queue_depth.set_function(lambda: batcher.waiting)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -84,11 +113,15 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, threshold
         batcher.start()
         yield
         await batcher.stop()
+        if writer is not None:
+            await asyncio.to_thread(writer.close)  # what is queued is written before the process ends
 
-    app = FastAPI(title="spamtune", description="Classify messages with a fine-tuned LLM.", lifespan=lifespan)
-    app.state.batcher = batcher
+    app = FastAPI(title="spamtune", description="Classify messages with a fine-tuned LLM.", lifespan=lifespan,
+                  dependencies=guard_all)
+    app.state.batcher, app.state.writer, app.state.metrics = batcher, writer, metrics
 
     app.add_middleware(BodyLimit, max_bytes=lim.max_body_bytes)
+    app.add_middleware(Observe, metrics=metrics, log_requests=opts.access_log)  # outermost: sees every answer
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -97,6 +130,18 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, threshold
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()][:20]
         body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True, default=str)
         return Response(body, status_code=422, media_type="application/json")
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> Response:
+        metrics.rejected.labels("queue_full").inc()
+        return JSONResponse({"detail": f"the server is busy ({exc}); retry shortly"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    @app.exception_handler(asyncio.TimeoutError)
+    async def timed_out(request: Request, exc: asyncio.TimeoutError) -> Response:
+        metrics.rejected.labels("timeout").inc()
+        return JSONResponse({"detail": f"no answer within {lim.request_timeout_s:g} s; retry shortly"},
+                            status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
@@ -110,29 +155,54 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, threshold
     async def index() -> str:
         return page
 
+    def settings() -> dict[str, Any]:
+        return {"run_id": clf.run_id, "model": clf.run.run_config.model, "labels": clf.label_names,
+                "max_length": clf.max_length, "max_chars": lim.max_chars, "max_texts": lim.max_texts,
+                "positive_label": positive if clf.binary else None,
+                "threshold": clf.block_threshold(default_threshold),
+                "review_threshold": clf.review_threshold(default_review, default_threshold),
+                "temperature": clf.temperature, "recording": opts.store is not None,
+                "api_key_required": opts.api_key is not None}
+
     @app.head("/health", include_in_schema=False)
     @app.get("/health", responses={503: {"description": "the last forward pass failed"}})
     async def health() -> JSONResponse:
         """"ok", or "degraded" (503) while the last forward pass failed."""
         status = "ok" if batcher.last_error is None else "degraded"
-        body = {"status": status, "run_id": clf.run_id, "model": clf.run.run_config.model,
-                "labels": clf.label_names, "max_length": clf.max_length, "max_chars": lim.max_chars,
-                "max_texts": lim.max_texts, "positive_label": positive if clf.binary else None,
-                "threshold": clf.block_threshold(default_threshold),
-                "review_threshold": clf.review_threshold(default_review, default_threshold),
-                "temperature": clf.temperature, "batches_run": batcher.batches_run, "last_error": batcher.last_error}
+        body = {"status": status, **settings(), "batches_run": batcher.batches_run,
+                "last_error": batcher.last_error}
         return JSONResponse(body, status_code=200 if status == "ok" else 503)
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format: requests, latency, batch sizes, queue depth, decisions, scores, feedback,
+        store writes and failures, and the model's run id."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     errors: dict[int | str, dict[str, Any]] = {400: {"description": "malformed request framing"},
                                                413: {"description": "request body too large"},
                                                500: {"description": "the model failed on this request"}}
 
     async def decide(texts: list[str], req: Thresholds) -> list[Result]:
+        start = time.perf_counter()
         threshold = req.threshold if req.threshold is not None else default_threshold
         review = req.review_threshold if req.review_threshold is not None else default_review
-        logits, truncated = await batcher.classify(texts)
+        logits, truncated = await asyncio.wait_for(batcher.classify(texts), lim.request_timeout_s)
         decided = clf.decisions(clf.scores_from_logits(logits), truncated, threshold, review)
-        return [Result(**d.to_json(), run_id=clf.run_id) for d in decided]
+        ms = (time.perf_counter() - start) * 1000
+        results = []
+        for text, d in zip(texts, decided):
+            record = PredictionRecord.of(d, text, clf.run_id, "serve", ms, opts.store_text,
+                                         positive if clf.binary else None)
+            if writer is not None:
+                writer.submit(record)  # a background write: never waits for the database
+            metrics.predictions.labels(d.label, d.decision or "none").inc()
+            if clf.binary:
+                metrics.positive_score.observe(d.scores[positive])
+            results.append(Result(**d.to_json(), run_id=clf.run_id, id=record.id))
+        return results
 
     @app.post("/classify", response_model=ClassifyResponse, responses=errors)
     async def classify(req: ClassifyRequest) -> ClassifyResponse:
@@ -145,15 +215,25 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, threshold
         one result per input."""
         return await decide([req.inputs] if isinstance(req.inputs, str) else req.inputs, req)
 
+    app.include_router(build_router(clf, opts.store, writer, metrics, opts.api_key, settings))
     return app
 
 
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None,
-          dtype: str = "fp32", quantize: str | None = None, threshold: float | None = None,
-          review_threshold: float | None = None) -> None:
+          dtype: str = "fp32", quantize: str | None = None, options: ServeOptions | None = None) -> None:
     import uvicorn
 
-    check_thresholds(threshold, review_threshold)
-    app = create_app(TextClassifier.load(run_dir, dtype, quantize), limits, threshold, review_threshold)
-    print(f"spamtune serving {run_dir} on http://{host}:{port}/ (API docs: /docs)")
+    opts = options or ServeOptions()
+    check_thresholds(opts.threshold, opts.review_threshold)
+    app = create_app(TextClassifier.load(run_dir, dtype, quantize), limits, opts)
+    if opts.access_log:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access = logging.getLogger("spamtune.access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+    recording = f"recording to {opts.store.url}" if opts.store else "not recording predictions"
+    print(f"spamtune serving {run_dir} on http://{host}:{port}/ (API docs: /docs, admin: /admin; {recording})",
+          flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -15,12 +16,24 @@ from spamtune.inference import TextClassifier
 log = logging.getLogger(__name__)
 
 
-class MicroBatcher:
-    """Collect texts from concurrent requests and classify them in shared batches on one worker thread."""
+class Overloaded(Exception):
+    """The queue holds `max_queue` texts already: the caller answers 503 with Retry-After."""
 
-    def __init__(self, clf: TextClassifier, max_batch: int, window_ms: float) -> None:
-        self.clf, self.max_batch, self.window = clf, max_batch, window_ms / 1000
+
+class MicroBatcher:
+    """Collect texts from concurrent requests and classify them in shared batches on one worker thread.
+
+    Args:
+        max_queue: texts allowed to wait; `classify` raises `Overloaded` beyond it.
+        on_batch: called with each forward pass's size (the batch-size histogram).
+    """
+
+    def __init__(self, clf: TextClassifier, max_batch: int, window_ms: float, max_queue: int = 2_048,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.clf, self.max_batch, self.window, self.max_queue = clf, max_batch, window_ms / 1000, max_queue
         self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] = asyncio.Queue()
+        self.waiting = 0  # texts queued or in the forward pass now (the queue-depth gauge)
+        self._on_batch = on_batch
         self.batches_run = 0  # observable in /health: proof that requests share passes
         self.last_error: str | None = None  # the last batch's failure; cleared by the next success (/health)
         self._task: asyncio.Task | None = None
@@ -36,9 +49,15 @@ class MicroBatcher:
 
     async def classify(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         """(N, C) logits of `texts`, and whether each was truncated; computed in a shared forward pass."""
+        if self.waiting + len(texts) > self.max_queue:
+            raise Overloaded(f"{self.waiting} messages are waiting already")
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, future))
-        return await future
+        self.waiting += len(texts)
+        try:
+            await self.queue.put((texts, future))
+            return await future
+        finally:
+            self.waiting -= len(texts)
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -57,6 +76,8 @@ class MicroBatcher:
                 jobs.append(job)
                 n += len(job[0])
             texts = [t for job_texts, _ in jobs for t in job_texts]
+            if self._on_batch:
+                self._on_batch(len(texts))
             try:
                 logits, truncated = await asyncio.to_thread(self.clf.logits, texts)
             except Exception as e:  # never leave a request hanging; the handler turns this into a 500 JSON

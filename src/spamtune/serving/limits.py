@@ -17,6 +17,8 @@ class ServeLimits:
     max_body_bytes: int = 2_000_000
     max_batch: int = 64  # texts per forward pass across requests
     batch_window_ms: float = 5.0
+    max_queue: int = 2_048  # texts waiting for a forward pass; more: 503 with Retry-After, not an endless queue
+    request_timeout_s: float = 30.0  # a request waiting longer for its forward pass gets a 503
 
 
 class BodyLimit:

@@ -27,14 +27,20 @@ class LoadReport:
     rejected: int = 0  # 4xx for an invalid request, as it should be
     server_errors: int = 0  # 5xx, dropped connections, timeouts
     wrong: int = 0  # 200 with a wrong answer, or a valid request refused / an invalid one accepted
+    answered_ids: list[str] = field(default_factory=list)  # the `id` of every result answered correctly
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
+    @property
+    def throughput(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds if self.seconds else float("nan")
+
     def summary(self) -> str:
-        return (f"{self.requests} requests in {self.seconds:.1f} s ({self.requests / self.seconds:.0f} req/s): "
+        return (f"{self.requests} requests in {self.seconds:.1f} s ({self.throughput:.1f} req/s): "
                 f"{self.ok} answered correctly, {self.rejected} invalid rejected, {self.server_errors} server "
                 f"errors, {self.wrong} wrong; latency p50 {self.percentile(50):.0f} ms, "
                 f"p95 {self.percentile(95):.0f} ms")
@@ -102,6 +108,7 @@ def run_load(url: str, expected: dict[str, str], requests: int = 1000, concurren
             elif code == 200 and body is not None and [r["label"] for r in body["results"]] == [
                     expected[t] for t in texts]:
                 report.ok += 1
+                report.answered_ids += [r["id"] for r in body["results"] if "id" in r]
             else:
                 report.wrong += 1
     report.seconds = time.perf_counter() - t0

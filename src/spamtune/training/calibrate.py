@@ -1,9 +1,10 @@
-"""After the fit, with the best epoch's weights: the decision rule stored in the run.
+"""After the fit, with the best epoch's weights: the decision rule and the drift reference stored in the run.
 
 - single-label runs: the temperature fitted on validation (decisions.fit_temperature);
 - binary runs: the operating point (block and review thresholds) picked on validation and the calibration half of
   the unused ham, for `--target-fpr` / `--target-precision` / `--review-fpr` (decisions.py has the protocol);
-- multi-label runs: one threshold per label, the best F1 on validation (tasks.MultiLabel).
+- multi-label runs: one threshold per label, the best F1 on validation (tasks.MultiLabel);
+- single-label runs: RUN/reference.safetensors, what `spamtune monitor` compares production with (drift.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from spamtune.batching import TextDataset
-from spamtune.classifier import batched_logits
-from spamtune.data import read_split
+from spamtune.classifier import Classifier, batched_logits
+from spamtune.data import SPLIT_FILES, read_split
 from spamtune.decisions import fit_temperature, in_calibration_half, pick_operating_point
+from spamtune.drift import Reference, message_features, natural_sample
 from spamtune.runs import WEIGHTS, load_weights_into
 from spamtune.training.loss import collect_logits
 from spamtune.training.setup import TrainSetup
@@ -43,7 +45,7 @@ def calibrate(s: TrainSetup) -> None:
     if not (s.task.picks_thresholds or s.task.name == "single_label"):
         return
     load_best_epoch(s)
-    logits_t, y_t = collect_logits(s.val_full_loader, s.forward)
+    logits_t, y_t = collect_logits(s.val_eval_loader, s.forward)  # in file order (no length buckets)
     logits, y = logits_t.numpy(), y_t.numpy()
     if s.task.picks_thresholds:
         s.run_config.thresholds = s.task.pick_thresholds(y, s.task.scores(logits))
@@ -64,4 +66,44 @@ def calibrate(s: TrainSetup) -> None:
             s.run_config.operating_point = pick_operating_point(
                 p_val[y == 1], p_val[y == 0], p_ham, s.label_set.names[1], a.target_fpr, a.target_precision,
                 a.review_fpr)
+            write_reference(s, ham, p_val, p_ham, y)
+        else:
+            write_reference(s, [], None, None, y)
     s.run_config.write(s.run_dir)
+
+
+SPLITS = [name.removesuffix(".csv") for name in SPLIT_FILES]
+
+
+def positive_rate(s: TrainSetup) -> float:
+    """The share of label id 1 over every prepared split (train, validation, test, unused): the corpus's own."""
+    data_dir = Path(s.run_config.data_dir or "")
+    labels = np.concatenate([read_split(p)["Label"].to_numpy() for name in SPLITS
+                             if (p := data_dir / f"{name}.csv").is_file()])
+    return float((labels == 1).mean())
+
+
+def write_reference(s: TrainSetup, ham: list[str], p_val: np.ndarray | None, p_ham: np.ndarray | None,
+                    y_val: np.ndarray) -> None:
+    """RUN/reference.safetensors (drift.py): held-out messages never trained on (validation, in file order, and the
+    calibration ham), sampled at the corpus's class ratio: their calibrated scores, input features and pooled
+    hidden states."""
+    rate = positive_rate(s)
+    validation = read_split(Path(s.run_config.data_dir or "") / "validation.csv")
+    if s.args.limit:
+        validation = validation[: s.args.limit]
+    texts_all = [*validation["Text"], *ham]
+    y = np.concatenate([y_val, np.zeros(len(ham), dtype=int)])
+    binary = p_val is not None and p_ham is not None
+    idx = natural_sample(y, rate, seed=s.args.seed) if binary else np.arange(min(len(y), 600))
+    idx = np.random.default_rng(s.args.seed).permutation(idx)  # any prefix (the embedded 300) is a fair sample
+    texts = [texts_all[i] for i in idx]
+    scores = np.concatenate([p_val, p_ham])[idx] if binary else np.zeros(0)
+    embeddings = None
+    if isinstance(s.clf, Classifier):  # the hf backend's models pool inside transformers: no embeddings
+        some = texts[:300]
+        ds = TextDataset(some, [0] * len(some), s.tokenizer, s.run_config.max_length)
+        width = ds.max_length if s.run_config.pooling == "last" else None
+        embeddings = batched_logits(s.clf, ds.encoded, ds.pad_id, 32, width, progress=True,
+                                    desc="drift reference", method="embed")
+    Reference(scores, np.ones(len(scores)), message_features(texts, s.tokenizer), embeddings, rate).save(s.run_dir)

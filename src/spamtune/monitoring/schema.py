@@ -1,0 +1,41 @@
+"""The prediction store's tables (SQLAlchemy Core). Alembic migrations (migrations/) create and upgrade them;
+the definitions here are what the code reads and writes, and what a new migration is written against."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# One row per decision: by `spamtune serve` (source "serve") and `spamtune classify --db` ("cli", "file").
+predictions = Table(
+    "predictions", metadata,
+    Column("id", String(32), primary_key=True),  # uuid4 hex, returned to the client before the row is written
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("text", Text, nullable=True),  # NULL with --no-store-text: only the sha256 is kept
+    Column("text_sha256", String(64), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("decision", String(8), nullable=True),  # allow / review / block (binary runs)
+    Column("scores", JSON, nullable=False),  # calibrated probability per label
+    Column("positive_score", Float, nullable=True),  # P(label id 1) of binary runs: filters and drift
+    Column("threshold", Float, nullable=True),
+    Column("review_threshold", Float, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Index("ix_predictions_created_at", "created_at"),
+    Index("ix_predictions_run_id", "run_id"),
+    Index("ix_predictions_text_sha256", "text_sha256"),
+)
+
+# At most one correction per prediction (a later one replaces it only when asked to).
+feedback = Table(
+    "feedback", metadata,
+    Column("prediction_id", String(32), ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True),
+    Column("label", String(200), nullable=False),
+    Column("learn", Boolean, nullable=False),  # False: act on it, keep it out of training data (tg-spam's /ban)
+    Column("source", String(16), nullable=False),  # api / cli / admin
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

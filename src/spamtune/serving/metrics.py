@@ -1,0 +1,34 @@
+"""The service's Prometheus metrics (prometheus_client), one registry per app: requests, latency, batching,
+queue depth, decisions and scores, feedback, the store, and the model that answers."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("spamtune_requests", "HTTP requests by route and status", ["route", "status"],
+                                registry=r)
+        self.latency = Histogram("spamtune_request_latency_seconds", "HTTP request latency by route", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("spamtune_batch_size", "Messages per forward pass (micro-batching)",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge("spamtune_queue_depth", "Messages waiting for a forward pass", registry=r)
+        self.rejected = Counter("spamtune_overload_rejections", "Requests refused with 503 (queue full or timeout)",
+                                ["reason"], registry=r)
+        self.predictions = Counter("spamtune_predictions", "Decisions by label and band", ["label", "decision"],
+                                   registry=r)
+        self.positive_score = Histogram("spamtune_positive_probability",
+                                        "Calibrated probability of the positive label (spam)",
+                                        buckets=SCORE_BUCKETS, registry=r)
+        self.feedback = Counter("spamtune_feedback", "Corrections by type", ["type"], registry=r)
+        self.store_written = Counter("spamtune_store_records_written", "Prediction records written", registry=r)
+        self.store_failures = Counter("spamtune_store_write_failures",
+                                      "Prediction records not recorded (store down or full)", registry=r)
+        self.model = Info("spamtune_model", "The run that answers", registry=r)
