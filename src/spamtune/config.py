@@ -202,6 +202,8 @@ class TrainArgs:
     cache_prefix: bool = _arg(True, "run the frozen layers once per message and train on their cached output")
     limit: int | None = _arg(None, "use only the first N messages of each split (quick runs, CI)")
     max_steps: int | None = _arg(None, "stop after N optimizer steps (quick runs, benchmarks)")
+    init_from: str | None = _arg(None, "warm start: a finished run of the same base model, scope and labels whose "
+                                       "trained tensors start this run (spamtune retrain uses it)")
 
     def __post_init__(self) -> None:
         check_field_types(self)  # train_args.json is read back into this class

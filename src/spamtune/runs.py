@@ -8,6 +8,7 @@
     RUN/model.safetensors  the best classifier by validation loss: the trained tensors only when the base weights
                            are a pretrained file (they are re-read from it), every tensor for random-init runs
     RUN/resume/            last epoch's weights, optimizer moments, counters and RNG states (for --resume)
+    RUN/data/              a retrained run's data (the champion's splits + corrections; `spamtune retrain`)
     RUN/log.jsonl, history.json, metrics.json, *.png/*.pdf
 
 Safetensors and JSON only: no pickle, `torch.load` never runs. Every file is written atomically. The manifest is
@@ -39,6 +40,7 @@ FORMAT = "spamtune-run/2"
 LEGACY_FORMAT = "spamtune-run/1"
 MANIFEST, LEGACY_MANIFEST = "run.json", "config.json"
 LABELS, TRAIN_ARGS, WEIGHTS, RESUME = "labels.json", "train_args.json", "model.safetensors", "resume"
+RUN_DATA = "data"
 DATA_FILES = ("train.csv", "validation.csv", "test.csv", "unused.csv", "labels.json")
 
 
@@ -78,6 +80,7 @@ class RunConfig:
     operating_point: OperatingPoint | None = None  # binary runs: block / review thresholds (decisions.py)
     data_dir: str | None = None  # where it was trained (resume reads it again)
     replaces: str | None = None  # while training with --overwrite: the run this one replaces when it finishes
+    parent: str | None = None  # the run_id a warm start (--init-from) began from
     data: dict[str, str] = field(default_factory=dict)  # prepared file -> sha256 at training time
     versions: dict[str, str | None] = field(default_factory=dict)  # spamtune, torch, transformers, python
     created: str = ""

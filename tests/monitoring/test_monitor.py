@@ -105,3 +105,20 @@ def test_feedback_cli_errors(monitor_run, tmp_path, capsys):
     assert "already corrected to 'ham'" in capsys.readouterr().err
     assert main(["feedback", "--db", db, rid, "spam", "--replace"]) == 0
     assert "replaced" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("shift", "expected"), [(False, "nothing to do: no drift alert"),
+                                                 (True, "would train on")])
+def test_retrain_if_drift_acts_only_on_a_drift_alert(monitor_run, data_dir, tmp_path, capsys, shift, expected):
+    """The cron guard: with --if-drift, corrections alone are not enough; the champion's traffic must drift."""
+    db = f"sqlite:///{tmp_path / 'drift.sqlite'}"
+    texts = held_out(data_dir)
+    novel = [f"Sorry, running late, I'll be there about {k} past. Save me a seat x" for k in range(5, 20)]
+    ids = record_stream(monitor_run, ([obfuscate(t) for t in texts] if shift else texts) + novel, db, tmp_path)
+    for i in ids[-len(novel):]:  # learnable corrections either way (held-out messages never are)
+        assert main(["feedback", "--db", db, i, "ham"]) == 0
+    capsys.readouterr()
+    assert main(["retrain", "--db", db, "--run", str(monitor_run), "--out", str(tmp_path / "new"), "--if-drift",
+                 "--min-feedback", "5", "--dry-run"]) == 0
+    assert expected in capsys.readouterr().out
+    assert not (tmp_path / "new").exists()

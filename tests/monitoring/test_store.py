@@ -4,10 +4,12 @@ the feedback merge rule, background writes and what happens when the database is
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy
 
+from spamtune.monitoring import store as store_module
 from spamtune.monitoring.store import (
     FeedbackConflict,
     PredictionRecord,
@@ -27,12 +29,51 @@ def record(i: int, label: str = "ham", decision: str = "allow", p: float = 0.1, 
 
 def test_schema_is_created_and_upgrading_again_changes_nothing(store_url):
     store = PredictionStore.open(store_url)
-    assert store.revision() == "0001"
+    assert store.revision() == "0002"
     tables = set(sqlalchemy.inspect(store.engine).get_table_names())
     assert {"predictions", "feedback", "alembic_version"} <= tables
     store.insert([record(1)])
     PredictionStore.open(store_url).upgrade()  # a second open upgrades in place: data kept
     assert PredictionStore.open(store_url).count() == 1
+
+
+def test_a_first_schema_store_is_migrated_in_place_with_its_rows(store_url):
+    from alembic import command
+    from alembic.config import Config
+
+    old = PredictionStore.open(store_url, upgrade=False)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(store_module.__file__).with_name("migrations")))
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(sqlalchemy.text(
+            "INSERT INTO predictions (id, created_at, run_id, source, text, text_sha256, label, decision, scores, "
+            "positive_score, threshold, review_threshold, latency_ms, truncated) VALUES ('a1', :t, 'run-old', "
+            "'serve', 'an old message', 'h', 'ham', 'allow', '{\"ham\": 0.9, \"spam\": 0.1}', 0.1, 0.5, 0.2, "
+            "3.0, false)"), {"t": datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)})
+    assert old.revision() == "0001"
+    store = PredictionStore.open(store_url)  # opening upgrades: 0001 -> 0002
+    assert store.revision() == "0002"
+    row = store.get("a1")
+    assert row["text"] == "an old message" and row["shadow_of"] is None and store.count() == 1
+    assert "shadow_of" in {c["name"] for c in sqlalchemy.inspect(store.engine).get_columns("predictions")}
+
+
+def test_shadow_decisions_are_kept_apart_from_answers(store_url):
+    store = PredictionStore.open(store_url)
+    answers = [record(i, label="ham", p=0.1) for i in range(3)]
+    shadows = [record(i, run_id="run-b", source="shadow", label="spam" if i == 0 else "ham", decision="block"
+                      if i == 0 else "allow", p=0.9 if i == 0 else 0.2, shadow_of=a.id)
+               for i, a in enumerate(answers)]
+    store.insert(answers + shadows)
+    assert store.count() == 3 and len(store.query(Query(limit=100))) == 3 and len(list(store.iter_all())) == 3
+    pairs = store.shadow_pairs()
+    assert [p["id"] for p in pairs] == [a.id for a in answers]
+    assert [(p["label"], p["shadow_label"], p["shadow_run_id"]) for p in pairs] == [
+        ("ham", "spam", "run-b"), ("ham", "ham", "run-b"), ("ham", "ham", "run-b")]
+    with pytest.raises(UnknownPrediction):  # nobody saw a shadow decision: it cannot be corrected
+        store.add_feedback(shadows[0].id, "ham")
 
 
 def test_insert_query_and_filters(store_url):
@@ -63,6 +104,9 @@ def test_feedback_merge_rule(store_url):
     rid = store.query(Query(label="spam"))[0]["id"]
     assert store.add_feedback(rid, "ham") == {"status": "recorded", "previous": None, "prediction_label": "spam"}
     assert store.add_feedback(rid, "ham")["status"] == "unchanged"
+    assert store.add_feedback(rid, "ham", source="cli")["status"] == "confirmed"  # an operator repeats it
+    assert store.add_feedback(rid, "ham", source="api")["status"] == "unchanged"  # and it stays confirmed
+    assert store.corrections()[0]["source"] == "cli"
     with pytest.raises(FeedbackConflict, match="already corrected to 'ham'"):
         store.add_feedback(rid, "spam")
     assert store.add_feedback(rid, "spam", replace=True)["status"] == "replaced"

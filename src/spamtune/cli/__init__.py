@@ -9,11 +9,25 @@ import logging
 import sys
 from importlib.metadata import version
 
-from spamtune.cli import classify, evaluate, export, feedback, generate, monitor, prepare, serve, train
+from spamtune.cli import (
+    classify,
+    compare,
+    evaluate,
+    export,
+    feedback,
+    generate,
+    monitor,
+    prepare,
+    registry,
+    retrain,
+    serve,
+    train,
+)
 from spamtune.cli.args import printable
 from spamtune.errors import SpamtuneError
 
-VERBS = (prepare, train, evaluate, classify, serve, feedback, monitor, export, generate)  # generate: +zero-shot
+VERBS = (prepare, train, evaluate, classify, serve, feedback, monitor, retrain, compare, registry, export,
+         generate)  # generate: +zero-shot
 
 EXAMPLES = """\
 examples:

@@ -45,5 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(s))
     else:
         print(f"{s['n']} predictions; {len(s['alerts'])} alert(s){': ' if s['alerts'] else ''}"
-              f"{'; '.join(s['alerts'])}\nreport: {result.html}")
+              f"{'; '.join(s['alerts'])}")
+        for sh in s["shadow"]:
+            print(f"shadow {sh['shadow_run_id']} beside {sh['run_id']}: {sh['n']} messages, same label "
+                  f"{sh['label_agreement']:.1%}, {sh['disagreements']} disagreement(s)")
+        print(f"report: {result.html}")
     return 1 if s["alerts"] else 0

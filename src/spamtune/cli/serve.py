@@ -18,6 +18,13 @@ examples:
   curl -s localhost:8000/predict -H 'Content-Type: application/json' -d '{"inputs": "See you at 6?"}'
   curl -s localhost:8000/feedback -H 'Content-Type: application/json' -H "X-API-Key: $KEY" \\
        -d '{"id": "<the id of a result>", "label": "ham"}'
+  spamtune serve --registry /srv/spamtune/registry          # answers with current; follows promote / rollback
+  spamtune serve --registry REG --shadow 5                  # version 5 scores every request too, unseen
+  spamtune serve --registry REG --canary 5 --canary-share 0.1   # version 5 answers 10 % of requests
+
+With --registry the service answers with the registry's current version and, when a promote or rollback
+changes it, loads the new version in the background and swaps it in between two forward passes: no request is
+dropped, and every answer (and its record) carries the run_id of the one version that made it.
 
 Every decision is recorded in the prediction store: by default a SQLite file in $XDG_DATA_HOME/spamtune
 (~/.local/share/spamtune/predictions.sqlite); --db takes any SQLAlchemy URL, e.g. PostgreSQL. Writes happen in
@@ -28,7 +35,16 @@ the background: a store that is down costs records ("not recorded" in /metrics a
 def add_parser(sub) -> None:
     p = sub.add_parser("serve", formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="HTTP API, web page and admin page, recording decisions", epilog=textwrap.dedent(EPILOG))
-    p.add_argument("run", help="run directory written by `spamtune train`")
+    p.add_argument("run", nargs="?", help="run directory written by `spamtune train` (or give --registry)")
+    p.add_argument("--registry", default=os.environ.get("SPAMTUNE_REGISTRY"),
+                   help="serve the registry's current version and follow it (default: $SPAMTUNE_REGISTRY)")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between reads of the registry's pointer")
+    p.add_argument("--shadow", metavar="RUN_OR_VERSION",
+                   help="a second model that scores every request too; recorded, never returned")
+    p.add_argument("--canary", metavar="RUN_OR_VERSION", help="a second model that answers --canary-share of "
+                                                              "the requests")
+    p.add_argument("--canary-share", type=float, default=0.05, help="share of requests the canary answers "
+                                                                    "(default: 0.05)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: 64)")
@@ -53,7 +69,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> None:
     from spamtune.errors import ConfigError
     from spamtune.inference import check_threshold
-    from spamtune.serving import ServeLimits, ServeOptions, serve
+    from spamtune.serving import ModelSource, ServeLimits, ServeOptions, serve
 
     # every check before the model loads
     if not 1 <= args.port <= 65535:
@@ -66,6 +82,13 @@ def run(args: argparse.Namespace) -> None:
     if args.api_key is not None and len(args.api_key) < 16:
         raise ConfigError("the API key must be at least 16 characters")
     check_threshold(args.threshold, args.review_threshold)
+    if (args.run is None) == (args.registry is None):
+        raise ConfigError("give a run directory or --registry (not both)")
+    if not 0 < args.canary_share < 1 or args.poll <= 0:
+        raise ConfigError("--canary-share must be between 0 and 1, and --poll positive")
+    source = ModelSource(run=args.run, registry=args.registry, shadow=args.shadow, canary=args.canary,
+                         canary_share=args.canary_share, poll_s=args.poll, dtype=args.dtype, quantize=args.quantize)
+    source.primary_dir()  # a registry without a current version fails here, before the store is opened
     store = None
     if not args.no_store:
         from spamtune.monitoring.store import PredictionStore
@@ -76,4 +99,4 @@ def run(args: argparse.Namespace) -> None:
                            access_log=not args.no_access_log)
     limits = ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars, max_queue=args.max_queue,
                          request_timeout_s=args.timeout)
-    serve(args.run, args.host, args.port, limits, args.dtype, args.quantize, options)
+    serve(source, args.host, args.port, limits, options)

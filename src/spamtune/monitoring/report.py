@@ -1,9 +1,11 @@
 """`spamtune monitor`: the state of a deployment from its prediction store, as an HTML report with charts and a
 JSON summary; alerts make the command exit 1 (for cron, CI or an alert manager).
 
-It shows volume and blocked share over time, latency, and accuracy / FPR / FNR on the corrected messages, and,
-given the run (its training-time `drift.Reference`), tests for drift: of the scores (PSI), of the input (KS per
-feature) and of the pooled hidden states (MMD permutation test), on the most recent messages.
+It shows volume and blocked share over time, latency, accuracy / FPR / FNR on the corrected messages, the same per
+answering run (a canary beside the primary, versions before and after a swap), how often a shadow model agreed
+with the answers and where it did not, and, given the run (its training-time `drift.Reference`), tests for
+drift: of the scores (PSI), of the input (KS per feature) and of the pooled hidden states (MMD permutation test),
+on the most recent messages.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def monitor(store: PredictionStore, out_dir: str | Path, run_dir: str | Path | N
         "labels": {str(k): int(v) for k, v in df["label"].value_counts().items()},
         "latency_ms": {"p50": float(df["latency_ms"].quantile(0.5)), "p95": float(df["latency_ms"].quantile(0.95))}
         if len(df) else None,
-        "corrected": corrected_metrics(df, positive), "alerts": []}
+        "corrected": corrected_metrics(df, positive), "by_run": by_run(df, positive),
+        "shadow": shadow_report(store, since), "alerts": []}
     if clf is not None:
         summary["drift"] = drift(clf, df)
         summary["alerts"] = summary["drift"]["alerts"]
@@ -108,6 +111,37 @@ def drift(clf: Any, df: pd.DataFrame) -> dict[str, Any]:
     out["with_text"] = len(texts)
     if not texts:
         out["note"] = "no stored texts (--no-store-text): only the scores were tested"
+    return out
+
+
+def by_run(df: pd.DataFrame, positive: str | None) -> list[dict[str, Any]]:
+    """Per answering run: volume, blocked share and the corrected-message figures (a canary vs the primary)."""
+    out = []
+    for run_id, g in df.groupby("run_id", sort=False):
+        row: dict[str, Any] = {"run_id": str(run_id), "n": len(g),
+                               "blocked": float((g["decision"] == "block").mean()) if len(g) else None,
+                               "corrected": corrected_metrics(g, positive)}
+        out.append(row)
+    return sorted(out, key=lambda r: -r["n"])
+
+
+def shadow_report(store: PredictionStore, since: datetime.datetime | None, examples: int = 20) -> list[dict[str, Any]]:
+    """Per (answering run, shadow run): how often the shadow decided the same label and band, and the messages
+    where it did not (the most recent `examples`)."""
+    pairs = pd.DataFrame(store.shadow_pairs(since))
+    if pairs.empty:
+        return []
+    out = []
+    for (run_id, shadow_id), g in pairs.groupby(["run_id", "shadow_run_id"], sort=False):
+        differ = g[g["label"] != g["shadow_label"]]
+        out.append({
+            "run_id": run_id, "shadow_run_id": shadow_id, "n": len(g),
+            "label_agreement": float((g["label"] == g["shadow_label"]).mean()),
+            "decision_agreement": float((g["decision"] == g["shadow_decision"]).mean()),
+            "disagreements": len(differ),
+            "examples": [{"id": r.id, "text": r.text, "label": r.label, "score": r.positive_score,
+                          "shadow_label": r.shadow_label, "shadow_score": r.shadow_positive_score}
+                         for r in differ.tail(examples).itertuples()]})
     return out
 
 
@@ -163,6 +197,11 @@ def render_html(summary: dict[str, Any], charts: dict[str, bytes]) -> str:
             + (f", FPR {corrected['fpr']:.1%}" if corrected.get("fpr") is not None else "")
             + (f", FNR {corrected['fnr']:.1%}" if corrected.get("fnr") is not None else "") + "</p>"
             if corrected["n"] else "<p>No corrections yet.</p>")
+    runs = "".join(
+        f"<tr><td>{esc(r['run_id'])}</td><td>{r['n']}</td><td>{r['blocked']:.1%}</td><td>{r['corrected']['n']}</td>"
+        f"<td>{_pct(r['corrected'].get('accuracy'))}</td><td>{_pct(r['corrected'].get('fpr'))}</td>"
+        f"<td>{_pct(r['corrected'].get('fnr'))}</td></tr>" for r in summary.get("by_run", []))
+    shadow = "".join(_shadow_html(s) for s in summary.get("shadow", [])) or "<p>No shadow model recorded.</p>"
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>spamtune monitor</title>
 <style>body{{font:15px/1.4 system-ui,sans-serif;max-width:60rem;margin:1.5rem auto;padding:0 1rem}}
 .alert{{background:#fdecea;border:1px solid #e0a39c;padding:.6rem}} .ok{{background:#e9f6ec;border:1px solid
@@ -173,6 +212,27 @@ figure{{display:inline-block;margin:.3rem}}</style></head><body>
 {head}
 <h2>Drift</h2>{note}<table><tr><th>test</th><th>value</th><th>messages</th><th></th></tr>{''.join(rows)}</table>
 <h2>Corrections</h2>{corr}
+<h2>By answering run</h2><table><tr><th>run</th><th>answers</th><th>blocked</th><th>corrected</th><th>accuracy</th>
+<th>FPR</th><th>FNR</th></tr>{runs}</table>
+<h2>Shadow</h2>{shadow}
 <h2>Charts</h2>{images}
 </body></html>
 """
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _shadow_html(s: dict[str, Any]) -> str:
+    esc = html.escape
+    rows = "".join(f"<tr><td>{esc(str(e['label']))} ({_num(e['score'])})</td><td>{esc(str(e['shadow_label']))} "
+                   f"({_num(e['shadow_score'])})</td><td>{esc(e['text'] or '(text not stored)')[:300]}</td></tr>"
+                   for e in s["examples"])
+    return (f"<p>Shadow {esc(s['shadow_run_id'])} beside {esc(s['run_id'])}: {s['n']} messages, same label "
+            f"{s['label_agreement']:.1%}, same band {s['decision_agreement']:.1%}; {s['disagreements']} "
+            f"disagreement(s).</p><table><tr><th>answer</th><th>shadow</th><th>message</th></tr>{rows}</table>")
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:.3f}"

@@ -7,7 +7,8 @@ from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Index
 
 metadata = MetaData()
 
-# One row per decision: by `spamtune serve` (source "serve") and `spamtune classify --db` ("cli", "file").
+# One row per decision: by `spamtune serve` (source "serve", or "shadow") and `spamtune classify --db` ("cli",
+# "file").
 predictions = Table(
     "predictions", metadata,
     Column("id", String(32), primary_key=True),  # uuid4 hex, returned to the client before the row is written
@@ -24,9 +25,13 @@ predictions = Table(
     Column("review_threshold", Float, nullable=True),
     Column("latency_ms", Float, nullable=False),
     Column("truncated", Boolean, nullable=False),
+    # source "shadow": a second model's decision on the request whose answer has this id (never shown to the
+    # client; `serve --shadow`); NULL for every answer
+    Column("shadow_of", String(32), nullable=True),
     Index("ix_predictions_created_at", "created_at"),
     Index("ix_predictions_run_id", "run_id"),
     Index("ix_predictions_text_sha256", "text_sha256"),
+    Index("ix_predictions_shadow_of", "shadow_of"),
 )
 
 # At most one correction per prediction (a later one replaces it only when asked to).
@@ -35,7 +40,7 @@ feedback = Table(
     Column("prediction_id", String(32), ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True),
     Column("label", String(200), nullable=False),
     Column("learn", Boolean, nullable=False),  # False: act on it, keep it out of training data (tg-spam's /ban)
-    Column("source", String(16), nullable=False),  # api / cli / admin
+    Column("source", String(16), nullable=False),  # api (end users) / cli / admin (operators: trusted)
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

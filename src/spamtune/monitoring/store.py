@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, func, select, true, update
+from sqlalchemy import Engine, and_, create_engine, event, func, select, update
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from spamtune.errors import ConfigError, DataError, SpamtuneError
@@ -54,6 +54,15 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# Corrections from these sources were made by an operator (the admin page, the CLI on the store): trusted. End
+# users' corrections (POST /feedback: "api") are checked before a retrain learns them (lifecycle.corrections).
+TRUSTED_SOURCES = ("admin", "cli")
+
+
 @dataclass
 class PredictionRecord:
     """One decision as the store keeps it."""
@@ -72,17 +81,20 @@ class PredictionRecord:
     truncated: bool
     id: str = field(default_factory=new_id)
     created_at: datetime.datetime = field(default_factory=now)
+    shadow_of: str | None = None  # a shadow model's record: the id of the answer it shadows
+
 
     @classmethod
     def of(cls, decision: Any, text: str, run_id: str, source: str, latency_ms: float, store_text: bool = True,
-           positive_label: str | None = None, id: str | None = None) -> PredictionRecord:
+           positive_label: str | None = None, id: str | None = None,
+           shadow_of: str | None = None) -> PredictionRecord:
         """From an inference `Decision` and its message."""
         record = cls(run_id=run_id, source=source, text=text if store_text else None,
-                     text_sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-                     label=decision.label, decision=decision.decision, scores=decision.scores,
+                     text_sha256=text_sha256(text), label=decision.label, decision=decision.decision,
+                     scores=decision.scores,
                      positive_score=decision.scores.get(positive_label) if positive_label else None,
                      threshold=decision.threshold, review_threshold=decision.review_threshold, latency_ms=latency_ms,
-                     truncated=decision.truncated)
+                     truncated=decision.truncated, shadow_of=shadow_of)
         if id is not None:
             record.id = id
         return record
@@ -161,14 +173,16 @@ class PredictionStore:
 
     def add_feedback(self, prediction_id: str, label: str, learn: bool = True, source: str = "api",
                      replace: bool = False) -> dict[str, Any]:
-        """Record a correction. The merge rule: the same label again changes nothing ("unchanged"); another label
-        for a prediction that already has one is a `FeedbackConflict` unless `replace` ("replaced"); an unknown
-        id is `UnknownPrediction`. Returns {"status", "previous", "prediction_label"}."""
+        """Record a correction. The merge rule: the same label again changes nothing ("unchanged"), except that an
+        operator repeating an end user's correction marks it reviewed ("confirmed": its source becomes the
+        operator's); another label for a prediction that already has one is a `FeedbackConflict` unless `replace`
+        ("replaced"); an unknown id is `UnknownPrediction`. Returns {"status", "previous", "prediction_label"}."""
         with self.engine.begin() as conn:
-            pred = conn.execute(select(predictions.c.label).where(predictions.c.id == prediction_id)).first()
+            pred = conn.execute(select(predictions.c.label).where(predictions.c.id == prediction_id,
+                                                                  predictions.c.shadow_of.is_(None))).first()
             if pred is None:
                 raise UnknownPrediction(f"no prediction has the id {prediction_id!r}")
-            old = conn.execute(select(feedback.c.label, feedback.c.learn)
+            old = conn.execute(select(feedback.c.label, feedback.c.learn, feedback.c.source)
                                .where(feedback.c.prediction_id == prediction_id)).first()
             t = now()
             if old is None:
@@ -180,6 +194,10 @@ class PredictionStore:
                 status = "recorded"
             elif old.label == label and old.learn == learn:
                 status = "unchanged"
+                if source in TRUSTED_SOURCES and old.source not in TRUSTED_SOURCES:
+                    conn.execute(update(feedback).where(feedback.c.prediction_id == prediction_id)
+                                 .values(source=source, updated_at=t))
+                    status = "confirmed"
             elif not replace:
                 raise FeedbackConflict(f"prediction {prediction_id} was already corrected to {old.label!r}; "
                                        "replace it explicitly (--replace, or \"replace\": true over HTTP)")
@@ -192,7 +210,8 @@ class PredictionStore:
     # -- reads ---------------------------------------------------------------------------------------------------
 
     def count(self, run_id: str | None = None) -> int:
-        q = select(func.count()).select_from(predictions)
+        """Answers recorded (shadow decisions not counted)."""
+        q = select(func.count()).select_from(predictions).where(predictions.c.shadow_of.is_(None))
         if run_id:
             q = q.where(predictions.c.run_id == run_id)
         with self.engine.connect() as conn:
@@ -203,9 +222,9 @@ class PredictionStore:
         return rows[0] if rows else None
 
     def query(self, q: Query) -> list[dict[str, Any]]:
-        """Newest first, with the correction (if any) as `feedback_label` / `feedback_learn`."""
+        """Answers, newest first, with the correction (if any) as `feedback_label` / `feedback_learn`."""
         c, f = predictions.c, feedback.c
-        conds = []
+        conds: list[Any] = [c.shadow_of.is_(None)]
         if q.run_id:
             conds.append(c.run_id == q.run_id)
         if q.decision:
@@ -222,7 +241,7 @@ class PredictionStore:
             conds.append(c.created_at >= q.since)
         if q.corrected is not None:
             conds.append(f.label.is_not(None) if q.corrected else f.label.is_(None))
-        return self._select(and_(*conds) if conds else None, q.limit, q.offset)
+        return self._select(and_(*conds), q.limit, q.offset)
 
     def _select(self, where: Any, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         j = predictions.outerjoin(feedback, feedback.c.prediction_id == predictions.c.id)
@@ -238,16 +257,19 @@ class PredictionStore:
 
     def iter_all(self, run_id: str | None = None, since: datetime.datetime | None = None,
                  chunk: int = 5000) -> Iterator[dict[str, Any]]:
-        """Every matching prediction, oldest first, in chunks (the monitor reads millions this way)."""
+        """Every matching answer (no shadow decisions), oldest first, in chunks (the monitor reads millions this
+        way)."""
         offset = 0
         while True:
-            conds = [predictions.c.run_id == run_id] if run_id else []
+            conds: list[Any] = [predictions.c.shadow_of.is_(None)]
+            if run_id:
+                conds.append(predictions.c.run_id == run_id)
             if since is not None:
                 conds.append(predictions.c.created_at >= since)
             j = predictions.outerjoin(feedback, feedback.c.prediction_id == predictions.c.id)
             q = (select(*predictions.c, feedback.c.label.label("feedback_label"),
                         feedback.c.learn.label("feedback_learn")).select_from(j)
-                 .where(and_(*conds) if conds else true()).order_by(predictions.c.created_at, predictions.c.id)
+                 .where(and_(*conds)).order_by(predictions.c.created_at, predictions.c.id)
                  .offset(offset).limit(chunk))
             with self.engine.connect() as conn:
                 rows = [_row(r._mapping) for r in conn.execute(q)]
@@ -257,14 +279,29 @@ class PredictionStore:
             offset += chunk
 
     def corrections(self, learnable_only: bool = False) -> list[dict[str, Any]]:
-        """Corrected predictions (with their text when stored), oldest correction first."""
+        """Corrected predictions (with their text when stored), oldest correction first: id, text, text_sha256,
+        run_id, predicted (label), scores, label (the correction), learn, source, updated_at."""
         j = predictions.join(feedback, feedback.c.prediction_id == predictions.c.id)
-        q = select(predictions.c.id, predictions.c.text, predictions.c.label.label("predicted"),
-                   feedback.c.label, feedback.c.learn, feedback.c.updated_at).select_from(j)
+        q = select(predictions.c.id, predictions.c.text, predictions.c.text_sha256, predictions.c.run_id,
+                   predictions.c.label.label("predicted"), predictions.c.scores, feedback.c.label, feedback.c.learn,
+                   feedback.c.source, feedback.c.updated_at).select_from(j)
         if learnable_only:
             q = q.where(feedback.c.learn.is_(True))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q.order_by(feedback.c.updated_at))]
+
+    def shadow_pairs(self, since: datetime.datetime | None = None) -> list[dict[str, Any]]:
+        """Each answer that a shadow model also decided, oldest first: id, created_at, text, the answer's run_id,
+        label, decision and positive_score, and the shadow's (shadow_run_id, shadow_label, ...)."""
+        a, s = predictions.alias("a"), predictions.alias("s")
+        q = (select(a.c.id, a.c.created_at, a.c.text, a.c.run_id, a.c.label, a.c.decision, a.c.positive_score,
+                    s.c.run_id.label("shadow_run_id"), s.c.label.label("shadow_label"),
+                    s.c.decision.label("shadow_decision"), s.c.positive_score.label("shadow_positive_score"))
+             .select_from(a.join(s, s.c.shadow_of == a.c.id)).order_by(a.c.created_at, a.c.id))
+        if since is not None:
+            q = q.where(a.c.created_at >= since)
+        with self.engine.connect() as conn:
+            return [_row(r._mapping) for r in conn.execute(q)]
 
     def close(self) -> None:
         self.engine.dispose()

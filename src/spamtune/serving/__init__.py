@@ -2,6 +2,7 @@
 
     app.py       the FastAPI app: routes, validation errors, the web page; `serve` runs it
     admin.py     /feedback, /admin and its API; the API-key guard
+    models.py    the models it answers with: a registry's current version (swapped live), shadow, canary
     batcher.py   the micro-batcher: concurrent requests share forward passes, a bounded queue
     limits.py    request limits and the body-size middleware
     metrics.py   Prometheus metrics; observe.py: the access log and request metrics middleware
@@ -10,5 +11,6 @@
 
 from spamtune.serving.app import ServeOptions, create_app, serve
 from spamtune.serving.limits import ServeLimits
+from spamtune.serving.models import ModelSource
 
-__all__ = ["ServeLimits", "ServeOptions", "create_app", "serve"]
+__all__ = ["ModelSource", "ServeLimits", "ServeOptions", "create_app", "serve"]

@@ -63,9 +63,11 @@ def feedback_type(predicted: str, corrected: str, positive: str | None) -> str:
     return "false_positive" if predicted == positive else "false_negative"
 
 
-def build_router(clf: TextClassifier, store: PredictionStore | None, writer: StoreWriter | None,
+def build_router(current: Callable[[], TextClassifier], store: PredictionStore | None, writer: StoreWriter | None,
                  metrics: ServiceMetrics, api_key: str | None, settings: Callable[[], dict[str, Any]]) -> APIRouter:
+    """`current()`: the model answering now (its labels never change; its run id does with a registry swap)."""
     guard = [Depends(key_guard(api_key))]
+    clf = current()
     positive = clf.label_names[-1] if clf.binary else None
     names = list(clf.label_names)
     enum: list[Any] = list(names)
@@ -171,7 +173,7 @@ def build_router(clf: TextClassifier, store: PredictionStore | None, writer: Sto
 
         if name not in CHARTS:
             raise HTTPException(404, f"no chart {name!r} (charts: {', '.join(CHARTS)})")
-        png = await asyncio.to_thread(render_chart, need_store(), name, hours, clf.run_id)
+        png = await asyncio.to_thread(render_chart, need_store(), name, hours, current().run_id)
         return Response(png, media_type="image/png")
 
     return router

@@ -1,6 +1,6 @@
 """The HTTP service: a FastAPI app with request validation, the body-size limit, micro-batching, the prediction
-store, Prometheus metrics, feedback and the admin page, and a small web page (static/index.html). `serve` runs it
-with uvicorn.
+store, Prometheus metrics, feedback and the admin page, and a small web page (static/index.html); the models it
+answers with can follow a registry, be shadowed or canaried (models.py). `serve` runs it with uvicorn.
 
 No `from __future__ import annotations` here: FastAPI reads the request models defined inside `create_app` from
 the handlers' annotations at runtime.
@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Annotated, Any
 
@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, Field, StrictFloat, StrictStr, StringConstraints
 
 from spamtune.decisions import Band, check_thresholds
+from spamtune.errors import ConfigError
 from spamtune.inference import TextClassifier
 from spamtune.monitoring.store import PredictionRecord, PredictionStore
 from spamtune.monitoring.writer import StoreWriter
@@ -29,11 +30,10 @@ from spamtune.serving.admin import build_router, key_guard
 from spamtune.serving.batcher import MicroBatcher, Overloaded
 from spamtune.serving.limits import BodyLimit, ServeLimits
 from spamtune.serving.metrics import ServiceMetrics
+from spamtune.serving.models import SELF_TEST, Deployment, ModelSource
 from spamtune.serving.observe import Observe
 
 log = logging.getLogger(__name__)
-
-SELF_TEST = "Are we still meeting at six?"  # classified once at start-up: a run that cannot predict never serves
 
 
 @dataclass
@@ -47,6 +47,10 @@ class ServeOptions:
     api_key: str | None = None  # required on /feedback and /admin/api/* (everything with api_key_all)
     api_key_all: bool = False
     access_log: bool = True
+    source: ModelSource = field(default_factory=ModelSource)  # a registry to follow, the canary's share
+    registry_version: int | None = None  # the registry version the primary model is
+    shadow: TextClassifier | None = None  # scores every answered request too; recorded, never returned
+    canary: TextClassifier | None = None  # answers source.canary_share of the requests
 
 
 def _not_blank(text: str) -> str:
@@ -56,16 +60,28 @@ def _not_blank(text: str) -> str:
 
 
 def create_app(clf: TextClassifier, limits: ServeLimits | None = None, options: ServeOptions | None = None) -> FastAPI:
-    """The app for one loaded classifier. Routes: GET / (page), GET /health, GET /metrics, POST /classify,
-    POST /predict, POST /feedback, GET /admin (+ /admin/api/*), /docs (OpenAPI)."""
+    """The app for a loaded classifier (and the shadow and canary in `options`). Routes: GET / (page),
+    GET /health, GET /metrics, POST /classify, POST /predict, POST /feedback, GET /admin (+ /admin/api/*),
+    /docs (OpenAPI)."""
     opts = options or ServeOptions()
     check_thresholds(opts.threshold, opts.review_threshold)
-    clf.require_single_label("serve")
+    for model in (clf, opts.shadow, opts.canary):
+        if model is not None:
+            model.require_single_label("serve")
+            if model.label_names != clf.label_names:
+                raise ConfigError(f"run {model.run_id} has the labels {model.label_names}, the primary "
+                                  f"{clf.label_names}: a shadow or canary must decide between the same labels")
     lim = limits or ServeLimits()
     positive = clf.label_names[-1]
     default_threshold, default_review = opts.threshold, opts.review_threshold
     metrics = ServiceMetrics()
-    metrics.model.info({"run_id": clf.run_id, "model": clf.run.run_config.model})
+
+    def model_info(primary: TextClassifier) -> None:
+        metrics.model.info({"run_id": primary.run_id, "model": primary.run.run_config.model,
+                            "registry_version": str(deployment.version or ""),
+                            "shadow_run_id": opts.shadow.run_id if opts.shadow else "",
+                            "canary_run_id": opts.canary.run_id if opts.canary else ""})
+
     writer = (StoreWriter(opts.store, on_written=metrics.store_written.inc, on_failed=metrics.store_failures.inc)
               if opts.store is not None else None)
     # --api-key-all: every route but /health (a liveness probe carries no key)
@@ -103,22 +119,43 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, options: 
     class ClassifyResponse(BaseModel):
         results: list[Result]
 
-    batcher = MicroBatcher(clf, lim.max_batch, lim.batch_window_ms, lim.max_queue,
-                           on_batch=metrics.batch_size.observe)
-    metrics.queue_depth.set_function(lambda: batcher.waiting)
+    def make_batcher(model: TextClassifier | None) -> MicroBatcher | None:
+        if model is None:
+            return None
+        return MicroBatcher(model, lim.max_batch, lim.batch_window_ms, lim.max_queue,
+                            on_batch=metrics.batch_size.observe)
+
+    batcher = make_batcher(clf)
+    assert batcher is not None
+    deployment = Deployment(batcher, opts.source, shadow=make_batcher(opts.shadow), canary=make_batcher(opts.canary),
+                            version=opts.registry_version)
+
+    def swapped(new: TextClassifier) -> None:
+        metrics.swaps.inc()
+        model_info(new)
+
+    deployment.on_swap = swapped
+    model_info(clf)
+    metrics.queue_depth.set_function(lambda: sum(b.waiting for b in deployment.batchers))
+    shadow_tasks: set[asyncio.Task] = set()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        await asyncio.to_thread(clf.predict_proba, [SELF_TEST])  # fails start-up rather than every request
-        batcher.start()
+        for model in (clf, opts.shadow, opts.canary):  # fails start-up rather than every request
+            if model is not None:
+                await asyncio.to_thread(model.predict_proba, [SELF_TEST])
+        deployment.start()
         yield
-        await batcher.stop()
+        await deployment.stop()
+        for task in list(shadow_tasks):
+            task.cancel()
         if writer is not None:
             await asyncio.to_thread(writer.close)  # what is queued is written before the process ends
 
     app = FastAPI(title="spamtune", description="Classify messages with a fine-tuned LLM.", lifespan=lifespan,
                   dependencies=guard_all)
     app.state.batcher, app.state.writer, app.state.metrics = batcher, writer, metrics
+    app.state.deployment = deployment
 
     app.add_middleware(BodyLimit, max_bytes=lim.max_body_bytes)
     app.add_middleware(Observe, metrics=metrics, log_requests=opts.access_log)  # outermost: sees every answer
@@ -156,13 +193,18 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, options: 
         return page
 
     def settings() -> dict[str, Any]:
-        return {"run_id": clf.run_id, "model": clf.run.run_config.model, "labels": clf.label_names,
-                "max_length": clf.max_length, "max_chars": lim.max_chars, "max_texts": lim.max_texts,
-                "positive_label": positive if clf.binary else None,
-                "threshold": clf.block_threshold(default_threshold),
-                "review_threshold": clf.review_threshold(default_review, default_threshold),
-                "temperature": clf.temperature, "recording": opts.store is not None,
-                "api_key_required": opts.api_key is not None}
+        now = batcher.clf  # the model answering now (a registry swap changes it)
+        return {"run_id": now.run_id, "model": now.run.run_config.model, "labels": now.label_names,
+                "max_length": now.max_length, "max_chars": lim.max_chars, "max_texts": lim.max_texts,
+                "positive_label": positive if now.binary else None,
+                "threshold": now.block_threshold(default_threshold),
+                "review_threshold": now.review_threshold(default_review, default_threshold),
+                "temperature": now.temperature, "recording": opts.store is not None,
+                "api_key_required": opts.api_key is not None,
+                "registry": opts.source.registry, "registry_version": deployment.version,
+                "shadow_run_id": opts.shadow.run_id if opts.shadow else None,
+                "canary_run_id": opts.canary.run_id if opts.canary else None,
+                "canary_share": opts.source.canary_share if opts.canary else 0.0}
 
     @app.head("/health", include_in_schema=False)
     @app.get("/health", responses={503: {"description": "the last forward pass failed"}})
@@ -170,7 +212,8 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, options: 
         """"ok", or "degraded" (503) while the last forward pass failed."""
         status = "ok" if batcher.last_error is None else "degraded"
         body = {"status": status, **settings(), "batches_run": batcher.batches_run,
-                "last_error": batcher.last_error}
+                "last_error": batcher.last_error, "swaps": deployment.swaps,
+                "last_swap_error": deployment.last_swap_error}
         return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
     @app.get("/metrics", response_class=Response)
@@ -189,20 +232,50 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, options: 
         start = time.perf_counter()
         threshold = req.threshold if req.threshold is not None else default_threshold
         review = req.review_threshold if req.review_threshold is not None else default_review
-        logits, truncated = await asyncio.wait_for(batcher.classify(texts), lim.request_timeout_s)
-        decided = clf.decisions(clf.scores_from_logits(logits), truncated, threshold, review)
+        answering, role = deployment.route(texts)
+        scored = await asyncio.wait_for(answering.classify(texts), lim.request_timeout_s)
+        model = scored.clf  # the model that scored this request decides it and is recorded as the answer's
+        decided = model.decisions(model.scores_from_logits(scored.logits), scored.truncated, threshold, review)
         ms = (time.perf_counter() - start) * 1000
         results = []
         for text, d in zip(texts, decided):
-            record = PredictionRecord.of(d, text, clf.run_id, "serve", ms, opts.store_text,
-                                         positive if clf.binary else None)
+            record = PredictionRecord.of(d, text, model.run_id, "serve", ms, opts.store_text,
+                                         positive if model.binary else None)
             if writer is not None:
                 writer.submit(record)  # a background write: never waits for the database
             metrics.predictions.labels(d.label, d.decision or "none").inc()
-            if clf.binary:
+            if model.binary:
                 metrics.positive_score.observe(d.scores[positive])
-            results.append(Result(**d.to_json(), run_id=clf.run_id, id=record.id))
+            results.append(Result(**d.to_json(), run_id=model.run_id, id=record.id))
+        metrics.answers.labels(role).inc(len(texts))
+        if deployment.shadow is not None:  # after the answer: the client never waits for the shadow
+            task = asyncio.create_task(shadow(texts, [r.id for r in results], [r.label for r in results],
+                                              threshold, review))
+            shadow_tasks.add(task)
+            task.add_done_callback(shadow_tasks.discard)
         return results
+
+    async def shadow(texts: list[str], ids: list[str], answered: list[str], threshold: float | None,
+                     review: float | None) -> None:
+        assert deployment.shadow is not None
+        start = time.perf_counter()
+        try:
+            scored = await deployment.shadow.classify(texts)
+        except Overloaded:
+            metrics.shadow_skipped.inc(len(texts))
+            return
+        except Exception:  # the shadow's failure must never touch answers
+            log.exception("the shadow model failed")
+            metrics.shadow_skipped.inc(len(texts))
+            return
+        model = scored.clf
+        decided = model.decisions(model.scores_from_logits(scored.logits), scored.truncated, threshold, review)
+        ms = (time.perf_counter() - start) * 1000
+        for text, d, answer_id, label in zip(texts, decided, ids, answered):
+            metrics.shadow_agreement.labels("agree" if d.label == label else "disagree").inc()
+            if writer is not None:
+                writer.submit(PredictionRecord.of(d, text, model.run_id, "shadow", ms, opts.store_text,
+                                                  positive if model.binary else None, shadow_of=answer_id))
 
     @app.post("/classify", response_model=ClassifyResponse, responses=errors)
     async def classify(req: ClassifyRequest) -> ClassifyResponse:
@@ -215,17 +288,26 @@ def create_app(clf: TextClassifier, limits: ServeLimits | None = None, options: 
         one result per input."""
         return await decide([req.inputs] if isinstance(req.inputs, str) else req.inputs, req)
 
-    app.include_router(build_router(clf, opts.store, writer, metrics, opts.api_key, settings))
+    app.include_router(build_router(lambda: batcher.clf, opts.store, writer, metrics, opts.api_key, settings))
     return app
 
 
-def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None,
-          dtype: str = "fp32", quantize: str | None = None, options: ServeOptions | None = None) -> None:
+def serve(source: ModelSource, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None,
+          options: ServeOptions | None = None) -> None:
+    """Load the models `source` names (a run, or a registry's current version; a shadow and a canary) and run
+    the app with uvicorn."""
+    import dataclasses
+
     import uvicorn
 
     opts = options or ServeOptions()
     check_thresholds(opts.threshold, opts.review_threshold)
-    app = create_app(TextClassifier.load(run_dir, dtype, quantize), limits, opts)
+    primary_dir, version = source.primary_dir()
+    opts = dataclasses.replace(
+        opts, source=source, registry_version=version,
+        shadow=source.load(source.resolve(source.shadow)) if source.shadow else None,
+        canary=source.load(source.resolve(source.canary)) if source.canary else None)
+    app = create_app(source.load(primary_dir), limits, opts)
     if opts.access_log:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -234,6 +316,9 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: Serve
         access.setLevel(logging.INFO)
         access.propagate = False
     recording = f"recording to {opts.store.url}" if opts.store else "not recording predictions"
-    print(f"spamtune serving {run_dir} on http://{host}:{port}/ (API docs: /docs, admin: /admin; {recording})",
-          flush=True)
+    what = (f"registry {source.registry} (version {version}, following current)" if source.registry
+            else str(primary_dir))
+    extra = "".join(f"; {role} {ref}" for role, ref in (("shadow", source.shadow), ("canary", source.canary)) if ref)
+    print(f"spamtune serving {what}{extra} on http://{host}:{port}/ (API docs: /docs, admin: /admin; "
+          f"{recording})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,6 +1,9 @@
 """The micro-batcher: texts from concurrent requests are queued and classified together in one forward pass (up
 to `max_batch` texts, waiting at most `window_ms` for company), on one worker thread, so the model never runs
-twice at once and throughput under load is that of batched inference rather than one pass per request."""
+twice at once and throughput under load is that of batched inference rather than one pass per request.
+
+The model can be swapped while requests flow (`swap`): each forward pass reads the model once, and every request
+gets back the model that scored it, so an answer is always wholly one model's."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +22,15 @@ log = logging.getLogger(__name__)
 
 class Overloaded(Exception):
     """The queue holds `max_queue` texts already: the caller answers 503 with Retry-After."""
+
+
+@dataclass
+class Scored:
+    """One request's share of a forward pass."""
+
+    logits: np.ndarray  # (N, C)
+    truncated: list[bool]
+    clf: TextClassifier  # the model that computed them: decide with its temperature and operating point
 
 
 class MicroBatcher:
@@ -31,7 +44,7 @@ class MicroBatcher:
     def __init__(self, clf: TextClassifier, max_batch: int, window_ms: float, max_queue: int = 2_048,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.clf, self.max_batch, self.window, self.max_queue = clf, max_batch, window_ms / 1000, max_queue
-        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future[Scored]]] = asyncio.Queue()
         self.waiting = 0  # texts queued or in the forward pass now (the queue-depth gauge)
         self._on_batch = on_batch
         self.batches_run = 0  # observable in /health: proof that requests share passes
@@ -47,11 +60,20 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def classify(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
-        """(N, C) logits of `texts`, and whether each was truncated; computed in a shared forward pass."""
+    def swap(self, clf: TextClassifier) -> TextClassifier:
+        """Answer with `clf` from the next forward pass on; returns the model it replaces. The labels must be the
+        same (clients, the store and feedback rely on them)."""
+        if clf.label_names != self.clf.label_names:
+            raise ValueError(f"the new model's labels {clf.label_names} differ from {self.clf.label_names}")
+        old, self.clf = self.clf, clf
+        return old
+
+    async def classify(self, texts: list[str]) -> Scored:
+        """(N, C) logits of `texts`, whether each was truncated, and the model that computed them; in a shared
+        forward pass."""
         if self.waiting + len(texts) > self.max_queue:
             raise Overloaded(f"{self.waiting} messages are waiting already")
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
         self.waiting += len(texts)
         try:
             await self.queue.put((texts, future))
@@ -78,8 +100,9 @@ class MicroBatcher:
             texts = [t for job_texts, _ in jobs for t in job_texts]
             if self._on_batch:
                 self._on_batch(len(texts))
+            clf = self.clf  # one model per pass, whatever `swap` does meanwhile
             try:
-                logits, truncated = await asyncio.to_thread(self.clf.logits, texts)
+                logits, truncated = await asyncio.to_thread(clf.logits, texts)
             except Exception as e:  # never leave a request hanging; the handler turns this into a 500 JSON
                 log.exception("classification failed")
                 self.last_error = f"{type(e).__name__}: {e}"
@@ -93,5 +116,5 @@ class MicroBatcher:
             for job_texts, fut in jobs:
                 if not fut.done():  # the client may have gone away
                     end = start + len(job_texts)
-                    fut.set_result((logits[start:end], truncated[start:end]))
+                    fut.set_result(Scored(logits[start:end], truncated[start:end], clf))
                 start += len(job_texts)

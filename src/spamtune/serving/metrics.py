@@ -31,4 +31,11 @@ class ServiceMetrics:
         self.store_written = Counter("spamtune_store_records_written", "Prediction records written", registry=r)
         self.store_failures = Counter("spamtune_store_write_failures",
                                       "Prediction records not recorded (store down or full)", registry=r)
-        self.model = Info("spamtune_model", "The run that answers", registry=r)
+        self.model = Info("spamtune_model", "The run that answers (and the shadow and canary runs)", registry=r)
+        self.answers = Counter("spamtune_answers", "Messages answered, by the model's role (primary / canary)",
+                               ["role"], registry=r)
+        self.swaps = Counter("spamtune_model_swaps", "Registry versions swapped in while serving", registry=r)
+        self.shadow_agreement = Counter("spamtune_shadow_decisions", "Shadow decisions: same label as the answer "
+                                        "or not", ["agreement"], registry=r)
+        self.shadow_skipped = Counter("spamtune_shadow_skipped", "Messages the shadow did not score (busy or "
+                                      "failed)", registry=r)

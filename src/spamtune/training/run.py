@@ -93,6 +93,7 @@ def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (),
     if run.data_dir is None:
         raise CheckpointError(f"{run_dir}: written by an older spamtune without its data directory; train it again")
     args = TrainArgs.from_dict(read_json(run_dir / TRAIN_ARGS, CheckpointError))
+    args = dataclasses.replace(args, init_from=None)  # the resume state replaces a warm start's tensors anyway
     return _run(args, run.data_dir, run_dir, callbacks, logger, None, resume=run)[1]
 
 

@@ -24,12 +24,22 @@ from spamtune.classifier import CachedSuffix, Classifier, apply_trainable, defau
 from spamtune.config import TrainArgs
 from spamtune.data import LabelSet, read_label_set, read_split
 from spamtune.errors import ConfigError, DataError
-from spamtune.runs import LoraSpec, RunConfig, created_now, data_hashes, library_versions, new_run_id
+from spamtune.runs import (
+    WEIGHTS,
+    LoraSpec,
+    RunConfig,
+    created_now,
+    data_hashes,
+    library_versions,
+    load_weights_into,
+    new_run_id,
+    weights_to_save,
+)
 from spamtune.tasks import Task, task_for
 from spamtune.tokenizers import load_tokenizer
 from spamtune.training.loss import Forward
 from spamtune.training.prefix_cache import PrefixStore, base_key, collate_hidden
-from spamtune.weights import load_backbone
+from spamtune.weights import load_backbone, read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +127,30 @@ def _run_config(args: TrainArgs, data_dir: Path, label_set: LabelSet, **fields: 
                      created=created_now(), **fields)
 
 
+def warm_start(source: str, module: nn.Module, run_config: RunConfig, label_set: LabelSet) -> None:
+    """--init-from: load a finished run's trained tensors into `module`. The run must share this one's base model,
+    backend, scope, pooling and labels (then its weight file holds exactly the tensors this run trains)."""
+    where = f"--init-from {source}"
+    src = Path(source)
+    if not (src / WEIGHTS).is_file():
+        raise ConfigError(f"{where}: not a finished run (no {WEIGHTS})")
+    parent = RunConfig.from_dir(src)
+    for name in ("backend", "model", "task", "num_classes", "trainable", "pooling", "lora", "weights",
+                 "architecture"):
+        if getattr(parent, name) != getattr(run_config, name):
+            raise ConfigError(f"{where}: its {name} is {getattr(parent, name)!r}, this run's is "
+                              f"{getattr(run_config, name)!r}; a warm start needs the same base and scope")
+    parent_labels = LabelSet.from_file(src / "labels.json")
+    if parent_labels.names != label_set.names:
+        raise ConfigError(f"{where}: its labels {parent_labels.names} differ from the data's {label_set.names}")
+    tensors = read_safetensors(src / WEIGHTS)
+    expected = set(weights_to_save(module, full=run_config.weights == "full"))
+    if set(tensors) != expected:
+        raise ConfigError(f"{where}: its weight file does not hold the tensors this run trains")
+    load_weights_into(module, tensors, str(src / WEIGHTS))
+    run_config.parent = parent.run_id
+
+
 def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: PrefixStore | None = None) -> TrainSetup:
     """Load the backbone, swap the head, freeze, tokenize, (cache the prefix,) and build loaders, optimizer,
     lr schedule and loss weights. `store` keeps prefix caches across calls (experiments); without it they live
@@ -158,6 +192,8 @@ def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: Lab
 
     clf = Classifier(backbone.model, num_classes, args.pooling, args.trainable, seed=args.seed)
     module = apply_trainable(clf, args.lora_rank, args.lora_alpha)
+    if args.init_from:  # before the prefix cache: a full-weights run replaces frozen tensors too
+        warm_start(args.init_from, module, run_config, label_set)
     cached = args.cache_prefix and prefix_is_cacheable(clf, args.padding)
     fixed = {"dynamic": None, "longest_train": train_ds.max_length,
              "context": backbone.cfg.context_length}[args.padding]
@@ -215,6 +251,8 @@ def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet
     run_config = _run_config(args, data_dir, label_set, backend="hf", model=_model_spec(args, False),
                              max_length=train_ds.max_length, pooling="last_real", weights="trainable",
                              tokenizer="transformers", head=head, dtype=args.dtype)
+    if args.init_from:
+        warm_start(args.init_from, module, run_config, label_set)
 
     def loader(ds, buckets: bool = True, **kw) -> DataLoader:
         return create_dataloader(ds, args.batch_size, buckets=buckets, seed=args.seed, **kw)
