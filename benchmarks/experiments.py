@@ -111,7 +111,7 @@ def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: in
     from spamtune.batching import TextDataset, create_dataloader
     from spamtune.training import load_best_epoch, run_training
     from spamtune.training.loss import collect_logits
-    from spamtune.training.prefix_cache import base_key, collate_hidden
+    from spamtune.training.prefix_cache import collate_hidden
 
     args = TrainArgs(**{**row.args, "seed": seed, "limit": limit, **({"epochs": epochs} if epochs else {})})
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +122,7 @@ def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: in
     for split, df in frames(data_dir, limit).items():
         ds = TextDataset(df["Text"], df["Label"], s.tokenizer, max_length)
         # prediction's rules (inference/api.py): `last` pools at the training width, other poolings see real tokens only
-        src = store.get(base_key(args), s.clf, ds, max_length if last else None, split) if s.cached else ds
+        src = store.get(s.base, s.clf, ds, max_length if last else None, split) if s.cached else ds
         # in file order (no length buckets), so stored probabilities line up with the CSV rows
         loader = create_dataloader(src, 16, padding="longest_train" if last else "dynamic",
                                    collate_fn=collate_hidden if s.cached else None)

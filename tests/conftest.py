@@ -16,6 +16,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SMS_PATH = Path(os.environ.get("SPAMTUNE_TEST_DATA", ROOT.parent / "shared" / "data" / "SMSSpamCollection"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run only where PyTorch sees a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU here")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefix_cache_dir(tmp_path_factory) -> Path:
+    """Prefix caches of the whole session in one temporary directory (keys are content hashes, so tests share
+    them safely), never in the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("prefix-cache")
+    os.environ["SPAMTUNE_CACHE_DIR"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def sms_path() -> Path:
     assert SMS_PATH.is_file(), f"test data missing: {SMS_PATH} (CI has ../shared beside the clone)"

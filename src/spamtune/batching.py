@@ -138,9 +138,27 @@ class LengthBucketSampler(Sampler[list[int]]):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
+class RankBatches(Sampler[list[int]]):
+    """torchrun's share of a global batch: the global batches of `batch_size * world_size` (length buckets, or a
+    seeded shuffle) are drawn the same way on every rank and each rank takes its slice, so N ranks see the same
+    global batches as one process with an N times larger batch."""
+
+    def __init__(self, inner: Sampler[list[int]], rank: int, world_size: int, rng: Any) -> None:
+        self.inner, self.rank, self.world_size, self.rng = inner, rank, world_size, rng
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.inner:
+            share = -(-len(batch) // self.world_size)
+            yield batch[self.rank * share : (self.rank + 1) * share]
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+
 def create_dataloader(dataset: Any, batch_size: int = 8, shuffle: bool = False, drop_last: bool = False,
                       padding: str = "dynamic", pad_to: int | None = None, buckets: bool = False,
-                      seed: int = 123, collate_fn=None) -> DataLoader:
+                      seed: int = 123, collate_fn=None, pin_memory: bool = False, rank: int = 0,
+                      world_size: int = 1) -> DataLoader:
     """The book's loader settings (batch 8; train: shuffle + drop_last) with a padding choice.
 
     Args:
@@ -149,6 +167,8 @@ def create_dataloader(dataset: Any, batch_size: int = 8, shuffle: bool = False, 
             (the book); "context" pads to `pad_to` (the model's context, the book's slow ablation row).
         buckets: group messages of similar length into batches (with dynamic padding).
         seed: the same seed gives the same batches for any dataset of the same lengths.
+        pin_memory: page-locked batches (CUDA: asynchronous copies to the GPU).
+        rank, world_size: torchrun's share of each global batch of `batch_size * world_size` (`RankBatches`).
     """
     if collate_fn is None:
         width = {"dynamic": None, "longest_train": dataset.max_length, "context": pad_to}[padding]
@@ -159,8 +179,16 @@ def create_dataloader(dataset: Any, batch_size: int = 8, shuffle: bool = False, 
             return collate(items, dataset.pad_id, width)
 
     if buckets:
-        sampler = LengthBucketSampler(dataset.lengths, batch_size, shuffle, drop_last, seed)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn)
+        sampler = LengthBucketSampler(dataset.lengths, batch_size * world_size, shuffle, drop_last, seed)
+        if world_size > 1:
+            sampler = RankBatches(sampler, rank, world_size, sampler.rng)  # type: ignore[assignment]
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, pin_memory=pin_memory)
     generator = torch.Generator().manual_seed(seed)
+    if world_size > 1:
+        from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+        order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        ranked = RankBatches(BatchSampler(order, batch_size * world_size, drop_last), rank, world_size, generator)
+        return DataLoader(dataset, batch_sampler=ranked, collate_fn=collate_fn, pin_memory=pin_memory)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=collate_fn,
-                      generator=generator)
+                      generator=generator, pin_memory=pin_memory)

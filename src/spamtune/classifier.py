@@ -176,7 +176,7 @@ def batched_logits(model: nn.Module, encoded: list[list[int]], pad_id: int, batc
     with the same signature (a Classifier's "embed" gives the pooled vectors)."""
     from tqdm.auto import tqdm
 
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # an ONNX Runtime predictor has none: the CPU
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     out: np.ndarray | None = None
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):

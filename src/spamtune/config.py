@@ -21,6 +21,7 @@ Padding = Literal["longest_train", "dynamic", "context"]
 Backend = Literal["scratch", "hf"]
 Schedule = Literal["constant", "linear", "cosine"]
 DType = Literal["fp32", "bf16"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
 
 
 def choices(tp: Any) -> tuple[str, ...]:
@@ -171,7 +172,10 @@ class TrainArgs:
                                      "; with --backend hf also all-minilm-l6-v2 or a Hub id")
     backend: Backend = _arg("scratch", "scratch: spamtune's own GPT-2/Llama modules; hf: transformers' "
                                        "AutoModelForSequenceClassification (also encoders, multi-label, regression)")
-    dtype: DType = _arg("fp32", "weights and activations in training (bf16 with --backend hf only)")
+    dtype: DType = _arg("fp32", "training precision: bf16 autocasts the matmuls (spamtune's models) or loads the "
+                                "weights in bf16 (--backend hf)")
+    device: Device = _arg("auto", "where to train: auto (CUDA if present, each torchrun rank on its own GPU), cpu, "
+                                  "cuda or mps")
     random_init: bool = _arg(False, "random weights of the same architecture instead of pretrained ones")
     trainable: Trainable = _arg("last_block", "what to fine-tune")
     pooling: Pooling = _arg("last_real", "which position classifies the message")
@@ -200,6 +204,11 @@ class TrainArgs:
     lora_rank: int = _arg(16, "LoRA rank (with --trainable lora)")
     lora_alpha: int = _arg(16, "LoRA alpha (with --trainable lora)")
     cache_prefix: bool = _arg(True, "run the frozen layers once per message and train on their cached output")
+    cache_dir: str = _arg("auto", "where the frozen layers' output is stored and reused across runs (memory-mapped):"
+                                  " auto ($SPAMTUNE_CACHE_DIR, else ~/.cache/spamtune/prefix), a directory, or none "
+                                  "(in memory)")
+    cache_max_gb: float | None = _arg(None, "size cap of --cache-dir: the least recently used caches are removed "
+                                            "first")
     limit: int | None = _arg(None, "use only the first N messages of each split (quick runs, CI)")
     max_steps: int | None = _arg(None, "stop after N optimizer steps (quick runs, benchmarks)")
     init_from: str | None = _arg(None, "warm start: a finished run of the same base model, scope and labels whose "
@@ -237,8 +246,8 @@ class TrainArgs:
             if self.pooling != "last_real" or self.padding != "dynamic" or self.random_init:
                 raise ConfigError("--backend hf pools as transformers does: drop --pooling, --padding and "
                                   "--random-init")
-        elif self.dtype != "fp32":
-            raise ConfigError("--dtype bf16 in training needs --backend hf")
+        if self.cache_max_gb is not None and self.cache_max_gb <= 0:
+            raise ConfigError("--cache-max-gb must be positive")
 
     def class_weight_values(self) -> list[float] | Literal["balanced"] | None:
         """--class-weights parsed: None, "balanced", or one positive float per class."""

@@ -69,7 +69,9 @@ def zero_shot(model: nn.Module, tok: Tokenizer, texts: Sequence[str], labels: Se
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         ids, lengths = pad_ids([encoded[i] for i in rows], tok.pad_id)
-        at_answer = model(ids)[torch.arange(len(rows)), lengths - 1]  # (b, vocab) at each prompt's last token
+        device = next(model.parameters(), torch.empty(0)).device
+        # (b, vocab) at each prompt's last token
+        at_answer = model(ids.to(device))[torch.arange(len(rows)), lengths.to(device) - 1]
         spam = at_answer[:, yes_ids].max(-1).values > at_answer[:, no_ids].max(-1).values
         for r, i in enumerate(rows):
             preds[i] = int(spam[r])

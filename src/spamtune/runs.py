@@ -185,10 +185,10 @@ def created_now() -> str:
 
 
 def weights_to_save(module: nn.Module, full: bool) -> dict[str, torch.Tensor]:
-    """Every tensor (full) or the trainable ones, detached and contiguous, by parameter name."""
+    """Every tensor (full) or the trainable ones, detached, contiguous and on the CPU, by parameter name."""
     if full:
-        return {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-    return {k: p.detach().contiguous() for k, p in module.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    return {k: p.detach().cpu().contiguous() for k, p in module.named_parameters() if p.requires_grad}
 
 
 def save_weights(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:

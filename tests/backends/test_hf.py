@@ -149,8 +149,7 @@ def test_lora_keeps_the_head_in_modules_to_save(tmp_path, data_dir):
 def test_hf_backend_rejects_scratch_only_flags():
     with pytest.raises(ValueError, match="--backend hf"):
         TrainArgs(backend="hf", pooling="mean")
-    with pytest.raises(ValueError, match="bf16"):
-        TrainArgs(dtype="bf16")
+    assert TrainArgs(dtype="bf16").dtype == "bf16"  # spamtune's own models autocast (tests/test_devices.py)
 
 
 @pytest.mark.real_model

@@ -5,6 +5,7 @@ or a run's manifest, and both give the same `BuiltModel` to training, prediction
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -32,3 +33,18 @@ def build_run_model(run: RunConfig, label_set: LabelSet, allow_download: bool = 
     from spamtune.backends import scratch
 
     return scratch.build(run, label_set, allow_download)
+
+
+def load_run_tokenizer(run: RunConfig, export_dir: Path) -> Any:
+    """The tokenizer of an exported run: its own spec when that is a preset or an existing file, else the
+    tokenizer files written beside the export (tokenizer.json; transformers' files for --backend hf)."""
+    if run.backend == "hf":
+        from transformers import AutoTokenizer
+
+        from spamtune.backends.hf import TransformersTokenizer
+
+        return TransformersTokenizer(AutoTokenizer.from_pretrained(export_dir, split_special_tokens=True))
+    from spamtune.tokenizers import load_tokenizer
+
+    spec = run.tokenizer or ""
+    return load_tokenizer(spec if spec in ("gpt2", "smollm2-135m") or Path(spec).exists() else str(export_dir))

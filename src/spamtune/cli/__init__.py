@@ -10,6 +10,7 @@ import sys
 from importlib.metadata import version
 
 from spamtune.cli import (
+    cache,
     classify,
     compare,
     evaluate,
@@ -27,7 +28,7 @@ from spamtune.cli.args import printable
 from spamtune.errors import SpamtuneError
 
 VERBS = (prepare, train, evaluate, classify, serve, feedback, monitor, retrain, compare, registry, export,
-         generate)  # generate: +zero-shot
+         generate, cache)  # generate: +zero-shot
 
 EXAMPLES = """\
 examples:
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         args.texts += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (train --nproc re-runs it under torchrun)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

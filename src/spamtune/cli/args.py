@@ -62,9 +62,23 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
                             **({"choices": allowed} if allowed else {"type": _scalar_type(tp)}))
 
 
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="where the model runs: auto (CUDA if present), cpu, cuda or mps (default: auto)")
+
+
+def add_runtime_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", default="torch", choices=("torch", "onnx"),
+                        help="torch: a run directory; onnx: a directory from `spamtune export --format onnx`, "
+                             "scored by ONNX Runtime (default: torch)")
+
+
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
+    add_device_arg(parser)
+    add_runtime_arg(parser)
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"),
                         help="inference precision; bf16 is the fast preset (same labels as fp32 on the test split)")
     parser.add_argument("--quantize", choices=("int8",),
-                        help="experimental dynamic int8 of the Linear layers: faster, but below the 99.5 %% "
-                             "label-agreement bar on SmolLM2 (benchmarks/RESULTS.md)")
+                        help="int8: with --runtime onnx the export's ONNX Runtime int8 model; with torch, "
+                             "experimental dynamic int8 of the Linear layers (below the 99.5 %% label-agreement "
+                             "bar on SmolLM2; benchmarks/RESULTS.md)")

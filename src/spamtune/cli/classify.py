@@ -17,6 +17,8 @@ examples:
   cat messages.txt | spamtune classify runs/smollm2 --json
   spamtune classify runs/smollm2 --file inbox.csv --text-col body --out scored.csv
   spamtune classify runs/smollm2 --file inbox.jsonl --out scored.jsonl --overwrite
+  spamtune classify runs/smollm2 --file /shared/big.csv --out scored.csv --engine ray --address auto \
+      --num-workers 8                            # a Ray cluster; the file must be readable by its workers
 
 Inputs: .txt (one message per line), .csv/.tsv (--text-col), .jsonl (a string or an object per line).
 Outputs: .jsonl, .csv or .tsv by --out's extension, JSON lines on stdout without --out. Blank lines are
@@ -42,6 +44,12 @@ def add_parser(sub) -> None:
     p.add_argument("--db", help="record every decision in this prediction store (an SQLAlchemy URL, e.g. "
                                 "sqlite:///predictions.sqlite); ids appear in the output")
     p.add_argument("--no-store-text", action="store_true", help="with --db: keep only each message's sha256")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="with --file: score here, or on Ray (Ray Data reads the file, one model per worker; "
+                        "pip install 'spamtune[ray]')")
+    p.add_argument("--address", help="with --engine ray: the Ray cluster (e.g. ray://head:10001 or auto; default: "
+                                     "a local Ray on this machine)")
+    p.add_argument("--num-workers", type=int, default=1, help="with --engine ray: model replicas (default: 1)")
     add_inference_args(p)
     p.set_defaults(func=run)
 
@@ -52,16 +60,18 @@ def run(args: argparse.Namespace) -> None:
     check_threshold(args.threshold, args.review_threshold)
     if args.no_store_text and not args.db:
         raise ConfigError("--no-store-text goes with --db")
+    if args.engine != "local" and not args.file:
+        raise ConfigError("--engine ray scores a --file")
     if args.file:
         if args.texts:
             raise ConfigError("give messages as arguments or with --file, not both")
-        return _classify_file(args)
+        return _classify_ray(args) if args.engine == "ray" else _classify_file(args)
     if args.out:
         raise ConfigError("--out goes with --file")
     if args.texts:
         texts = TextClassifier.check_messages(args.texts)  # before the model loads
         store = _open_store(args)
-        clf = TextClassifier.load(args.run, args.dtype, args.quantize)
+        clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
         _print(clf, texts, args, _recorder(clf, store, args, "cli"))
         return
     _classify_stdin(args)
@@ -104,7 +114,7 @@ def _classify_file(args: argparse.Namespace) -> None:
         check_output_file(args.out, args.overwrite, inputs=[args.file])
         check_output_format(args.out)
     store = _open_store(args)
-    clf = TextClassifier.load(args.run, args.dtype, args.quantize)
+    clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
     r = classify_file(clf, args.file, args.out, args.threshold, args.text_col,
                       review_threshold=args.review_threshold, record=_recorder(clf, store, args, "file"))
     skipped = f" (skipped {r.skipped_blank} blank)" if r.skipped_blank else ""
@@ -112,6 +122,28 @@ def _classify_file(args: argparse.Namespace) -> None:
         print(f"classified {r.classified} messages{skipped} -> {printable(args.out)}", file=sys.stderr)
     elif skipped:
         print(f"skipped {r.skipped_blank} blank messages", file=sys.stderr)
+
+
+def _classify_ray(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from spamtune.fsutil import check_output_file
+    from spamtune.inference.files import check_input_file, check_output_format
+    from spamtune.inference.ray_engine import RayOptions, classify_file_ray
+
+    if args.db:
+        raise ConfigError("--db records decisions from the local engine only; drop --engine ray or --db")
+    check_input_file(Path(args.file))
+    if args.out is not None:
+        check_output_file(args.out, args.overwrite, inputs=[args.file])
+        check_output_format(args.out)
+    options = RayOptions(args.address, args.num_workers, dtype=args.dtype, quantize=args.quantize,
+                         device="cuda" if args.device == "cuda" else "cpu")
+    r = classify_file_ray(args.run, args.file, args.out, options, args.threshold, args.text_col,
+                          args.review_threshold)
+    skipped = f" (skipped {r.skipped_blank} blank)" if r.skipped_blank else ""
+    if args.out:
+        print(f"classified {r.classified} messages{skipped} on ray -> {printable(args.out)}", file=sys.stderr)
 
 
 def _classify_stdin(args: argparse.Namespace) -> None:
@@ -123,7 +155,7 @@ def _classify_stdin(args: argparse.Namespace) -> None:
     from spamtune.inference.files import read_lines
 
     store = _open_store(args)
-    clf = TextClassifier.load(args.run, args.dtype, args.quantize)
+    clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
     record = _recorder(clf, store, args, "cli")
     stream = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())  # a test's StringIO
     lines = read_lines(stream, "stdin", clf.line_cap)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from spamtune.cli.args import add_device_arg, add_runtime_arg
+
 EPILOG = """\
 examples:
   spamtune evaluate runs/smollm2 --data-dir data/
@@ -33,6 +35,9 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, help="first N messages of each split only")
     p.add_argument("--no-unused", action="store_true", help="skip the false-positive rate on unused.csv")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device_arg(p)
+    add_runtime_arg(p)
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="inference precision (default: fp32)")
     p.set_defaults(func=run)
 
 
@@ -43,5 +48,6 @@ def run(args: argparse.Namespace) -> None:
 
     r = evaluate_run(args.run, args.data_dir, args.threshold, args.limit, unused=not args.no_unused,
                      progress=not args.json, target_fpr=args.target_fpr, target_precision=args.target_precision,
-                     review_fpr=args.review_fpr, store=args.store)
+                     review_fpr=args.review_fpr, store=args.store, device=args.device, dtype=args.dtype,
+                     runtime=args.runtime)
     print(json.dumps(r) if args.json else format_report(r))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from spamtune.cli.args import add_device_arg
 from spamtune.config import DEFAULT_MODEL
+from spamtune.devices import resolve_device
 from spamtune.errors import ConfigError
 
 
@@ -14,6 +16,7 @@ def add_parser(sub) -> None:
                        epilog='example:\n  spamtune generate --model smollm2-135m "The capital of France is"')
     p.add_argument("prompt")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset or path (default: {DEFAULT_MODEL})")
+    add_device_arg(p)
     p.add_argument("--max-new-tokens", type=int, default=20)
     p.set_defaults(func=run_generate)
 
@@ -21,6 +24,7 @@ def add_parser(sub) -> None:
                        epilog="example:\n  spamtune zero-shot --data-dir data/ --model smollm2-135m")
     p.add_argument("--data-dir", default="data", help="directory written by `spamtune prepare` (default: data)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset or path (default: {DEFAULT_MODEL})")
+    add_device_arg(p)
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--limit", type=int, help="first N messages only")
     p.set_defaults(func=run_zero_shot)
@@ -33,12 +37,14 @@ def run_generate(args: argparse.Namespace) -> None:
     from spamtune.tokenizers import load_tokenizer
     from spamtune.weights import load_backbone
 
+    device = resolve_device(args.device)
     bb = load_backbone(args.model)
     tok = load_tokenizer(bb.tokenizer)
     ids = tok.encode(args.prompt)
     if not ids:
         raise ConfigError("the prompt encodes to no tokens")
-    out = generate_text_simple(bb.model, torch.tensor([ids]), args.max_new_tokens, bb.cfg.context_length, tok.eos_id)
+    out = generate_text_simple(bb.model.to(device), torch.tensor([ids], device=device), args.max_new_tokens,
+                               bb.cfg.context_length, tok.eos_id)
     print(tok.decode(out[0].tolist()))
 
 
@@ -53,7 +59,9 @@ def run_zero_shot(args: argparse.Namespace) -> None:
     df = read_split(Path(args.data_dir) / f"{args.split}.csv")
     if args.limit:
         df = df[: args.limit]
+    device = resolve_device(args.device)
     bb = load_backbone(args.model)
-    r = zero_shot(bb.model, load_tokenizer(bb.tokenizer), list(df["Text"]), list(df["Label"]), bb.cfg.context_length)
+    r = zero_shot(bb.model.to(device), load_tokenizer(bb.tokenizer), list(df["Text"]), list(df["Label"]),
+                  bb.cfg.context_length)
     print(f"zero-shot {args.model} on {args.split} ({r.n} messages, {'chat' if r.chat else 'plain'} prompt): "
           f"accuracy {r.accuracy:.2%}, called spam {r.predicted_spam}/{r.n}")

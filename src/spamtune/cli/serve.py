@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> None:
     if not 0 < args.canary_share < 1 or args.poll <= 0:
         raise ConfigError("--canary-share must be between 0 and 1, and --poll positive")
     source = ModelSource(run=args.run, registry=args.registry, shadow=args.shadow, canary=args.canary,
-                         canary_share=args.canary_share, poll_s=args.poll, dtype=args.dtype, quantize=args.quantize)
+                         canary_share=args.canary_share, poll_s=args.poll, dtype=args.dtype, quantize=args.quantize,
+                         device=args.device, runtime=args.runtime)
     source.primary_dir()  # a registry without a current version fails here, before the store is opened
     store = None
     if not args.no_store:

@@ -17,6 +17,9 @@ examples:
   spamtune train --data-dir data/ --out runs/t --lr-schedule cosine --warmup-ratio 0.1 \\
       --class-weights 2,1                        # a wrong ham costs twice in the loss
   spamtune train --resume runs/smollm2          # continue a killed run
+  spamtune train --data-dir data/ --out runs/ddp --nproc 2   # DistributedDataParallel: 2 processes (torchrun)
+  torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \
+      -m spamtune train --data-dir data/ --out runs/big --device cuda   # the same, on two machines
   spamtune train --data-dir data/ --out runs/hf --backend hf --model all-minilm-l6-v2 \\
       --trainable all                            # transformers' AutoModel...
 """
@@ -32,13 +35,44 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="runs/latest", help="run directory to create (default: runs/latest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last finished epoch")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train with N processes on this machine (torchrun --standalone; --batch-size is per "
+                        "process, so the global batch is N times it)")
     add_dataclass_args(p, TrainArgs)
     p.set_defaults(func=run)
+
+
+def launch_torchrun(nproc: int, argv: list[str]) -> None:
+    """Re-run this command under `torchrun --standalone --nproc-per-node N` (without --nproc) and exit with its
+    status."""
+    import subprocess
+    import sys
+
+    from spamtune.devices import launched_by_torchrun
+    from spamtune.errors import ConfigError
+
+    if nproc < 1:
+        raise ConfigError("--nproc must be at least 1")
+    if launched_by_torchrun():
+        raise ConfigError("--nproc launches torchrun itself; under torchrun, drop --nproc")
+    rest, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "spamtune", *rest]
+    raise SystemExit(subprocess.run(cmd).returncode)
 
 
 def run(args: argparse.Namespace) -> None:
     from spamtune.training import resume_run, train_run
 
+    if args.nproc != 1:
+        launch_torchrun(args.nproc, args.argv)
     if args.resume:
         resume_run(args.resume)
         return

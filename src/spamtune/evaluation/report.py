@@ -55,7 +55,8 @@ def recall_by_length(texts: list[str], y: np.ndarray, pred: np.ndarray, positive
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, threshold: float | None = None,
                  limit: int | None = None, unused: bool = True, batch_size: int = 16, progress: bool = True,
                  target_fpr: float | None = None, target_precision: float | None = None,
-                 review_fpr: float | None = None, store: bool = False) -> dict[str, Any]:
+                 review_fpr: float | None = None, store: bool = False, device: str = "cpu",
+                 dtype: str = "fp32", runtime: str = "torch") -> dict[str, Any]:
     """Score a run on every split; write `eval.json` and the figures into the run directory.
 
     Binary runs are also scored at their operating point (the stored one, or one picked here for `target_fpr` /
@@ -73,7 +74,7 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     check_writable_dir(run_dir)  # before the model loads, not after the scoring
     # a partial evaluation never replaces the full one
     report = run_dir / ("eval.json" if limit is None else f"eval-limit{limit}.json")
-    clf = TextClassifier.load(run_dir)
+    clf = TextClassifier.load(run_dir, dtype, device=device, runtime=runtime)
     if repick and not clf.binary:
         raise ConfigError("an operating point is picked for binary runs only")
     frames = {name: read_split(data_dir / f"{name}.csv") for name in SPLITS}

@@ -2,5 +2,6 @@
 `AutoModelForSequenceClassification`)."""
 
 from spamtune.export.hf import export_hf
+from spamtune.export.onnx import export_onnx
 
-__all__ = ["export_hf"]
+__all__ = ["export_hf", "export_onnx"]

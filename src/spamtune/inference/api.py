@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from spamtune.batching import char_cap, encode_texts
 from spamtune.classifier import Classifier, batched_logits
 from spamtune.decisions import Band, bands, check_thresholds
+from spamtune.devices import resolve_device
 from spamtune.errors import ConfigError, DataError
 from spamtune.inference.loading import LoadedRun, load_run
+from spamtune.inference.onnx_runtime import OnnxPredictor, load_onnx_run
 from spamtune.inference.precision import prepare_for_inference
 from spamtune.tasks import SingleLabel, task_for
 
@@ -60,9 +63,16 @@ class TextClassifier:
     `threshold` / `review_threshold` to override it. A single string is one message, never its characters.
     """
 
-    def __init__(self, run: LoadedRun, dtype: str = "fp32", quantize: str | None = None) -> None:
+    def __init__(self, run: LoadedRun, dtype: str = "fp32", quantize: str | None = None,
+                 device: str = "cpu") -> None:
         self.run = run
-        self.module = prepare_for_inference(run.predictor, dtype, quantize)
+        where = resolve_device(device)
+        if isinstance(run.predictor, OnnxPredictor):  # already exported at its precision
+            self.module: Any = run.predictor
+        else:
+            if quantize and where.type != "cpu":
+                raise ConfigError("--quantize int8 runs on the CPU only; drop --quantize or use --device cpu")
+            self.module = prepare_for_inference(run.predictor, dtype, quantize).to(where)
         self.dtype, self.quantize = dtype, quantize
         self.tokenizer = run.tokenizer
         self.max_length = run.run_config.max_length  # the training width, already within the model's context
@@ -72,14 +82,24 @@ class TextClassifier:
         calibration = run.run_config.calibration
         self.temperature = calibration.temperature if calibration else 1.0
         self.operating_point = run.run_config.operating_point  # binary runs trained with a stored decision rule
-        self.device = next(self.module.parameters()).device
+        self.device = next(self.module.parameters(), torch.empty(0)).device
         self.char_cap = char_cap(self.max_length)
         self.line_cap = 4 * self.char_cap  # bytes of a line read from a file or stdin (UTF-8: <= 4 per char)
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, dtype: str = "fp32", quantize: str | None = None) -> TextClassifier:
-        """Args: dtype: fp32 | bf16 (weights and activations); quantize: None | int8 (dynamic, Linear layers)."""
-        return cls(load_run(run_dir), dtype, quantize)
+    def load(cls, run_dir: str | os.PathLike, dtype: str = "fp32", quantize: str | None = None,
+             device: str = "cpu", runtime: str = "torch") -> TextClassifier:
+        """Args: dtype: fp32 | bf16 (weights and activations); quantize: None | int8 (torch: dynamic, Linear
+        layers; onnx: the export's ONNX Runtime int8 model); device: auto (CUDA if present) | cpu | cuda | mps;
+        runtime: torch (a run directory) | onnx (a directory written by `spamtune export --format onnx`)."""
+        if runtime == "onnx":
+            if dtype != "fp32":
+                raise ConfigError("--runtime onnx runs the exported fp32 model (or --quantize int8); drop --dtype")
+            where = resolve_device(device).type
+            return cls(load_onnx_run(run_dir, quantize, "cuda" if where == "cuda" else "cpu"), device="cpu")
+        if runtime != "torch":
+            raise ConfigError(f"--runtime must be torch or onnx, not {runtime!r}")
+        return cls(load_run(run_dir), dtype, quantize, device)
 
     @property
     def run_id(self) -> str:

@@ -151,6 +151,40 @@ class StreamResult:
     skipped_blank: int = 0
 
 
+class RowWriter:
+    """One output row per classified message, the same for every engine: .csv/.tsv with a header, else JSON lines."""
+
+    def __init__(self, f: IO[str], delimiter: str | None, names: list[str], with_id: bool) -> None:
+        self.f, self.names, self.with_id = f, names, with_id
+        self.writer = csv.writer(f, delimiter=delimiter) if delimiter else None
+        if self.writer:
+            self.writer.writerow(["line", "label", "decision", "score", *(f"p_{lab}" for lab in names), "truncated",
+                                  *(["id"] if with_id else []), "text"])
+
+    def row(self, m: Message, d: Decision, rid: str | None = None) -> None:
+        if self.writer:
+            self.writer.writerow([m.where, d.label, d.decision or "", f"{d.score:.6f}",
+                                  *(f"{d.scores[lab]:.6f}" for lab in self.names), int(d.truncated),
+                                  *([rid] if self.with_id else []), neutralize_formula(m.text)])
+        else:
+            self.f.write(json.dumps({"line": m.where, **d.to_json(), **({"id": rid} if rid else {}),
+                                     "text": m.text}) + "\n")
+
+
+def write_output(out: str | os.PathLike | None, names: list[str], with_id: bool,
+                 write: Callable[[RowWriter], None]) -> None:
+    """Open `out` (atomically; stdout when None; a pipe or device written into) and let `write` fill it."""
+    from spamtune.fsutil import atomic_file
+
+    suffix = "" if out is None or _is_stream(out) else Path(out).suffix.lower()
+    delimiter = {".csv": ",", ".tsv": "\t"}.get(suffix)
+    if out is None:
+        write(RowWriter(sys.stdout, delimiter, names, with_id))
+    else:
+        with atomic_file(out, "w", newline="" if delimiter else None, encoding="utf-8") as f:
+            write(RowWriter(f, delimiter, names, with_id))
+
+
 def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str | os.PathLike | None,
                     threshold: float | None = None, chunk: int = 256, desc: str = "classifying",
                     review_threshold: float | None = None,
@@ -161,20 +195,11 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
     `id` column)."""
     from tqdm.auto import tqdm
 
-    from spamtune.fsutil import atomic_file
-
     clf.require_single_label("--file", " (pass the messages instead)")
-    suffix = "" if out is None or _is_stream(out) else Path(out).suffix.lower()
-    delimiter = {".csv": ",", ".tsv": "\t"}.get(suffix)
-    names = clf.label_names
     result = StreamResult()
 
-    def write_all(f) -> None:
-        writer = csv.writer(f, delimiter=delimiter) if delimiter else None
-        if writer:
-            writer.writerow(["line", "label", "decision", "score", *(f"p_{lab}" for lab in names), "truncated",
-                             *(["id"] if record else []), "text"])
-        with tqdm(desc=desc, unit="msg", disable=out is None or not suffix) as bar:
+    def write_all(rows: RowWriter) -> None:
+        with tqdm(desc=desc, unit="msg", disable=out is None or _is_stream(out)) as bar:
             while batch := list(itertools.islice(messages, chunk)):
                 kept = [m for m in batch if m.text.strip()]
                 result.skipped_blank += len(batch) - len(kept)
@@ -185,21 +210,11 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
                 ms = (time.perf_counter() - start) * 1000 / len(kept)
                 ids = record(decided, [m.text for m in kept], ms) if record else [None] * len(kept)
                 for m, d, rid in zip(kept, decided, ids):
-                    if writer:
-                        writer.writerow([m.where, d.label, d.decision or "", f"{d.score:.6f}",
-                                         *(f"{d.scores[lab]:.6f}" for lab in names), int(d.truncated),
-                                         *([rid] if record else []), neutralize_formula(m.text)])
-                    else:
-                        f.write(json.dumps({"line": m.where, **d.to_json(), **({"id": rid} if rid else {}),
-                                            "text": m.text}) + "\n")
+                    rows.row(m, d, rid)
                 result.classified += len(kept)
                 bar.update(len(batch))
 
-    if out is None:
-        write_all(sys.stdout)
-    else:
-        with atomic_file(out, "w", newline="" if delimiter else None, encoding="utf-8") as f:
-            write_all(f)
+    write_output(out, clf.label_names, record is not None, write_all)
     return result
 
 

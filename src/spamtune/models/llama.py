@@ -31,33 +31,33 @@ class RMSNorm(nn.Module):
 class RoPE(nn.Module):
     """Rotary position embedding, shared by every attention layer of a model (one instance).
 
-    The cos/sin tables are computed on first use per (length, device, dtype) and kept in a plain cache, not in
-    buffers, so a model built on the meta device and loaded with `assign=True` needs no fix-up.
+    The cos/sin tables are precomputed up to the context length as non-persistent buffers (never saved; they move
+    with `.to(device)`), so a forward pass slices them and `torch.export`/ONNX see plain tensors, whatever the
+    sequence length. A model built on the meta device gets them back with `init_buffers` after loading.
     """
 
-    def __init__(self, head_dim: int, base: float) -> None:
+    def __init__(self, head_dim: int, base: float, context_length: int) -> None:
         super().__init__()
-        self.head_dim, self.base = head_dim, base
-        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.head_dim, self.base, self.context_length = head_dim, base, context_length
+        cos, sin = self._compute()
+        self.register_buffer("cos", cos, persistent=False)  # (context, Dh) float32
+        self.register_buffer("sin", sin, persistent=False)
 
-    def tables(self, t: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (t, device, dtype)
-        if key not in self._cache:
-            self._cache = {key: self._compute(t, device, dtype)}  # keep only the latest
-        return self._cache[key]
+    def _compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.head_dim
+        inv_freq = 1.0 / self.base ** (torch.arange(0, d, 2, dtype=torch.float32) / d)  # (Dh/2,)
+        angles = torch.arange(self.context_length, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (T, Dh/2)
+        angles = torch.cat([angles, angles], dim=-1)  # (T, Dh): the rotate-half layout
+        return angles.cos(), angles.sin()
 
-    @torch.inference_mode(False)  # tables first made under inference_mode must still be usable in training
-    def _compute(self, t: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            d = self.head_dim
-            inv_freq = 1.0 / self.base ** (torch.arange(0, d, 2, dtype=torch.float32, device=device) / d)  # (Dh/2,)
-            angles = torch.arange(t, dtype=torch.float32, device=device)[:, None] * inv_freq[None, :]  # (T, Dh/2)
-            angles = torch.cat([angles, angles], dim=-1)  # (T, Dh): the rotate-half layout
-            return angles.cos().to(dtype), angles.sin().to(dtype)
+    def init_buffers(self) -> None:
+        """Compute the tables for real (after a meta-device build), on the CPU."""
+        self.cos, self.sin = self._compute()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, H, T, Dh), positions 0..T-1 (right padding keeps every real token at its true position)."""
-        cos, sin = self.tables(x.shape[2], x.device, x.dtype)
+        t = x.shape[2]
+        cos, sin = self.cos[:t].to(x.dtype), self.sin[:t].to(x.dtype)
         half = x.shape[-1] // 2
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return x * cos + rotated * sin
@@ -124,7 +124,7 @@ class LlamaModel(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
-        rope = RoPE(cfg.head_dim, cfg.rope_base)
+        rope = RoPE(cfg.head_dim, cfg.rope_base, cfg.context_length)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, rope) for _ in range(cfg.n_layers))
         self.final_norm = RMSNorm(cfg.emb_dim, cfg.norm_eps)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)

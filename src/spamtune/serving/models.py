@@ -41,6 +41,8 @@ class ModelSource:
     poll_s: float = 2.0  # how often the registry's pointer is read
     dtype: str = "fp32"
     quantize: str | None = None
+    device: str = "cpu"
+    runtime: str = "torch"  # onnx: the run directories are ONNX exports
 
     def resolve(self, ref: str) -> Path:
         """A --shadow / --canary reference: a version number (or "current") of the registry, else a run dir."""
@@ -56,7 +58,7 @@ class ModelSource:
         return Path(self.run), None
 
     def load(self, run_dir: str | os.PathLike) -> TextClassifier:
-        clf = TextClassifier.load(run_dir, self.dtype, self.quantize)
+        clf = TextClassifier.load(run_dir, self.dtype, self.quantize, self.device, self.runtime)
         clf.predict_proba([SELF_TEST])
         return clf
 

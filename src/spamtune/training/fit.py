@@ -54,6 +54,13 @@ class JsonlLogger:
             f.write(json.dumps(record) + "\n")
 
 
+class NullLogger:
+    """What ranks other than 0 log to under torchrun."""
+
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+
 def evaluate_model(s: TrainSetup) -> tuple[float, float]:
     """The book's `evaluate_model`: loss on `eval_iter` batches of train and validation."""
     s.model.eval()
@@ -70,12 +77,13 @@ def fit(s: TrainSetup, state: TrainState | None = None, callbacks: Sequence[Call
 
     assert s.optimizer is not None
     args = s.args
-    logger = logger or JsonlLogger(s.run_dir / "log.jsonl")
+    main = s.dist.main  # under torchrun only rank 0 logs and writes; every rank evaluates (the same numbers)
+    logger = logger or (JsonlLogger(s.run_dir / "log.jsonl") if main else NullLogger())
     state = state or TrainState()
     hist = state.history
     steps_per_epoch = len(s.train_loader)
     total = min(steps_per_epoch * args.epochs, args.max_steps or math.inf)
-    bar = tqdm(total=total, initial=state.global_step, desc="training", unit="step")
+    bar = tqdm(total=total, initial=state.global_step, desc="training", unit="step", disable=not main)
     s.model.train()
     stop = False
     for epoch in range(state.epoch, args.epochs):
@@ -87,7 +95,7 @@ def fit(s: TrainSetup, state: TrainState | None = None, callbacks: Sequence[Call
             s.optimizer.step()
             if s.scheduler is not None:
                 s.scheduler.step()
-            state.examples_seen += len(batch[2])
+            state.examples_seen += len(batch[2]) * s.dist.world_size  # every rank trains an equal share
             state.global_step += 1
             bar.update()
             for cb in callbacks:
@@ -116,22 +124,26 @@ def fit(s: TrainSetup, state: TrainState | None = None, callbacks: Sequence[Call
         hist.val_acc_full.append(val_acc_full)
         logger.log({"epoch": epoch + 1, "step": state.global_step, "train_acc": train_acc, "val_acc": val_acc,
                     "val_loss_full": val_loss_full, "val_acc_full": val_acc_full})
-        tqdm.write(f"epoch {epoch + 1}: train acc {train_acc:.2%} | val acc {val_acc:.2%} "
-                   f"(full validation: loss {val_loss_full:.4f}, acc {val_acc_full:.2%})")
+        if main:
+            tqdm.write(f"epoch {epoch + 1}: train acc {train_acc:.2%} | val acc {val_acc:.2%} "
+                       f"(full validation: loss {val_loss_full:.4f}, acc {val_acc_full:.2%})")
 
         if val_loss_full < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss_full, epoch + 1, 0
-            save_weights(s.run_dir / WEIGHTS, weights_to_save(s.module, args.random_init))
+            if main:
+                save_weights(s.run_dir / WEIGHTS, weights_to_save(s.module, args.random_init))
         else:
             state.bad_epochs += 1
         state.epoch = epoch + 1
-        save_resume(s, state)
+        if main:
+            save_resume(s, state)
         for cb in callbacks:
             cb.on_epoch_end(s, state)
         if stop:
             break
         if args.early_stopping and state.bad_epochs >= args.early_stopping:
-            tqdm.write(f"early stopping: no better validation loss for {args.early_stopping} epochs")
+            if main:
+                tqdm.write(f"early stopping: no better validation loss for {args.early_stopping} epochs")
             break
     bar.close()
     return state

@@ -17,7 +17,13 @@ SINGLE_LABEL = TASKS["single_label"]
 
 def calc_loss_batch(batch: tuple, forward: Forward, task: Task = SINGLE_LABEL,
                     weight: torch.Tensor | None = None) -> torch.Tensor:
-    return task.loss(forward(batch), batch[2], weight)
+    logits = forward(batch)
+    return task.loss(logits, on(batch[2], logits), None if weight is None else weight.to(logits.device))
+
+
+def on(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The targets where the logits are (asynchronous from pinned memory)."""
+    return targets.to(logits.device, non_blocking=True)
 
 
 @torch.no_grad()
@@ -30,9 +36,10 @@ def calc_loss_and_accuracy_loader(loader: DataLoader, forward: Forward, num_batc
         if num_batches is not None and i >= num_batches:
             break
         logits = forward(batch)
-        total += task.loss(logits, batch[2]).item()
+        targets = on(batch[2], logits)
+        total += task.loss(logits, targets).item()
         n += 1
-        correct += task.correct(logits, batch[2])
+        correct += task.correct(logits, targets)
         seen += len(batch[2])
     nan = float("nan")
     return (total / n if n else nan), (correct / seen if seen and task.has_accuracy else nan)
@@ -53,6 +60,6 @@ def collect_logits(loader: DataLoader, forward: Forward) -> tuple[torch.Tensor, 
     """(N, C) float logits and (N, ...) targets of a whole loader, in the loader's order."""
     logits, targets = [], []
     for batch in loader:
-        logits.append(forward(batch).float())
+        logits.append(forward(batch).float().cpu())
         targets.append(batch[2])
     return torch.cat(logits), torch.cat(targets)

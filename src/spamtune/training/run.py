@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from spamtune.config import TrainArgs
+from spamtune.devices import dist_context
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.fsutil import atomic_file, read_json, swap_dir, write_json
 from spamtune.runs import LABELS, RESUME, TRAIN_ARGS, WEIGHTS, RunConfig, is_run_dir
@@ -110,25 +111,32 @@ def run_training(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, ove
 def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequence[Callback],
          logger: MetricLogger | None, store: PrefixStore | None, resume: RunConfig | None = None,
          replaces: Path | None = None) -> tuple[TrainSetup, dict]:
+    """Under torchrun every rank trains its share of each batch; only rank 0 writes the run, calibrates it and
+    reports (the other ranks return after the last step with no metrics)."""
     torch.manual_seed(args.seed)
-    s = setup(args, data_dir, run_dir, store)  # loads and checks everything; writes nothing
-    state: TrainState | None = None
-    if resume is not None:
-        s.run_config = resume  # the same run: its id and creation time stay
-        state = load_resume(s)
-        _trim_log(run_dir, state.epoch)
-        print(f"resuming {run_dir} after epoch {state.epoch} (step {state.global_step})")
-    else:
-        s.run_config.replaces = None if replaces is None else str(replaces.resolve())
-        run_dir.mkdir(parents=True, exist_ok=True)
-        s.run_config.write(run_dir)
-        write_json(run_dir / LABELS, s.label_set.to_json())
-        write_json(run_dir / TRAIN_ARGS, args.to_dict())
-        s.model.eval()
-        accs = [calc_accuracy_loader(dl, s.forward, 10, s.task) for dl in (s.train_eval_loader, s.val_eval_loader)]
-        print(f"untrained head: train acc {accs[0]:.2%}, val acc {accs[1]:.2%} (10 batches)")
-
-    state = fit(s, state, callbacks, logger)
+    with dist_context(args.device) as (dist, device):
+        s = setup(args, data_dir, run_dir, store, dist, device)  # loads and checks everything; writes nothing
+        state: TrainState | None = None
+        if resume is not None:
+            s.run_config = resume  # the same run: its id and creation time stay
+            state = load_resume(s)
+            if dist.main:
+                _trim_log(run_dir, state.epoch)
+                print(f"resuming {run_dir} after epoch {state.epoch} (step {state.global_step})")
+        elif dist.main:
+            s.run_config.replaces = None if replaces is None else str(replaces.resolve())
+            run_dir.mkdir(parents=True, exist_ok=True)
+            s.run_config.write(run_dir)
+            write_json(run_dir / LABELS, s.label_set.to_json())
+            write_json(run_dir / TRAIN_ARGS, args.to_dict())
+            s.model.eval()
+            accs = [calc_accuracy_loader(dl, s.forward, 10, s.task) for dl in (s.train_eval_loader,
+                                                                                  s.val_eval_loader)]
+            print(f"untrained head: train acc {accs[0]:.2%}, val acc {accs[1]:.2%} (10 batches)")
+        state = fit(s, state, callbacks, logger)
+        dist.barrier()
+    if not dist.main:
+        return s, {}
     calibrate(s)
     metrics = _finish(s, state)
     if s.run_config.replaces is not None:  # an --overwrite: the finished run takes the old one's place

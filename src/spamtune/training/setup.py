@@ -23,6 +23,7 @@ from spamtune.batching import TextDataset, create_dataloader
 from spamtune.classifier import CachedSuffix, Classifier, apply_trainable, default_head_bias, prefix_is_cacheable
 from spamtune.config import TrainArgs
 from spamtune.data import LabelSet, read_label_set, read_split
+from spamtune.devices import Dist, autocast, resolve_device
 from spamtune.errors import ConfigError, DataError
 from spamtune.runs import (
     WEIGHTS,
@@ -38,7 +39,7 @@ from spamtune.runs import (
 from spamtune.tasks import Task, task_for
 from spamtune.tokenizers import load_tokenizer
 from spamtune.training.loss import Forward
-from spamtune.training.prefix_cache import PrefixStore, base_key, collate_hidden
+from spamtune.training.prefix_cache import DiskCache, PrefixStore, base_key, collate_hidden, default_cache_dir
 from spamtune.weights import load_backbone, read_safetensors
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ class TrainSetup:
     task: Task
     cached: bool
     timings: dict[str, float]
+    device: torch.device = torch.device("cpu")
+    dist: Dist = Dist()  # this process's place in a torchrun job; only the main one writes
+    base: str = ""  # what the frozen layers' output depends on (prefix_cache.base_key)
     tokenizer: Any = None  # what encoded the splits
     optimizer: torch.optim.Optimizer | None = None  # set by `setup`, the same way for both backends
     scheduler: Any = None  # a transformers LambdaLR, or None for the book's constant lr
@@ -151,17 +155,39 @@ def warm_start(source: str, module: nn.Module, run_config: RunConfig, label_set:
     run_config.parent = parent.run_id
 
 
-def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: PrefixStore | None = None) -> TrainSetup:
+def disk_cache(args: TrainArgs) -> DiskCache | None:
+    """--cache-dir as a DiskCache (None: in memory)."""
+    if args.cache_dir == "none":
+        return None
+    root = default_cache_dir() if args.cache_dir == "auto" else Path(args.cache_dir)
+    return DiskCache(root, None if args.cache_max_gb is None else int(args.cache_max_gb * 1e9))
+
+
+def distribute(model: nn.Module, device: torch.device, dist: Dist) -> nn.Module:
+    """DistributedDataParallel around what a training step calls, under torchrun: gradients are averaged over
+    the ranks in backward, so every rank holds the same weights after each step."""
+    if not dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                   broadcast_buffers=False)
+
+
+def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: PrefixStore | None = None,
+          dist: Dist = Dist(), device: torch.device | None = None) -> TrainSetup:
     """Load the backbone, swap the head, freeze, tokenize, (cache the prefix,) and build loaders, optimizer,
     lr schedule and loss weights. `store` keeps prefix caches across calls (experiments); without it they live
-    as long as the setup."""
+    in --cache-dir (or as long as the setup). `dist`/`device`: this torchrun rank and its device (default: one
+    process on --device)."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
+    device = device or resolve_device(args.device)
     label_set = read_label_set(data_dir)
     loss_weight = loss_weights(args, data_dir, label_set)
     if args.backend == "hf":
-        s = setup_hf(args, data_dir, run_dir, label_set)
+        s = setup_hf(args, data_dir, run_dir, label_set, dist, device)
     else:
-        s = setup_scratch(args, data_dir, run_dir, label_set, store)
+        s = setup_scratch(args, data_dir, run_dir, label_set, store, dist, device)
     steps = len(s.train_loader) * args.epochs
     s.optimizer, s.scheduler = make_optimizer(args, s.module, min(steps, args.max_steps or steps))
     s.loss_weight = loss_weight
@@ -169,7 +195,7 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: Pre
 
 
 def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet,
-                  store: PrefixStore | None) -> TrainSetup:
+                  store: PrefixStore | None, dist: Dist, device: torch.device) -> TrainSetup:
     """`setup` for spamtune's own GPT-2/Llama modules."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -194,6 +220,7 @@ def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: Lab
     module = apply_trainable(clf, args.lora_rank, args.lora_alpha)
     if args.init_from:  # before the prefix cache: a full-weights run replaces frozen tensors too
         warm_start(args.init_from, module, run_config, label_set)
+    module.to(device)
     cached = args.cache_prefix and prefix_is_cacheable(clf, args.padding)
     fixed = {"dynamic": None, "longest_train": train_ds.max_length,
              "context": backbone.cfg.context_length}[args.padding]
@@ -204,36 +231,44 @@ def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: Lab
     val_src: Any
     if cached:
         clf.eval()
-        store = store or PrefixStore()
-        train_src, val_src = (store.get(base_key(args), clf, ds, fixed, split)
+        store = store or PrefixStore(disk_cache(args), args.dtype, dist)
+        base = base_key(args, backbone.source, device)
+        train_src, val_src = (store.get(base, clf, ds, fixed, split)
                               for ds, split in ((train_ds, "train"), (val_ds, "validation")))
         log.info("prefix cache: %.1f MB", (train_src.nbytes() + val_src.nbytes()) / 1e6)
-        model = CachedSuffix(clf)
+        model = distribute(CachedSuffix(clf), device, dist)
 
         def forward(b):
-            return model(b.hidden, b.lengths)
+            with autocast(device, args.dtype):
+                return model(b.hidden.to(device, non_blocking=True), b.lengths.to(device, non_blocking=True)).float()
     else:
         train_src, val_src = train_ds, val_ds
-        model = module
+        model = distribute(module, device, dist)
 
         def forward(b):
-            return model(b.input_ids, b.lengths)
+            with autocast(device, args.dtype):
+                return model(b.input_ids.to(device, non_blocking=True),
+                             b.lengths.to(device, non_blocking=True)).float()
     timings["cache_s"] = time.perf_counter() - t0
 
-    def loader(ds, buckets: bool = args.padding == "dynamic", **kw) -> DataLoader:
-        # one set of batching rules and seeds for tokens and cached hidden states -> the same batches
-        return create_dataloader(ds, args.batch_size, padding=args.padding, pad_to=fixed, buckets=buckets,
-                                 seed=args.seed, collate_fn=collate_hidden if cached else None, **kw)
+    def loader(ds, buckets: bool = args.padding == "dynamic", train: bool = False, **kw) -> DataLoader:
+        # one set of batching rules and seeds for tokens and cached hidden states -> the same batches; under
+        # torchrun each rank trains on its share of the global batch and evaluates everything at the global size
+        return create_dataloader(ds, args.batch_size * (1 if train else dist.world_size), padding=args.padding,
+                                 pad_to=fixed, buckets=buckets, seed=args.seed, pin_memory=device.type == "cuda",
+                                 collate_fn=collate_hidden if cached else None,
+                                 rank=dist.rank if train else 0, world_size=dist.world_size if train else 1, **kw)
 
     return TrainSetup(
         args=args, run_dir=run_dir, clf=clf, module=module, model=model, predictor=module, forward=forward,
-        train_loader=loader(train_src, shuffle=True, drop_last=True),
+        train_loader=loader(train_src, shuffle=True, drop_last=True, train=True),
         train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
         val_full_loader=loader(val_src), run_config=run_config, label_set=label_set, task=task, cached=cached,
-        timings=timings, tokenizer=tokenizer)
+        timings=timings, device=device, dist=dist, base=base_key(args, backbone.source, device), tokenizer=tokenizer)
 
 
-def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet) -> TrainSetup:
+def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet, dist: Dist,
+             device: torch.device) -> TrainSetup:
     """`setup` for `--backend hf`: AutoModelForSequenceClassification, its tokenizer, the same loaders."""
     from spamtune.backends.hf import HFClassifier, apply_hf_trainable, load_hf
 
@@ -253,15 +288,20 @@ def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet
                              tokenizer="transformers", head=head, dtype=args.dtype)
     if args.init_from:
         warm_start(args.init_from, module, run_config, label_set)
+    clf.to(device)
+    model = distribute(clf, device, dist)
 
-    def loader(ds, buckets: bool = True, **kw) -> DataLoader:
-        return create_dataloader(ds, args.batch_size, buckets=buckets, seed=args.seed, **kw)
+    def loader(ds, buckets: bool = True, train: bool = False, **kw) -> DataLoader:
+        return create_dataloader(ds, args.batch_size * (1 if train else dist.world_size), buckets=buckets,
+                                 seed=args.seed, pin_memory=device.type == "cuda", rank=dist.rank if train else 0,
+                                 world_size=dist.world_size if train else 1, **kw)
 
     def forward(b):
-        return clf(b.input_ids, b.lengths)
+        return model(b.input_ids.to(device, non_blocking=True), b.lengths.to(device, non_blocking=True))
 
     return TrainSetup(
-        args=args, run_dir=run_dir, clf=clf, module=module, model=clf, predictor=clf, forward=forward,
-        train_loader=loader(train_ds, shuffle=True, drop_last=True), train_eval_loader=loader(train_ds, False),
-        val_eval_loader=loader(val_ds, False), val_full_loader=loader(val_ds), run_config=run_config,
-        label_set=label_set, task=task, cached=False, timings=timings, tokenizer=tok)
+        args=args, run_dir=run_dir, clf=clf, module=module, model=model, predictor=clf, forward=forward,
+        train_loader=loader(train_ds, shuffle=True, drop_last=True, train=True),
+        train_eval_loader=loader(train_ds, False), val_eval_loader=loader(val_ds, False),
+        val_full_loader=loader(val_ds), run_config=run_config, label_set=label_set, task=task, cached=False,
+        timings=timings, device=device, dist=dist, tokenizer=tok)

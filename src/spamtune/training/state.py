@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader
 
-from spamtune.batching import LengthBucketSampler
+from spamtune.batching import LengthBucketSampler, RankBatches
 from spamtune.errors import CheckpointError
 from spamtune.fsutil import atomic_dir, read_json, write_json
 from spamtune.runs import RESUME, load_weights_into, save_weights, weights_to_save
@@ -58,8 +58,11 @@ class TrainState:
 
 
 def _rng_of(loader: DataLoader):
-    """The loader's shuffling state: a LengthBucketSampler's random.Random or the DataLoader's torch.Generator."""
-    return loader.batch_sampler.rng if isinstance(loader.batch_sampler, LengthBucketSampler) else loader.generator
+    """The loader's shuffling state: a LengthBucketSampler's random.Random (also behind torchrun's RankBatches)
+    or the DataLoader's torch.Generator."""
+    if isinstance(loader.batch_sampler, (LengthBucketSampler, RankBatches)):
+        return loader.batch_sampler.rng
+    return loader.generator
 
 
 def save_resume(s: TrainSetup, state: TrainState) -> None:

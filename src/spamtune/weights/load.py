@@ -84,6 +84,9 @@ def load_converted(model: Decoder, converted: dict[str, torch.Tensor]) -> Decode
     model.load_state_dict(converted, strict=not tied, assign=True)
     if tied:
         model.tie_weights()
+    for module in model.modules():  # non-persistent buffers (RoPE tables) are still on the meta device
+        if callable(init := getattr(module, "init_buffers", None)):
+            init()
     return model
 
 

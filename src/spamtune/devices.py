@@ -1,0 +1,100 @@
+"""Where tensors live: `--device auto|cpu|cuda|mps` resolved once, bf16 autocast, and the torchrun process group.
+
+`auto` is CUDA when present (the rank's own GPU under torchrun), else the CPU; MPS only when asked for, since
+some of its kernels still fall back to the CPU. Under `torchrun`, `dist_context` reads the launcher's environment
+(RANK, WORLD_SIZE, LOCAL_RANK) and joins the process group: gloo on the CPU, nccl on CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from spamtune.errors import ConfigError
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """The torch device for `--device`; a device this machine lacks is a `ConfigError`, never a silent CPU run."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch here (try --device cpu)")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("--device mps: Apple's Metal backend is not available here (try --device cpu)")
+        return torch.device("mps")
+    if name != "cpu":
+        raise ConfigError(f"--device must be auto, cpu, cuda or mps, not {name!r}")
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for `--dtype bf16` (matmuls in bf16, reductions and the loss in fp32); fp32: nothing."""
+    if dtype != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        """Only the main process writes the run directory, logs and plots."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def current_dist() -> Dist:
+    """The torchrun environment of this process (no process group is joined)."""
+    env = os.environ
+    world = int(env.get("WORLD_SIZE", "1"))
+    return Dist(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
+                int(env.get("LOCAL_WORLD_SIZE", str(world))))
+
+
+@contextlib.contextmanager
+def dist_context(device_name: str) -> Iterator[tuple[Dist, torch.device]]:
+    """Join torchrun's process group for the duration (gloo on the CPU, nccl on CUDA) and yield this rank's place
+    and device; outside torchrun, rank 0 of 1 on `device_name`."""
+    dist = current_dist()
+    device = resolve_device(device_name, dist.local_rank)
+    if not dist.enabled:
+        yield dist, device
+        return
+    if device.type == "mps":
+        raise ConfigError("torchrun with --device mps is not supported; use cpu (gloo) or cuda (nccl)")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+    try:
+        yield dist, device
+    finally:
+        torch.distributed.destroy_process_group()

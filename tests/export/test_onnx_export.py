@@ -1,0 +1,97 @@
+"""`spamtune export --format onnx` and `--runtime onnx`: ONNX Runtime gives the torch fp32 logits within 1e-4 on
+every test message (dynamic batch and sequence axes; scratch GPT-2 with LoRA merged, SmolLM2/Llama with its RoPE
+tables, `--backend hf` runs); int8 agrees on the labels; errors are one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spamtune.cli import main
+from spamtune.config import TrainArgs
+from spamtune.data import read_split
+from spamtune.inference import TextClassifier
+from spamtune.training import train_run
+from tests.helpers import minilm_args
+
+pytest.importorskip("onnxruntime")
+
+
+def _parity(run, export, texts, batch_sizes=(1, 7, 16)) -> float:
+    torch_logits, _ = TextClassifier.load(run).logits(texts)
+    onnx = TextClassifier.load(export, runtime="onnx")
+    worst = 0.0
+    for bs in batch_sizes:  # other batch compositions: other padded widths through the dynamic axes
+        logits, _ = onnx.logits(texts, batch_size=bs)
+        worst = max(worst, float(np.abs(logits - torch_logits).max()))
+    return worst
+
+
+@pytest.mark.parametrize("trainable", ["last_block", "lora"])
+def test_onnx_matches_torch_on_every_test_message(tmp_path, tiny_run, tiny_gpt2_dir, data_dir, trainable):
+    run = tiny_run
+    if trainable == "lora":
+        run = tmp_path / "lora"
+        train_run(TrainArgs(model=str(tiny_gpt2_dir), trainable="lora", epochs=1, limit=32, lr=1e-2), data_dir, run)
+    assert main(["export", str(run), "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path / "x")]) == 0
+    texts = list(read_split(data_dir / "test.csv")["Text"])
+    assert _parity(run, tmp_path / "x", texts) < 1e-4
+    marker = json.loads((tmp_path / "x" / "spamtune-export.json").read_text())
+    assert marker["runtime"] == "onnx" and marker["int8"] is True
+    fp32 = TextClassifier.load(run).predict(texts)
+    int8 = TextClassifier.load(tmp_path / "x", runtime="onnx", quantize="int8").predict(texts)
+    assert (int8 == fp32).mean() >= 0.9
+
+
+def test_onnx_export_of_an_hf_backend_run(tmp_path, data_dir):
+    run = tmp_path / "run"
+    train_run(minilm_args(trainable="last_block", epochs=1, limit=32), data_dir, run)
+    assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "x")]) == 0
+    texts = list(read_split(data_dir / "test.csv")["Text"])[:64]
+    assert _parity(run, tmp_path / "x", texts, (16,)) < 1e-4
+
+
+def test_classify_and_evaluate_with_the_onnx_runtime(tmp_path, tiny_run, data_dir, capsys):
+    assert main(["export", str(tiny_run), "--format", "onnx", "--out", str(tmp_path / "x")]) == 0
+    capsys.readouterr()
+    assert main(["classify", str(tmp_path / "x"), "--runtime", "onnx", "--json", "WINNER! claim now"]) == 0
+    onnx_answer = json.loads(capsys.readouterr().out)
+    assert main(["classify", str(tiny_run), "--json", "WINNER! claim now"]) == 0
+    torch_answer = json.loads(capsys.readouterr().out)
+    assert onnx_answer["label"] == torch_answer["label"]
+    assert onnx_answer["score"] == pytest.approx(torch_answer["score"], abs=1e-5)
+    assert main(["evaluate", str(tmp_path / "x"), "--runtime", "onnx", "--data-dir", str(data_dir), "--json",
+                 "--no-unused"]) == 0
+    onnx_eval = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(tiny_run), "--data-dir", str(data_dir), "--json", "--no-unused"]) == 0
+    torch_eval = json.loads(capsys.readouterr().out)
+    assert onnx_eval["accuracy"] == torch_eval["accuracy"] and onnx_eval["n"] == torch_eval["n"]
+    assert onnx_eval["confusion_matrix"] == torch_eval["confusion_matrix"]
+
+
+def test_onnx_errors_are_one_line(tmp_path, tiny_run, capsys):
+    assert main(["classify", str(tiny_run), "--runtime", "onnx", "hi"]) == 2
+    assert "no model.onnx; --runtime onnx reads an ONNX export" in capsys.readouterr().err
+    assert main(["export", str(tiny_run), "--format", "onnx", "--out", str(tmp_path / "x")]) == 0
+    capsys.readouterr()
+    assert main(["classify", str(tmp_path / "x"), "--runtime", "onnx", "--quantize", "int8", "hi"]) == 2
+    assert "no model.int8.onnx" in capsys.readouterr().err
+    assert main(["classify", str(tmp_path / "x"), "--runtime", "onnx", "--dtype", "bf16", "hi"]) == 2
+    assert "drop --dtype" in capsys.readouterr().err
+    (tmp_path / "x" / "model.onnx").write_bytes(b"not a graph")
+    assert main(["classify", str(tmp_path / "x"), "--runtime", "onnx", "hi"]) == 2
+    assert "not a loadable ONNX model" in capsys.readouterr().err
+    assert main(["export", str(tiny_run), "--format", "hf", "--quantize", "int8", "--out", str(tmp_path / "y")]) == 2
+    assert "--quantize goes with --format onnx" in capsys.readouterr().err
+
+
+@pytest.mark.real_model
+def test_onnx_smollm2_matches_torch_on_the_test_split(tmp_path, data_dir):
+    """The Llama path: RoPE tables as buffers make the graph valid for any length up to the context."""
+    run = tmp_path / "run"
+    train_run(TrainArgs(epochs=1, max_steps=10, limit=80), data_dir, run)
+    assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "x")]) == 0
+    texts = list(read_split(data_dir / "test.csv")["Text"])
+    assert _parity(run, tmp_path / "x", texts, (16,)) < 1e-4

@@ -1,0 +1,73 @@
+"""--device and --dtype plumbing: a missing device is one clear error; bf16 autocast trains; on a GPU (tests marked
+`cuda`), training and inference give the CPU's numbers within float tolerance."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spamtune.cli import main
+from spamtune.config import TrainArgs
+from spamtune.devices import resolve_device
+from spamtune.errors import ConfigError
+from spamtune.inference import TextClassifier
+from spamtune.training import train_run
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+def _args(model, **kw) -> TrainArgs:
+    return TrainArgs(**{**dict(model=str(model), epochs=1, limit=48, eval_freq=2, eval_iter=2, lr=1e-3), **kw})
+
+
+def _losses(run) -> list[float]:
+    return json.loads((run / "history.json").read_text())["train_losses"]
+
+
+def test_auto_is_cpu_without_a_gpu_and_others_are_checked():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="must be auto, cpu, cuda or mps"):
+        resolve_device("tpu")
+
+
+@no_cuda
+def test_asking_for_a_missing_gpu_is_one_line_and_writes_nothing(tiny_gpt2_dir, data_dir, tiny_run, tmp_path, capsys):
+    assert main(["train", "--data-dir", str(data_dir), "--out", str(tmp_path / "r"), "--model", str(tiny_gpt2_dir),
+                 "--device", "cuda"]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert main(["classify", str(tiny_run), "--device", "cuda", "hello"]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("trainable", ["last_block", "all"])
+def test_bf16_autocast_trains_close_to_fp32(tiny_gpt2_dir, data_dir, tmp_path, trainable):
+    for dtype in ("fp32", "bf16"):
+        train_run(_args(tiny_gpt2_dir, dtype=dtype, device="cpu", trainable=trainable), data_dir, tmp_path / dtype)
+    fp32, bf16 = _losses(tmp_path / "fp32"), _losses(tmp_path / "bf16")
+    assert fp32 != bf16  # bf16 matmuls really ran
+    assert bf16 == pytest.approx(fp32, abs=0.05)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("trainable", ["last_block", "all", "lora"])
+def test_training_on_cuda_matches_the_cpu(tiny_gpt2_dir, data_dir, tmp_path, trainable):
+    for device in ("cpu", "cuda"):
+        train_run(_args(tiny_gpt2_dir, device=device, trainable=trainable), data_dir, tmp_path / device)
+    assert _losses(tmp_path / "cuda") == pytest.approx(_losses(tmp_path / "cpu"), abs=1e-4)
+    train_run(_args(tiny_gpt2_dir, device="cuda", dtype="bf16", trainable=trainable), data_dir, tmp_path / "bf16")
+    assert _losses(tmp_path / "bf16") == pytest.approx(_losses(tmp_path / "cpu"), abs=0.05)
+
+
+@pytest.mark.cuda
+def test_inference_on_cuda_matches_the_cpu(tiny_run):
+    texts = ["Free entry in 2 a wkly comp to win FA Cup final tkts", "ok see you at 8", "WINNER!! claim now"] * 7
+    cpu = TextClassifier.load(tiny_run, device="cpu").predict_proba(texts)
+    gpu = TextClassifier.load(tiny_run, device="cuda").predict_proba(texts)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+    bf16 = TextClassifier.load(tiny_run, "bf16", device="cuda").predict_proba(texts)
+    np.testing.assert_allclose(bf16, cpu, atol=0.03)
