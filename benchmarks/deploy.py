@@ -28,7 +28,7 @@ from benchmarks.common import publish
 ROWS = {  # name: (runtime, dtype, quantize)
     "torch fp32": ("torch", "fp32", None),
     "torch bf16": ("torch", "bf16", None),
-    "torch int8 (torch.ao dynamic, experimental)": ("torch", "fp32", "int8"),
+    "torch int8 (torch.ao dynamic; experimental)": ("torch", "fp32", "int8"),
     "ONNX Runtime fp32": ("onnx", "fp32", None),
     "ONNX Runtime int8": ("onnx", "fp32", "int8"),
 }

@@ -95,3 +95,39 @@ def test_onnx_smollm2_matches_torch_on_the_test_split(tmp_path, data_dir):
     assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "x")]) == 0
     texts = list(read_split(data_dir / "test.csv")["Text"])
     assert _parity(run, tmp_path / "x", texts, (16,)) < 1e-4
+
+
+def test_serve_with_the_onnx_runtime(tmp_path, tiny_run):
+    """`spamtune serve EXPORT --runtime onnx`: the service answers with the export's run and torch's scores."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    assert main(["export", str(tiny_run), "--format", "onnx", "--out", str(tmp_path / "x")]) == 0
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "spamtune", "serve", str(tmp_path / "x"), "--runtime", "onnx",
+                               "--port", str(port), "--no-store", "--no-access-log"], stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                health = json.loads(urllib.request.urlopen(url + "/health", timeout=1).read())
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:] if server.stderr else ""
+                time.sleep(0.1)
+        texts = ["WINNER! claim your prize now", "see you at 8 then"]
+        req = urllib.request.Request(url + "/predict", json.dumps({"inputs": texts}).encode(),
+                                     {"Content-Type": "application/json"})
+        answers = json.loads(urllib.request.urlopen(req, timeout=30).read())
+    finally:
+        server.terminate()
+        server.wait(30)
+    torch_clf = TextClassifier.load(tiny_run)
+    assert health["run_id"] == torch_clf.run_id
+    expected = torch_clf.predict_proba(texts)
+    got = np.array([[a["scores"][lab] for lab in torch_clf.label_names] for a in answers])
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -138,7 +138,7 @@ def _classify_ray(args: argparse.Namespace) -> None:
         check_output_file(args.out, args.overwrite, inputs=[args.file])
         check_output_format(args.out)
     options = RayOptions(args.address, args.num_workers, dtype=args.dtype, quantize=args.quantize,
-                         device="cuda" if args.device == "cuda" else "cpu")
+                         device="cuda" if args.device == "cuda" else "cpu", runtime=args.runtime)
     r = classify_file_ray(args.run, args.file, args.out, options, args.threshold, args.text_col,
                           args.review_threshold)
     skipped = f" (skipped {r.skipped_blank} blank)" if r.skipped_blank else ""

@@ -31,6 +31,7 @@ class RayOptions:
     dtype: str = "fp32"
     quantize: str | None = None
     device: str = "cpu"  # the workers' device ("cuda": one GPU per actor)
+    runtime: str = "torch"  # onnx: the run is an ONNX export
 
 
 class Scorer:
@@ -38,7 +39,7 @@ class Scorer:
 
     def __init__(self, run_dir: str, options: RayOptions, text_col: str, jsonl: bool, threshold: float | None,
                  review_threshold: float | None) -> None:
-        self.clf = TextClassifier.load(run_dir, options.dtype, options.quantize, options.device)
+        self.clf = TextClassifier.load(run_dir, options.dtype, options.quantize, options.device, options.runtime)
         self.text_col, self.jsonl = text_col, jsonl
         self.threshold, self.review_threshold = threshold, review_threshold
 
@@ -85,7 +86,7 @@ def classify_file_ray(run_dir: str | os.PathLike, src: str | os.PathLike, out: s
     check_output_format(out)
     if options.num_workers < 1:
         raise ConfigError("--num-workers must be at least 1")
-    probe = TextClassifier.load(run_dir, options.dtype, options.quantize, "cpu")  # a bad run fails here, once
+    probe = TextClassifier.load(run_dir, options.dtype, options.quantize, "cpu", options.runtime)  # fails here, once
     probe.require_single_label("--file", " (pass the messages instead)")
     names = probe.label_names
     del probe

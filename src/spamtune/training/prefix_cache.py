@@ -165,7 +165,7 @@ class Entry:
 
 class DiskCache:
     """Prefix caches on disk under `root`, one directory per key: `hidden.f32` (all kept rows, float32, row-major),
-    `offsets.npy` and `index.json` (the key's parts, sizes, the data file's sha256). A partial, truncated or altered
+    `offsets.npy` and `index.json` (the key's parts, sizes, hidden.f32's sha256). A partial, truncated or altered
     entry is detected when opened (sizes and sha256) and rebuilt, never used. `max_bytes` caps the total: the least
     recently used entries are removed after a new one is written."""
 
