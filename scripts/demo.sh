@@ -15,4 +15,4 @@ $st evaluate runs/demo --data-dir data
 $st classify runs/demo \
   "WINNER!! As a valued network customer you have been selected to receive a £900 prize reward! Call 09061701461" \
   "Are we still on for dinner tonight? I'll bring the wine."
-echo "run directory: runs/demo (model.safetensors, config.json, plots: loss.png accuracy.png confusion_matrix.png)"
+echo "run directory: runs/demo (model.safetensors, run.json, plots: loss.png accuracy.png confusion_matrix.png)"
