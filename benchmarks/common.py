@@ -1,13 +1,18 @@
 """Shared by the benchmark scripts (run as `python -m benchmarks.NAME` from the repository root): where a figure
-was measured, and appending it to RESULTS.md."""
+was measured, appending it to RESULTS.md, and `spamtune serve` in a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -49,3 +54,31 @@ def publish(title: str, body: str, record: bool = True) -> None:
     print(body)
     if record:
         append_results(title, " ".join([f"python -m benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]), body)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def spamtune_server(args: list[str], wait_s: float = 120, **popen) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`spamtune serve ARGS` on a free loopback port: waits up to `wait_s` for /health, yields (url, process),
+    then stops it cleanly (terminate: the store's writer flushes what is queued)."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "spamtune", "serve", *args, "--port", str(port)],
+                              **{"stdout": subprocess.DEVNULL, **popen})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield url, server
+    finally:
+        server.terminate()
+        server.wait(30)

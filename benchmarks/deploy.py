@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import publish
+from benchmarks.common import publish, spamtune_server
 
 ROWS = {  # name: (runtime, dtype, quantize)
     "torch fp32": ("torch", "fp32", None),
@@ -65,29 +64,15 @@ def worker(run: str, export: str, data_dir: str, row: str, out: str) -> None:
 
 def serve_rss(target: str, runtime: str, dtype: str, quantize: str | None, texts: list[str]) -> float:
     """Peak RSS (VmHWM, MB) of `spamtune serve` for a row after 40 requests of 8 messages."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "spamtune", "serve", target, "--port", str(port), "--runtime", runtime, "--dtype",
-           dtype, "--device", "cpu", "--no-store", "--no-access-log", *(["--quantize", quantize] if quantize else [])]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(900):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+    args = [target, "--runtime", runtime, "--dtype", dtype, "--device", "cpu", "--no-store", "--no-access-log",
+            *(["--quantize", quantize] if quantize else [])]
+    with spamtune_server(args, wait_s=180, stderr=subprocess.DEVNULL) as (url, server):
         for i in range(40):
             body = json.dumps({"inputs": [texts[(i * 8 + j) % len(texts)] for j in range(8)]}).encode()
             req = urllib.request.Request(url + "/predict", body, {"Content-Type": "application/json"})
             urllib.request.urlopen(req, timeout=120).read()
         status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def files_mb(run: Path, export: Path, runtime: str, quantize: str | None) -> float:

@@ -23,9 +23,6 @@ import contextlib
 import io
 import json
 import random
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -34,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.common import spamtune_server
 from spamtune.cli import main as spamtune
 from spamtune.data import read_split
 from spamtune.decisions import split_halves
@@ -72,12 +70,6 @@ def split_families(df: pd.DataFrame, share: float, seed: int, per_kind: int | No
             rows = df[df["family"].isin(fams)]
             side.append(rows.sample(frac=1, random_state=seed)[:per_kind])
     return pd.concat(stream), pd.concat(measure)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str) -> dict[str, Any]:
@@ -138,18 +130,9 @@ def run_cycle(cfg: LoopConfig) -> dict[str, Any]:
                       "label": "spam", "kind": "ordinary"})])
     stream = pd.concat([streamed, normal]).sample(frac=1, random_state=cfg.seed).reset_index(drop=True)
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "spamtune", "serve", "--registry", str(reg), "--db", db,
-                               "--port", str(port), "--poll", "0.5", "--no-access-log"], stdout=subprocess.DEVNULL)
     figures: dict[str, Any] = {"streamed": len(stream), "measured": len(measured)}
-    try:
-        for _ in range(600):
-            try:
-                get_json(url + "/health")
-                break
-            except OSError:
-                time.sleep(0.2)
+    serve_args = ["--registry", str(reg), "--db", db, "--poll", "0.5", "--no-access-log"]
+    with spamtune_server(serve_args) as (url, _):
         before, errors = classify(url, list(measured["text"]), rng)
         figures["before"], figures["before_run_id"] = rates(measured, before), before[0]["run_id"]
 
@@ -189,9 +172,6 @@ def run_cycle(cfg: LoopConfig) -> dict[str, Any]:
         figures["after"], figures["after_run_id"] = rates(measured, after), after[0]["run_id"]
         figures["server_errors"] = errors
         figures["registry_version"] = Registry(reg).current()
-    finally:
-        server.terminate()
-        server.wait(30)
     return figures
 
 

@@ -10,15 +10,10 @@ memory.
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from benchmarks.common import publish
+from benchmarks.common import publish, spamtune_server
 from spamtune.data import read_split
 from spamtune.inference import TextClassifier
 from spamtune.serving.loadtest import LoadReport, run_load
@@ -30,25 +25,9 @@ def rss_mb(pid: int) -> float:
 
 
 def serve_and_load(a: argparse.Namespace, expected: dict[str, str], store_args: list[str]) -> tuple[LoadReport, float]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "spamtune", "serve", a.run, "--port", str(port), "--dtype",
-                               a.dtype, "--no-access-log", *store_args], stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+    with spamtune_server([a.run, "--dtype", a.dtype, "--no-access-log", *store_args]) as (url, server):
         report = run_load(url, expected, a.requests, a.concurrency, a.max_texts)
-        rss = rss_mb(server.pid)
-    finally:
-        server.terminate()  # a clean stop: the writer flushes what is queued
-        server.wait(30)
-    return report, rss
+        return report, rss_mb(server.pid)
 
 
 def main() -> None:
