@@ -206,8 +206,9 @@ class DiskCache:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def open(self, key: str, ds: TextDataset) -> PrefixCache | None:
-        """The stored cache of `key` if it is complete and intact (else None: the caller rebuilds it)."""
+    def open(self, key: str, ds: TextDataset, verify: bool = True) -> PrefixCache | None:
+        """The stored cache of `key` if it is complete and intact (else None: the caller rebuilds it). `verify`:
+        hash the rows against the index; only skipped for an entry this job has just written or verified."""
         path = self.root / key
         index_file = path / "index.json"
         if not index_file.is_file():
@@ -218,7 +219,7 @@ class DiskCache:
             data = path / "hidden.f32"
             ok = (index.get("format") == CACHE_FORMAT and index["rows"] == len(ds) == len(offsets) - 1
                   and data.stat().st_size == index["bytes"] == int(offsets[-1]) * index["dim"] * 4
-                  and sha256_file(data) == index["sha256"])
+                  and (not verify or sha256_file(data) == index["sha256"]))
         except (OSError, ValueError, KeyError, TypeError):
             ok = False
         if not ok:
@@ -269,8 +270,12 @@ class DiskCache:
             os.replace(partial, self.root / key)
             self._evict(keep=key)
         dist.barrier()
-        cache = self.open(key, ds)
-        assert cache is not None, f"the prefix cache just written to {self.root / key} does not read back"
+        return self.open_checked(key, ds)
+
+    def open_checked(self, key: str, ds: TextDataset) -> PrefixCache:
+        """An entry this job has just written or verified (its sizes still checked, not rehashed)."""
+        cache = self.open(key, ds, verify=False)
+        assert cache is not None, f"the prefix cache {self.root / key} does not read back"
         return cache
 
     def _evict(self, keep: str) -> None:
@@ -332,7 +337,7 @@ class PrefixStore:
                 flag = torch.tensor([hit is not None], dtype=torch.int32)
                 torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
                 if flag.item():
-                    return hit or self._open_built(name, ds)
+                    return hit or self.disk.open_checked(name, ds)
             elif hit is not None:
                 return hit
             if shallower is None and (found := self.disk.find_shallower(base, digest, clf.start)):
@@ -340,12 +345,6 @@ class PrefixStore:
                 if (cache := self.disk.open(skey, ds)) is not None:
                     shallower = (depth, cache)
             return self.disk.build(name, meta, clf, ds, fixed_width, desc, shallower, self.dtype, self.dist)
-
-    def _open_built(self, name: str, ds: TextDataset) -> PrefixCache:
-        assert self.disk is not None
-        cache = self.disk.open(name, ds)
-        assert cache is not None
-        return cache
 
 
 def base_key(args: TrainArgs, source: str, device: torch.device | None = None) -> str:

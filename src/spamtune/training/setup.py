@@ -64,7 +64,7 @@ class TrainSetup:
     timings: dict[str, float]
     device: torch.device = torch.device("cpu")
     dist: Dist = Dist()  # this process's place in a torchrun job; only the main one writes
-    base: str = ""  # what the frozen layers' output depends on (prefix_cache.base_key)
+    base: str = ""  # what the frozen layers' output depends on (prefix_cache.base_key); "" when not cached
     tokenizer: Any = None  # what encoded the splits
     optimizer: torch.optim.Optimizer | None = None  # set by `setup`, the same way for both backends
     scheduler: Any = None  # a transformers LambdaLR, or None for the book's constant lr
@@ -229,10 +229,10 @@ def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: Lab
     model: nn.Module
     train_src: Any  # a PrefixCache of the frozen layers' output, or the token dataset
     val_src: Any
+    base = base_key(args, backbone.source, device) if cached else ""  # hashes the weights file: only when used
     if cached:
         clf.eval()
         store = store or PrefixStore(disk_cache(args), args.dtype, dist)
-        base = base_key(args, backbone.source, device)
         train_src, val_src = (store.get(base, clf, ds, fixed, split)
                               for ds, split in ((train_ds, "train"), (val_ds, "validation")))
         log.info("prefix cache: %.1f MB", (train_src.nbytes() + val_src.nbytes()) / 1e6)
@@ -264,7 +264,7 @@ def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: Lab
         train_loader=loader(train_src, shuffle=True, drop_last=True, train=True),
         train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
         val_full_loader=loader(val_src), run_config=run_config, label_set=label_set, task=task, cached=cached,
-        timings=timings, device=device, dist=dist, base=base_key(args, backbone.source, device), tokenizer=tokenizer)
+        timings=timings, device=device, dist=dist, base=base, tokenizer=tokenizer)
 
 
 def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet, dist: Dist,
