@@ -11,13 +11,10 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from spamtune.errors import ConfigError
-
-Device = Literal["auto", "cpu", "cuda", "mps"]
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:

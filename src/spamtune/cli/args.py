@@ -9,7 +9,7 @@ import re
 import types
 import typing
 
-from spamtune.config import choices
+from spamtune.config import Device, choices
 
 # C0/C1 controls (ESC starts terminal escape sequences), bidi overrides and isolates (a message that reverses its
 # own display), and lone surrogates (not printable as UTF-8)
@@ -63,7 +63,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+    parser.add_argument("--device", default="auto", choices=choices(Device),
                         help="where the model runs: auto (CUDA if present), cpu, cuda or mps (default: auto)")
 
 

@@ -11,6 +11,7 @@ Needs the optional extra: `pip install 'spamtune[ray]'`.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -37,21 +38,20 @@ class RayOptions:
 class Scorer:
     """A Ray actor: loads the run once, then decides batches of messages (pandas in, pandas out)."""
 
-    def __init__(self, run_dir: str, options: RayOptions, text_col: str, jsonl: bool, threshold: float | None,
-                 review_threshold: float | None) -> None:
+    def __init__(self, run_dir: str, options: RayOptions, column: str, text_col: str, jsonl: bool,
+                 threshold: float | None, review_threshold: float | None) -> None:
         self.clf = TextClassifier.load(run_dir, options.dtype, options.quantize, options.device, options.runtime)
-        self.text_col, self.jsonl = text_col, jsonl
+        self.column, self.text_col, self.jsonl = column, text_col, jsonl  # column: the dataset's, from `_read`
         self.threshold, self.review_threshold = threshold, review_threshold
 
     def __call__(self, batch):
         from spamtune.inference.files import read_jsonl
 
-        column = "text" if "text" in batch and (self.jsonl or self.text_col not in batch) else self.text_col
-        texts = [t if isinstance(t, str) else "" for t in batch[column]]
+        texts = [t if isinstance(t, str) else "" for t in batch[self.column]]
         if self.jsonl:  # the local engine's rules for each line (a JSON string, or an object's text_col / text)
             texts = [m.text for t in texts for m in
-                     (read_jsonl(_Bytes(t), "jsonl", self.clf.line_cap, self.text_col) if t.strip() else
-                      [Message(0, "")])]
+                     (read_jsonl(io.BytesIO(t.encode("utf-8", "surrogatepass") + b"\n"), "jsonl",
+                                 self.clf.line_cap, self.text_col) if t.strip() else [Message(0, "")])]
         kept = [i for i, t in enumerate(texts) if t.strip()]
         decided = self.clf.decide([texts[i] for i in kept], self.threshold, self.review_threshold) if kept else []
         out = [""] * len(texts)
@@ -59,18 +59,6 @@ class Scorer:
             out[i] = json.dumps(d.to_json())
         batch = batch.assign(text=texts, decision_json=out)
         return batch[["text", "decision_json"]]
-
-
-class _Bytes:
-    """One line as the binary stream `read_jsonl` reads."""
-
-    def __init__(self, line: str) -> None:
-        import io
-
-        self.stream = io.BytesIO(line.encode("utf-8", "surrogatepass") + b"\n")
-
-    def readline(self, n: int = -1) -> bytes:
-        return self.stream.readline(n)
 
 
 def classify_file_ray(run_dir: str | os.PathLike, src: str | os.PathLike, out: str | os.PathLike | None,
@@ -102,9 +90,9 @@ def classify_file_ray(run_dir: str | os.PathLike, src: str | os.PathLike, out: s
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
     suffix = src.suffix.lower()
-    ds, first_line = _read(ray, src, suffix, text_col)
+    ds, first_line, column = _read(ray, src, suffix, text_col)
     scored = ds.map_batches(
-        Scorer, fn_constructor_args=(str(Path(run_dir).resolve()), options, text_col, suffix == ".jsonl",
+        Scorer, fn_constructor_args=(str(Path(run_dir).resolve()), options, column, text_col, suffix == ".jsonl",
                                      threshold, review_threshold),
         batch_size=options.batch_size, batch_format="pandas", concurrency=options.num_workers,
         num_gpus=1 if options.device == "cuda" else 0)
@@ -133,7 +121,7 @@ def classify_file_ray(run_dir: str | os.PathLike, src: str | os.PathLike, out: s
 
 
 def _read(ray, src: Path, suffix: str, text_col: str):
-    """The file as a Ray dataset of one text column, and the line number of its first row."""
+    """The file as a Ray dataset of one text column, the line number of its first row, and that column's name."""
     path = str(src.resolve())
     if suffix in (".csv", ".tsv"):
         from pyarrow import csv as pacsv
@@ -142,5 +130,5 @@ def _read(ray, src: Path, suffix: str, text_col: str):
         parse = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",", newlines_in_values=True)
         convert = pacsv.ConvertOptions(column_types={text_col: string()}, include_columns=[text_col],
                                        strings_can_be_null=False)
-        return ray.data.read_csv(path, parse_options=parse, convert_options=convert), 2
-    return ray.data.read_text(path, drop_empty_lines=False), 1
+        return ray.data.read_csv(path, parse_options=parse, convert_options=convert), 2, text_col
+    return ray.data.read_text(path, drop_empty_lines=False), 1, "text"
