@@ -8,7 +8,7 @@ training messages: each copy k of a message gets a deterministic edit (k-th sche
 " (k)", doubled spaces, a trailing punctuation mark, the first word repeated) so its token ids differ and the
 prefix cache cannot share rows. Validation and test stay as they are.
 
-    python -m benchmarks.scale runs/default --data-dir data --sizes 1,4,16
+    python -m benchmarks.scale runs/default --data-dir data --sizes 1,4,16 [--dtype bf16]
 """
 
 from __future__ import annotations
@@ -89,12 +89,14 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,4,16")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--ray-messages", type=int, default=2000, help="messages scored per Ray row (0: skip)")
+    ap.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="train and evaluate precision")
+    ap.add_argument("--ray-messages", type=int, default=1000, help="messages scored per Ray row (0: skip)")
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
     spamtune = [sys.executable, "-m", "spamtune"]
     rows = ["| size | train messages | cache | train wall (s) | train peak RSS (MB) | train peak anonymous RSS (MB) | "
             "evaluate wall (s) | evaluate peak RSS (MB) |", "|---|---|---|---|---|---|---|---|"]
+    precision = ["--dtype", a.dtype, "--device", a.device]
     with tempfile.TemporaryDirectory() as tmp:
         for factor in map(int, a.sizes.split(",")):
             data = Path(tmp) / f"data{factor}"
@@ -104,19 +106,22 @@ def main() -> None:
                 run = Path(tmp) / f"run{factor}{cache}"
                 train_s, train_rss, train_anon = measured(
                     [*spamtune, "train", "--data-dir", str(data), "--out", str(run), "--epochs", str(a.epochs),
-                     "--cache-dir", cache_dir, "--device", a.device])
-                eval_s, eval_rss, _ = measured([*spamtune, "evaluate", str(run), "--data-dir", str(data),
-                                                "--device", a.device, "--json", "--no-unused"])
+                     "--cache-dir", cache_dir, *precision])
+                evaluated = ""
+                if cache == "disk":  # evaluate does not use the prefix cache: once per size
+                    eval_s, eval_rss, _ = measured([*spamtune, "evaluate", str(run), "--data-dir", str(data),
+                                                    "--json", "--no-unused", *precision])
+                    evaluated = f" {eval_s:.0f} | {eval_rss:.0f} |"
                 rows.append(f"| {factor}x | {n} | {'in memory' if cache == 'none' else 'on disk (mmap)'} | "
-                            f"{train_s:.0f} | {train_rss:.0f} | {train_anon:.0f} | {eval_s:.0f} | {eval_rss:.0f} |")
+                            f"{train_s:.0f} | {train_rss:.0f} | {train_anon:.0f} |{evaluated or ' | |'}")
                 print(rows[-1], flush=True)
                 shutil.rmtree(run)
             shutil.rmtree(Path(tmp) / "cache", ignore_errors=True)  # each size builds its own cache
         ray_rows = ray_throughput(a.run, a.data_dir, a.ray_messages, Path(tmp)) if a.ray_messages else []
-    body = "\n".join([*rows, "", f"SmolLM2-135M, last block, {a.epochs} epoch(s), device {a.device}; evaluate "
-                      "scores validation and test. Peak RSS is VmHWM (it includes the resident pages of the "
-                      "memory-mapped cache, which the kernel can drop); anonymous RSS is what the process holds.",
-                      "", *ray_rows])
+    body = "\n".join([*rows, "", f"SmolLM2-135M, last block, {a.epochs} epoch(s), {a.dtype}, device {a.device}; "
+                      "evaluate scores train (which grows), validation and test, in blocks of rows. Peak RSS is "
+                      "VmHWM (it includes the resident pages of the memory-mapped cache, which the kernel can "
+                      "drop); anonymous RSS is what the process itself holds.", "", *ray_rows])
     publish("Scale: data size, in-memory vs disk prefix cache, Ray workers", body, record=not a.no_record)
 
 

@@ -43,9 +43,9 @@ def add_parser(sub) -> None:
 
 
 def launch_torchrun(nproc: int, argv: list[str]) -> None:
-    """Re-run this command under `torchrun --standalone --nproc-per-node N` (without --nproc) and exit with its
-    status."""
-    import subprocess
+    """Become `torchrun --standalone --nproc-per-node N` running this command (without --nproc): exec, not a child,
+    so a scheduler's SIGTERM reaches torchrun, which stops its workers."""
+    import os
     import sys
 
     from spamtune.devices import launched_by_torchrun
@@ -65,7 +65,9 @@ def launch_torchrun(nproc: int, argv: list[str]) -> None:
             rest.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "spamtune", *rest]
-    raise SystemExit(subprocess.run(cmd).returncode)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -26,20 +26,23 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float, te
     if stratify:
         from sklearn.model_selection import train_test_split
 
-        n = len(df)
-        n_train, n_val = int(n * train_frac), int(n * validation_frac)
-        n_test = n - n_train - n_val if test_frac is None else int(n * test_frac)
+        n_train, n_val, n_test = split_sizes(len(df), train_frac, validation_frac, test_frac)
         train, rest = train_test_split(df, train_size=n_train, random_state=seed, stratify=df["Label"])
         val, rest = train_test_split(rest, train_size=n_val, random_state=seed, stratify=rest["Label"])
         if n_test < len(rest):
             rest, _ = train_test_split(rest, train_size=n_test, random_state=seed, stratify=rest["Label"])
         return train.reset_index(drop=True), val.reset_index(drop=True), rest.reset_index(drop=True)
     df = df.sample(frac=1, random_state=seed).reset_index(drop=True)
-    train_end = int(len(df) * train_frac)
-    validation_end = train_end + int(len(df) * validation_frac)
-    test_end = len(df) if test_frac is None else validation_end + int(len(df) * test_frac)
+    n_train, n_val, n_test = split_sizes(len(df), train_frac, validation_frac, test_frac)
+    train_end, validation_end, test_end = n_train, n_train + n_val, n_train + n_val + n_test
     return (df[:train_end].reset_index(drop=True), df[train_end:validation_end].reset_index(drop=True),
             df[validation_end:test_end].reset_index(drop=True))
+
+
+def split_sizes(n: int, train_frac: float, validation_frac: float, test_frac: float | None) -> tuple[int, int, int]:
+    """Rows of train, validation and test for n rows; test is the rest unless its fraction is given."""
+    n_train, n_val = int(n * train_frac), int(n * validation_frac)
+    return n_train, n_val, n - n_train - n_val if test_frac is None else int(n * test_frac)
 
 
 def check_fractions(train_frac: float, validation_frac: float, test_frac: float | None) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from spamtune.data import read_split
+from spamtune.data import count_rows, iter_split
 from spamtune.decisions import (
     BANDS,
     DEFAULT_REVIEW_FPR,
@@ -39,9 +40,8 @@ SPLITS = ("train", "validation", "test")
 LENGTH_BINS = (0, 40, 80, 120, 160)  # characters: short messages are where spam slips through
 
 
-def recall_by_length(texts: list[str], y: np.ndarray, pred: np.ndarray, positive: int = 1) -> list[dict[str, Any]]:
+def recall_by_length(lengths: np.ndarray, y: np.ndarray, pred: np.ndarray, positive: int = 1) -> list[dict[str, Any]]:
     """Recall of the positive class (spam) per message-length bin: [{"chars": "0-39", "n": ..., "recall": ...}]."""
-    lengths = np.array([len(t) for t in texts])
     edges = [*LENGTH_BINS, np.inf]
     out = []
     for lo, hi in zip(edges, edges[1:]):
@@ -77,16 +77,17 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     clf = TextClassifier.load(run_dir, dtype, device=device, runtime=runtime)
     if repick and not clf.binary:
         raise ConfigError("an operating point is picked for binary runs only")
-    frames = {name: read_split(data_dir / f"{name}.csv") for name in SPLITS}
+    paths = {name: data_dir / f"{name}.csv" for name in SPLITS}
     if unused and (data_dir / "unused.csv").is_file():
-        frames["unused"] = read_split(data_dir / "unused.csv")
-    if limit:
-        frames = {k: v[:limit] for k, v in frames.items()}
+        paths["unused"] = data_dir / "unused.csv"
+    # a first pass reads every file (a damaged one fails before any scoring) and sizes the progress bar
+    rows = {name: min(count_rows(path), limit or np.inf) for name, path in paths.items()}
     result: dict[str, Any] = {"run": str(run_dir), "run_id": clf.run_id, "threshold": threshold,
                               "labels": clf.label_names, "accuracy": {}, "n": {}}
-    if clf.task.name != "single_label":
-        return _evaluate_task(clf, frames, result, report, batch_size, progress)
-    scored = {name: Scored.of(clf, df, batch_size, progress) for name, df in frames.items() if not df.empty}
+    with tqdm(total=int(sum(rows.values())), desc="evaluating", unit="msg", disable=not progress) as bar:
+        if clf.task.name != "single_label":
+            return _evaluate_task(clf, paths, limit, result, report, batch_size, bar)
+        scored = {name: Scored.of(clf, path, batch_size, bar, limit) for name, path in paths.items() if rows[name]}
     for name, sc in scored.items():
         result["n"][name] = len(sc.y)
         if name == "unused":
@@ -98,7 +99,7 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
         if name == "test":
             result.update({k: v for k, v in m.items() if k != "accuracy"})
             if clf.binary:
-                result["recall_by_length"] = recall_by_length(sc.texts, sc.y,
+                result["recall_by_length"] = recall_by_length(sc.lengths, sc.y,
                                                               SingleLabel.predict_ids(sc.probs, threshold))
     result.setdefault("fpr_unused", None)
     if "test" in scored:
@@ -120,19 +121,34 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
 
 @dataclass
 class Scored:
-    """One split scored once: calibrated and raw probabilities, labels, texts."""
+    """One split scored once, read in blocks: calibrated and raw probabilities, labels, and of each text only what
+    the report needs (its length, its half of the unused ham, a key to match twins), so memory does not hold texts."""
 
     probs: np.ndarray
     raw: np.ndarray
     y: np.ndarray
-    texts: list[str]
+    lengths: np.ndarray
+    calibration_half: np.ndarray
+    keys: np.ndarray  # hash() of each text: equal texts, equal keys (within this process)
 
     @classmethod
-    def of(cls, clf: TextClassifier, df, batch_size: int, progress: bool) -> Scored:
-        texts = list(df["Text"])
-        logits, _ = clf.logits(texts, batch_size, progress)
-        return cls(clf.scores_from_logits(logits), clf.scores_from_logits(logits, calibrated=False),
-                   df["Label"].to_numpy(), texts)
+    def of(cls, clf: TextClassifier, path: Path, batch_size: int, bar: tqdm, limit: int | None = None) -> Scored:
+        parts: dict[str, list[np.ndarray]] = {f.name: [] for f in dataclasses.fields(cls)}
+        left = limit or np.inf
+        for df in iter_split(path):
+            texts = list(df["Text"][: int(min(left, len(df)))])
+            logits, _ = clf.logits(texts, batch_size)
+            parts["probs"].append(clf.scores_from_logits(logits))
+            parts["raw"].append(clf.scores_from_logits(logits, calibrated=False))
+            parts["y"].append(df["Label"].to_numpy()[: len(texts)])
+            parts["lengths"].append(np.array([len(t) for t in texts], dtype=np.int64))
+            parts["calibration_half"].append(split_halves(texts)[0])
+            parts["keys"].append(np.array([hash(t) for t in texts], dtype=np.int64))
+            bar.update(len(texts))
+            left -= len(texts)
+            if left <= 0:
+                break
+        return cls(**{name: np.concatenate(p) for name, p in parts.items()})
 
 
 def report_half(scored: dict[str, Scored]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,9 +158,10 @@ def report_half(scored: dict[str, Scored]) -> tuple[np.ndarray, np.ndarray]:
     sc = scored.get("unused")
     if sc is None:
         return np.zeros(0), np.zeros(0)
-    calib, rep = split_halves(sc.texts)
-    picking = set(scored["validation"].texts) if "validation" in scored else set()
-    rep &= np.array([t not in picking for t in sc.texts], dtype=bool)
+    calib = sc.calibration_half
+    rep = ~calib
+    if "validation" in scored:
+        rep &= ~np.isin(sc.keys, scored["validation"].keys)
     negative = sc.y == 0
     return sc.probs[calib & negative, 1], sc.probs[rep & negative, 1]
 
@@ -206,17 +223,26 @@ def _plots(clf: TextClassifier, result: dict[str, Any], scored: dict[str, Scored
             plot_thresholds(test.probs[:, 1], test.y, report_half(scored)[1], op, run_dir / "thresholds.png")
 
 
-def _evaluate_task(clf: TextClassifier, frames: dict, result: dict[str, Any], report: Path, batch_size: int,
-                   progress: bool) -> dict[str, Any]:
+def _evaluate_task(clf: TextClassifier, paths: dict[str, Path], limit: int | None, result: dict[str, Any],
+                   report: Path, batch_size: int, bar: tqdm) -> dict[str, Any]:
     """Multi-label and regression runs (HF backend): the task's metrics per split."""
     result.update(task=clf.task.name, thresholds=clf.thresholds, metrics={})
-    for name, df in frames.items():
-        if df.empty or name == "unused":
+    for name, path in paths.items():
+        if name == "unused":
             continue
-        scores = clf.predict_proba(list(df["Text"]), batch_size, progress)
-        y = np.asarray(clf.task.targets(df["Label"], clf.label_set))
-        result["metrics"][name] = clf.task.metrics(y, scores, clf.label_set, clf.thresholds)
-        result["n"][name] = len(df)
+        scores, targets = [], []
+        for df in iter_split(path):
+            df = df[:limit] if limit else df
+            scores.append(clf.predict_proba(list(df["Text"]), batch_size))
+            targets.extend(clf.task.targets(df["Label"], clf.label_set))
+            bar.update(len(df))
+            if limit and len(targets) >= limit:
+                break
+        if not targets:
+            continue
+        y = np.asarray(targets)[:limit]
+        result["metrics"][name] = clf.task.metrics(y, np.concatenate(scores)[:limit], clf.label_set, clf.thresholds)
+        result["n"][name] = len(y)
     write_json(report, result)
     return result
 
