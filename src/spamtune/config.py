@@ -22,6 +22,7 @@ Backend = Literal["scratch", "hf"]
 Schedule = Literal["constant", "linear", "cosine"]
 DType = Literal["fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+Normalization = Literal["nfkc", "none"]
 
 
 def choices(tp: Any) -> tuple[str, ...]:
@@ -180,6 +181,11 @@ class TrainArgs:
     trainable: Trainable = _arg("last_block", "what to fine-tune")
     pooling: Pooling = _arg("last_real", "which position classifies the message")
     padding: Padding = _arg("dynamic", "pad to the longest training message (book), per batch, or to the context")
+    normalize: Normalization = _arg("nfkc", "text normalization before tokenizing, stored in the run and applied "
+                                            "wherever it reads text: nfkc (NFKC, invisible characters removed, "
+                                            "look-alike letters folded; see normalize.py) or none")
+    augment: int = _arg(0, "add N perturbed copies of every training message (homoglyphs, leetspeak, spacing, "
+                           "disguised links and numbers; data/perturb.py)")
     max_length: int | None = _arg(None, "truncate messages to this many tokens (default: longest training message)")
     epochs: int = _arg(5, "training epochs")
     batch_size: int = _arg(8, "messages per batch")
@@ -230,6 +236,8 @@ class TrainArgs:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_length is not None and self.max_length < 1:
             raise ConfigError("--max-length must be at least 1")
+        if not 0 <= self.augment <= 20:
+            raise ConfigError("--augment must be between 0 and 20 copies")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("--warmup-ratio must be in [0, 1)")
         for name in ("target_fpr", "review_fpr", "target_precision"):

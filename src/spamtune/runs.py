@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from spamtune.config import Backend, DType, ModelConfig, Pooling, Trainable, check_field_types
+from spamtune.config import Backend, DType, ModelConfig, Normalization, Pooling, Trainable, check_field_types
 from spamtune.data.labels import TaskName
 from spamtune.decisions import Calibration, OperatingPoint
 from spamtune.errors import CheckpointError, ConfigError
@@ -74,6 +74,7 @@ class RunConfig:
     head_bias: bool | None = None
     head: list[str] | None = None
     dtype: DType = "fp32"
+    normalize: Normalization = "none"  # runs from before normalization read raw text
     seed: int = 123
     thresholds: list[float] | None = None
     calibration: Calibration | None = None  # single-label runs: the temperature fitted on validation

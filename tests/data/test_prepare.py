@@ -177,3 +177,26 @@ def test_download_falls_back_to_backup_url_and_caches(tmp_path, sms_path, monkey
         assert prepare(tmp_path / "out2").source == str(cached) and len(requests) == n
     finally:
         server.shutdown()
+
+
+def test_folds_cover_every_message_once_stratified(tmp_path, sms_path, capsys):
+    out = tmp_path / "cv"
+    assert main(["prepare", "--data", str(sms_path), "--folds", "5", "--out", str(out)]) == 0
+    assert "fold5/validation.csv" in capsys.readouterr().out
+    tests, rows = [], parse_sms_collection(sms_path.read_bytes())
+    for k in range(1, 6):
+        fold = {n: read_split(out / f"fold{k}" / f"{n}.csv") for n in ("train", "validation", "test", "unused")}
+        assert len(fold["unused"]) == 0 and len(fold["validation"]) == int(5574 * 0.1)
+        assert sum(len(df) for df in fold.values()) == 5574  # each fold holds every message once
+        spam_share = [df["Label"].mean() for df in (fold["train"], fold["validation"], fold["test"])]
+        assert max(spam_share) - min(spam_share) < 0.005  # 13.4 % spam in every part
+        tests.append(fold["test"])
+    every = pd.concat(tests)
+    assert len(every) == 5574 and sorted(every["Text"]) == sorted(rows["Text"])  # the test folds partition the data
+    again = tmp_path / "again"
+    assert main(["prepare", "--data", str(sms_path), "--folds", "5", "--out", str(again)]) == 0
+    assert (again / "fold3" / "test.csv").read_bytes() == (out / "fold3" / "test.csv").read_bytes()
+    assert main(["prepare", "--data", str(sms_path), "--folds", "5", "--out", str(out)]) == 2  # no --overwrite
+    assert "already has fold1" in capsys.readouterr().err
+    assert main(["prepare", "--data", str(sms_path), "--folds", "1", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

@@ -3,6 +3,9 @@ the run's probabilities (scratch GPT-2 and Llama runs, LoRA merged, `--backend h
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,13 +16,17 @@ from spamtune.data import read_split
 from spamtune.errors import SpamtuneError
 from spamtune.export import export_hf
 from spamtune.inference import TextClassifier
+from spamtune.normalize import normalize_text
 from spamtune.training import train_run
 from tests.helpers import minilm_args
 
 
 def hf_probs(path, texts: list[str]) -> tuple[np.ndarray, dict]:
-    """What a transformers user gets from the exported directory."""
+    """What a transformers user gets from the exported directory, normalizing the text first as its marker says."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    scheme = json.loads((Path(path) / "spamtune-export.json").read_text())["normalize"]
+    texts = [normalize_text(t, scheme) for t in texts]
 
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
     tok = AutoTokenizer.from_pretrained(path)

@@ -12,6 +12,8 @@ examples:
   spamtune evaluate runs/smollm2 --data-dir data/
   spamtune evaluate runs/smollm2 --data-dir data/ --json --threshold 0.8
   spamtune evaluate runs/smollm2 --data-dir data/ --target-fpr 0.001 --store   # a stricter operating point
+  spamtune evaluate runs/smollm2 --data-dir data/ --perturb                     # + recall on obfuscated spam
+  spamtune evaluate runs/smollm2 --data-dir data/ --perturb homoglyphs,zero_width
 
 Binary runs are also reported at their operating point: the block and review thresholds stored at training
 (for --target-fpr, default 0.005, on validation + the calibration half of the unused ham), with the FPR
@@ -35,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, help="first N messages of each split only")
     p.add_argument("--no-unused", action="store_true", help="skip the false-positive rate on unused.csv")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--perturb", nargs="?", const="all", metavar="NAMES",
+                   help="also score the test spam under obfuscations (all, or a comma list of: homoglyphs, "
+                        "leetspeak, zero_width, spaced, url_disguise, phone_disguise, case)")
     add_device_arg(p)
     add_runtime_arg(p)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="inference precision (default: fp32)")
@@ -44,10 +49,13 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> None:
     import json
 
+    from spamtune.data.perturb import PERTURBATIONS
     from spamtune.evaluation import evaluate_run, format_report
+
+    perturb = tuple(PERTURBATIONS) if args.perturb == "all" else tuple(filter(None, (args.perturb or "").split(",")))
 
     r = evaluate_run(args.run, args.data_dir, args.threshold, args.limit, unused=not args.no_unused,
                      progress=not args.json, target_fpr=args.target_fpr, target_precision=args.target_precision,
                      review_fpr=args.review_fpr, store=args.store, device=args.device, dtype=args.dtype,
-                     runtime=args.runtime)
+                     runtime=args.runtime, perturb=perturb)
     print(json.dumps(r) if args.json else format_report(r))

@@ -11,6 +11,7 @@ examples:
   spamtune prepare --out data/                  # $SPAMTUNE_DATA, cache, or download
   spamtune prepare --data reviews.csv --text-col review --label-col sentiment --out d/
   spamtune prepare --data big.csv --text-col text --label-col label --stream --out d/   # any size, flat memory
+  spamtune prepare --folds 5 --out data/cv/      # data/cv/fold1 ... fold5: stratified 5-fold CV, every message
 
 A --text-col file over 256 MiB is read in blocks (--stream): two passes, one block of rows in memory; the split
 has the same sizes and is as random, but is not the in-memory split (rows keep their file order within a split).
@@ -36,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--labels", help="comma-separated allowed labels; other values are an error")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the SMS collection")
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
+    p.add_argument("--folds", type=int, metavar="K",
+                   help="K-fold cross-validation over every message (stratified, no undersampling): OUT/fold1 ... "
+                        "OUT/foldK, each with train/validation/test (validation: --val-frac of all rows)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="read a --text-col file in blocks with flat memory (default: when it is over 256 MiB)")
     p.set_defaults(func=run)
@@ -48,5 +52,5 @@ def run(args: argparse.Namespace) -> None:
     result = prepare(args.out, args.data, verify=not args.no_verify, seed=args.seed, balance=not args.no_balance,
                      stratify=args.stratify, train_frac=args.train_frac, validation_frac=args.val_frac,
                      test_frac=args.test_frac, text_col=args.text_col, label_col=args.label_col, allowed=allowed,
-                     overwrite=args.overwrite, stream=args.stream)
+                     overwrite=args.overwrite, stream=args.stream, folds=args.folds)
     print(f"read {result.source}{' (streamed)' if result.streamed else ''}\nwrote {result.out}/\n{result.table()}")

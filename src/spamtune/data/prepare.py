@@ -16,10 +16,10 @@ import pandas as pd
 from spamtune.data.labels import LabelSet
 from spamtune.data.parse import SMS_LABELS, parse_sms_collection, read_table
 from spamtune.data.sources import resolve_sms_collection
-from spamtune.data.split import check_fractions, create_balanced_dataset, random_split
+from spamtune.data.split import check_fractions, create_balanced_dataset, random_split, stratified_folds
 from spamtune.data.stream import BLOCK_ROWS, STREAM_BYTES, count_labels, write_streamed
 from spamtune.errors import ConfigError, DataError
-from spamtune.fsutil import check_writable_dir, require_regular_file
+from spamtune.fsutil import check_writable_dir, require_regular_file, swap_dir
 
 SPLIT_FILES = ("train.csv", "validation.csv", "test.csv", "unused.csv")
 LABELS_FILE = "labels.json"
@@ -34,10 +34,11 @@ class PrepareResult:
 
     def table(self) -> str:
         names = sorted({lab for c in self.counts.values() for lab in c})
-        head = f"{'file':<16}" + "".join(f"{lab:>8}" for lab in names) + f"{'total':>8}"
+        w = max(16, *(len(name) + 2 for name in self.counts))
+        head = f"{'file':<{w}}" + "".join(f"{lab:>8}" for lab in names) + f"{'total':>8}"
         lines = [head]
         for name, c in self.counts.items():
-            lines.append(f"{name:<16}" + "".join(f"{c.get(lab, 0):>8}" for lab in names) + f"{sum(c.values()):>8}")
+            lines.append(f"{name:<{w}}" + "".join(f"{c.get(lab, 0):>8}" for lab in names) + f"{sum(c.values()):>8}")
         return "\n".join(lines)
 
 
@@ -45,18 +46,24 @@ def prepare(out: str | os.PathLike, data: str | os.PathLike | None = None, *, ve
             balance: bool = True, stratify: bool = False, train_frac: float = 0.7, validation_frac: float = 0.1,
             test_frac: float | None = None, text_col: str | None = None, label_col: str | None = None,
             allowed: tuple[str, ...] | None = None, overwrite: bool = False,
-            stream: bool | None = None) -> PrepareResult:
+            stream: bool | None = None, folds: int | None = None) -> PrepareResult:
     """Read, balance, split and write train/validation/test/unused CSVs (columns Label as id, Text) + labels.json.
 
     Nothing is written unless every check passed; the files appear together (temp dir, then renames), and existing
     files are replaced only with `overwrite`. `allowed`: the label values accepted (others are an error).
     `stream`: read a --text-col file in blocks (stream.py; None: when it is larger than STREAM_BYTES).
+    `folds`: k-fold cross-validation instead, over every row: OUT/fold1 ... OUT/foldK, each a data directory.
     """
     check_fractions(train_frac, validation_frac, test_frac)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")
     check_writable_dir(out)
+    if folds is not None:
+        if stream:
+            raise ConfigError("--folds reads the file into memory: drop --stream")
+        return _prepare_folds(out, folds, data, verify, seed, validation_frac, text_col, label_col, allowed,
+                              overwrite)
     targets = [out / name for name in (*SPLIT_FILES, LABELS_FILE)]
     if not overwrite and (existing := [p.name for p in targets if p.exists()]):
         raise ConfigError(f"{out} already has {', '.join(existing)}; pass --overwrite to replace")
@@ -84,34 +91,70 @@ def prepare(out: str | os.PathLike, data: str | os.PathLike | None = None, *, ve
             counts = write_streamed(*table, allowed, label_counts, label_set, Path(tmp), SPLIT_FILES, seed, balance,
                                     stratify, (train_frac, validation_frac, test_frac))
         else:
-            counts = {}
-            for name, part in parts.items():
-                part = part.assign(Label=part["Label"].map(label_set.label2id))[["Label", "Text"]]
-                # QUOTE_MINIMAL round-trips quotes, tabs and newlines inside messages through pandas.read_csv
-                part.to_csv(Path(tmp) / name, index=False, quoting=csv.QUOTE_MINIMAL)
-                counts[name] = {label_set.names[k]: int(v) for k, v in sorted(part["Label"].value_counts().items())}
+            counts = _write_parts(parts, label_set, Path(tmp))
         (Path(tmp) / LABELS_FILE).write_text(json.dumps(label_set.to_json(), indent=2) + "\n")
         for target in targets:
             os.replace(Path(tmp) / target.name, target)
     return PrepareResult(out=out, source=source, counts=counts, streamed=bool(stream))
 
 
-def _read_and_split(data, verify: bool, seed: int, balance: bool, stratify: bool, train_frac: float,
-                    validation_frac: float, test_frac: float | None, text_col: str | None, label_col: str | None,
-                    allowed: tuple[str, ...] | None) -> tuple[dict[str, pd.DataFrame], LabelSet, str]:
-    """Read the whole file, balance with pandas' sampling and split like the book (its split, bit for bit)."""
-    if text_col and label_col:
+def _read(data, verify: bool, text_col: str | None, label_col: str | None,
+          allowed: tuple[str, ...] | None) -> tuple[pd.DataFrame, LabelSet, str]:
+    """The whole file as a Label/Text frame (the SMS collection, or a CSV/TSV's two columns), and its label set."""
+    if text_col or label_col:
+        if not (text_col and label_col and data):
+            raise ConfigError("--text-col and --label-col go together, with --data FILE")
         df, source = read_table(data, text_col, label_col, allowed), str(data)
     else:
         raw, source = resolve_sms_collection(data, verify)
         df = parse_sms_collection(raw, source, allowed or SMS_LABELS)
-    label_set = LabelSet.from_values(df["Label"])
+    return df, LabelSet.from_values(df["Label"]), source
+
+
+def _read_and_split(data, verify: bool, seed: int, balance: bool, stratify: bool, train_frac: float,
+                    validation_frac: float, test_frac: float | None, text_col: str | None, label_col: str | None,
+                    allowed: tuple[str, ...] | None) -> tuple[dict[str, pd.DataFrame], LabelSet, str]:
+    """Read the whole file, balance with pandas' sampling and split like the book (its split, bit for bit)."""
+    df, label_set, source = _read(data, verify, text_col, label_col, allowed)
     if balance:
         df, unused = create_balanced_dataset(df, seed)
     else:
         unused = df.iloc[:0]
     parts = dict(zip(SPLIT_FILES, (*random_split(df, train_frac, validation_frac, test_frac, seed, stratify), unused)))
     return parts, label_set, source
+
+
+def _write_parts(parts: dict[str, pd.DataFrame], label_set: LabelSet, where: Path) -> dict[str, dict[str, int]]:
+    """The split CSVs into `where`; rows per file and label."""
+    counts = {}
+    for name, part in parts.items():
+        part = part.assign(Label=part["Label"].map(label_set.label2id))[["Label", "Text"]]
+        # QUOTE_MINIMAL round-trips quotes, tabs and newlines inside messages through pandas.read_csv
+        part.to_csv(where / name, index=False, quoting=csv.QUOTE_MINIMAL)
+        counts[name] = {label_set.names[k]: int(v) for k, v in sorted(part["Label"].value_counts().items())}
+    return counts
+
+
+def _prepare_folds(out: Path, k: int, data, verify: bool, seed: int, validation_frac: float, text_col: str | None,
+                   label_col: str | None, allowed: tuple[str, ...] | None, overwrite: bool) -> PrepareResult:
+    """OUT/fold1 ... OUT/foldK (stratified k-fold over every row, no undersampling), written together."""
+    targets = [out / f"fold{i}" for i in range(1, k + 1)]
+    if not overwrite and (existing := [p.name for p in targets if p.exists()]):
+        raise ConfigError(f"{out} already has {', '.join(existing)}; pass --overwrite to replace")
+    df, label_set, source = _read(data, verify, text_col, label_col, allowed)
+    parts = stratified_folds(df, k, seed, validation_frac)
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, dict[str, int]] = {}
+    with tempfile.TemporaryDirectory(prefix=".prepare.", dir=out) as tmp:
+        for target, (train, val, test) in zip(targets, parts):
+            (Path(tmp) / target.name).mkdir()
+            fold = _write_parts(dict(zip(SPLIT_FILES, (train, val, test, df.iloc[:0]))), label_set,
+                                Path(tmp) / target.name)
+            (Path(tmp) / target.name / LABELS_FILE).write_text(json.dumps(label_set.to_json(), indent=2) + "\n")
+            counts.update({f"{target.name}/{name}": c for name, c in fold.items() if name != "unused.csv"})
+        for target in targets:
+            swap_dir(Path(tmp) / target.name, target)
+    return PrepareResult(out=out, source=source, counts=counts)
 
 
 def read_split(path: str | os.PathLike) -> pd.DataFrame:

@@ -49,3 +49,20 @@ def check_fractions(train_frac: float, validation_frac: float, test_frac: float 
     fracs = [train_frac, validation_frac] + ([] if test_frac is None else [test_frac])
     if any(f <= 0 for f in fracs) or sum(fracs) > 1 + 1e-9:
         raise ConfigError(f"split fractions must be positive and sum to at most 1 (got {'+'.join(map(str, fracs))})")
+
+
+def stratified_folds(df: pd.DataFrame, k: int, seed: int = 123,
+                     validation_frac: float = 0.1) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """k-fold cross-validation over every row (scikit-learn's StratifiedKFold, shuffled with `seed`): fold i tests
+    on its own 1/k of the rows; a stratified `validation_frac` of all rows is cut from the rest for validation."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    if not 2 <= k <= 20 or k > df["Label"].value_counts().min():
+        raise ConfigError(f"--folds must be between 2 and 20 and at most the rows of the smallest class (got {k})")
+    out = []
+    for rest_idx, test_idx in StratifiedKFold(k, shuffle=True, random_state=seed).split(df, df["Label"]):
+        rest = df.iloc[rest_idx]
+        train, val = train_test_split(rest, test_size=int(len(df) * validation_frac), random_state=seed,
+                                      stratify=rest["Label"])
+        out.append(tuple(part.reset_index(drop=True) for part in (train, val, df.iloc[test_idx])))
+    return out  # type: ignore[return-value]

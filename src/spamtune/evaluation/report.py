@@ -17,6 +17,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from spamtune.data import count_rows, iter_split
+from spamtune.data.perturb import PERTURBATIONS
+from spamtune.data.perturb import perturb as perturb_text
 from spamtune.decisions import (
     BANDS,
     DEFAULT_REVIEW_FPR,
@@ -56,7 +58,7 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
                  limit: int | None = None, unused: bool = True, batch_size: int = 16, progress: bool = True,
                  target_fpr: float | None = None, target_precision: float | None = None,
                  review_fpr: float | None = None, store: bool = False, device: str = "cpu",
-                 dtype: str = "fp32", runtime: str = "torch") -> dict[str, Any]:
+                 dtype: str = "fp32", runtime: str = "torch", perturb: tuple[str, ...] = ()) -> dict[str, Any]:
     """Score a run on every split; write `eval.json` and the figures into the run directory.
 
     Binary runs are also scored at their operating point (the stored one, or one picked here for `target_fpr` /
@@ -68,6 +70,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     if limit is not None and limit < 1:
         raise ConfigError("--limit must be at least 1")
     repick = target_fpr is not None or target_precision is not None or review_fpr is not None
+    if unknown := set(perturb) - set(PERTURBATIONS):
+        raise ConfigError(f"--perturb: unknown {', '.join(sorted(unknown))} (known: {', '.join(PERTURBATIONS)})")
     if store and not repick:
         raise ConfigError("--store saves a new operating point: give --target-fpr, --target-precision or --review-fpr")
     run_dir, data_dir = Path(run_dir), Path(data_dir)
@@ -75,8 +79,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     # a partial evaluation never replaces the full one
     report = run_dir / ("eval.json" if limit is None else f"eval-limit{limit}.json")
     clf = TextClassifier.load(run_dir, dtype, device=device, runtime=runtime)
-    if repick and not clf.binary:
-        raise ConfigError("an operating point is picked for binary runs only")
+    if (repick or perturb) and not clf.binary:
+        raise ConfigError("an operating point and --perturb are for binary runs only")
     paths = {name: data_dir / f"{name}.csv" for name in SPLITS}
     if unused and (data_dir / "unused.csv").is_file():
         paths["unused"] = data_dir / "unused.csv"
@@ -88,6 +92,10 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
         if clf.task.name != "single_label":
             return _evaluate_task(clf, paths, limit, result, report, batch_size, bar)
         scored = {name: Scored.of(clf, path, batch_size, bar, limit) for name, path in paths.items() if rows[name]}
+        if perturb and rows["test"]:
+            bar.reset(total=len(perturb) * int(scored["test"].y.sum()))
+            bar.set_description("perturbed spam")
+            result["robustness"] = robustness(clf, paths["test"], perturb, threshold, batch_size, bar, limit)
     for name, sc in scored.items():
         result["n"][name] = len(sc.y)
         if name == "unused":
@@ -149,6 +157,37 @@ class Scored:
             if left <= 0:
                 break
         return cls(**{name: np.concatenate(p) for name, p in parts.items()})
+
+
+def robustness(clf: TextClassifier, path: Path, names: tuple[str, ...], threshold: float | None, batch_size: int,
+               bar: tqdm | None = None, limit: int | None = None) -> dict[str, dict[str, Any]]:
+    """Spam recall and accuracy on a split (test) with every spam message under each perturbation (data/perturb.py;
+    ham stays clean), beside the clean figures. `recall_changed`: recall on the messages the perturbation changed."""
+    positive = 1
+    tally = {name: np.zeros(4, dtype=np.int64) for name in ("clean", *names)}  # spam, changed, caught, caught changed
+    ham = ham_right = 0
+    left = limit or np.inf
+    for df in iter_split(path):
+        df = df[: int(min(left, len(df)))]
+        left -= len(df)
+        is_spam = (df["Label"] == positive).to_numpy()
+        spam = list(df["Text"][is_spam])
+        hams = list(df["Text"][~is_spam])
+        ham += len(hams)
+        ham_right += int((SingleLabel.predict_ids(clf.predict_proba(hams, batch_size), threshold) != positive).sum())
+        for name in tally:
+            texts = spam if name == "clean" else [perturb_text(t, name) for t in spam]
+            changed = np.array([a != b for a, b in zip(texts, spam)], dtype=bool)
+            caught = SingleLabel.predict_ids(clf.predict_proba(texts, batch_size), threshold) == positive
+            tally[name] += [len(texts), changed.sum(), caught.sum(), (caught & changed).sum()]
+            if bar is not None and name != "clean":
+                bar.update(len(texts))
+        if left <= 0:
+            break
+    return {name: {"n_spam": int(n), "changed": int(ch), "recall": c / n if n else None,
+                   "recall_changed": cc / ch if ch else None,
+                   "accuracy": (c + ham_right) / (n + ham) if n + ham else None}
+            for name, (n, ch, c, cc) in tally.items()}
 
 
 def report_half(scored: dict[str, Scored]) -> tuple[np.ndarray, np.ndarray]:
@@ -265,6 +304,12 @@ def format_report(r: dict[str, Any]) -> str:
             lines.append(f"{lab:<{width}}" + "".join(f"{v:>{width}}" for v in row))
     if op := r.get("operating_point"):
         lines.append(_format_operating_point(op, names=r["labels"]))
+    if rob := r.get("robustness"):
+        lines.append(f"robustness on test ({r['labels'][1]} perturbed, {r['labels'][0]} clean):")
+        lines.append(f"  {'perturbation':<16}{'changed':>9}{'recall':>9}{'(changed)':>11}{'accuracy':>10}")
+        for name, m in rob.items():
+            rc = "" if m["recall_changed"] is None else f"{m['recall_changed']:.2%}"
+            lines.append(f"  {name:<16}{m['changed']:>9}{m['recall']:>9.2%}{rc:>11}{m['accuracy']:>10.2%}")
     if cal := r.get("calibration"):
         lines.append(f"calibration (test): temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.4f} -> "
                      f"{cal['ece_after']:.4f}, Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}")

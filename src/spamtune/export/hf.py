@@ -4,7 +4,10 @@ temperature baked into the head, its operating point in spamtune-export.json).
 From-scratch runs become `GPT2ForSequenceClassification` / `LlamaForSequenceClassification` (config with
 id2label/label2id and pad_token_id, model.safetensors, tokenizer files); `--backend hf` runs are saved with
 `save_pretrained`. LoRA adapters are merged first. `AutoModelForSequenceClassification.from_pretrained(DIR)` then
-gives the run's probabilities (tests/export: within 1e-4 on the test split).
+gives the run's probabilities (tests/export: within 1e-4 on the test split) for text normalized as the run does:
+the tokenizer files read raw text, so a run with `normalize: nfkc` (spamtune-export.json) wants
+`spamtune.normalize.normalize_text(text, "nfkc")` first (NFKC alone is not the whole of it: look-alike letters are
+folded by context, which no tokenizer normalizer expresses).
 
 Only `last_real` pooling exports: transformers' decoder classifiers read the last non-pad token, which is exactly
 `last_real`. The book's `last` reads a pad position whose value depends on the padded width, and `first`/`mean`
@@ -119,7 +122,7 @@ def export_hf(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: boo
     op = run.run_config.operating_point
     marker = {"format": "spamtune-export/1", "run_id": run.run_config.run_id,
               "run": str(Path(run_dir).resolve()), "created": created_now(), "temperature": temperature,
-              "operating_point": dataclasses.asdict(op) if op else None}
+              "operating_point": dataclasses.asdict(op) if op else None, "normalize": run.run_config.normalize}
     config = run.run_config
     if config.pooling != "last_real":
         raise ConfigError(f"only last_real-pooled runs export to transformers (this run pools {config.pooling!r}"

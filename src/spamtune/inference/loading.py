@@ -20,6 +20,7 @@ from spamtune.backends import BuiltModel, build_run_model
 from spamtune.data.labels import LabelSet
 from spamtune.errors import CheckpointError, DataError
 from spamtune.fsutil import read_json
+from spamtune.normalize import normalizing
 from spamtune.runs import LABELS, WEIGHTS, RunConfig, load_weights_into, weights_to_save
 from spamtune.weights import read_safetensors
 
@@ -30,8 +31,11 @@ class LoadedRun:
     classifier: nn.Module  # the Classifier (scratch) or the HFClassifier
     run_config: RunConfig
     label_set: LabelSet
-    tokenizer: Any  # encode / encode_batch / pad_id
+    tokenizer: Any  # encode / encode_batch / pad_id; reads text through the run's normalization
     run_dir: Path
+
+    def __post_init__(self) -> None:
+        self.tokenizer = normalizing(self.tokenizer, self.run_config.normalize)
 
 
 def downloads_allowed() -> bool:

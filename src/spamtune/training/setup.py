@@ -23,8 +23,10 @@ from spamtune.batching import TextDataset, create_dataloader
 from spamtune.classifier import CachedSuffix, Classifier, apply_trainable, default_head_bias, prefix_is_cacheable
 from spamtune.config import TrainArgs
 from spamtune.data import LabelSet, read_label_set, read_split
+from spamtune.data.perturb import augment
 from spamtune.devices import Dist, autocast, resolve_device
 from spamtune.errors import ConfigError, DataError
+from spamtune.normalize import normalizing
 from spamtune.runs import (
     WEIGHTS,
     LoraSpec,
@@ -79,6 +81,8 @@ def make_datasets(args: TrainArgs, data_dir: Path, tokenizer, context_length: in
         frames = [df[: args.limit] for df in frames]
     if min(len(df) for df in frames) == 0:
         raise DataError(f"{data_dir}: an empty train or validation split")
+    if args.augment:
+        frames[0] = augment(frames[0], args.augment, args.seed)
     train = TextDataset(frames[0]["Text"], targets(frames[0]["Label"]), tokenizer, args.max_length, context_length)
     val = TextDataset(frames[1]["Text"], targets(frames[1]["Label"]), tokenizer, train.max_length, context_length)
     return train, val
@@ -125,7 +129,7 @@ def _model_spec(args: TrainArgs, random: bool) -> str:
 
 def _run_config(args: TrainArgs, data_dir: Path, label_set: LabelSet, **fields: Any) -> RunConfig:
     return RunConfig(run_id=new_run_id(), task=label_set.task, num_classes=len(label_set),
-                     trainable=args.trainable, seed=args.seed,
+                     trainable=args.trainable, seed=args.seed, normalize=args.normalize,
                      lora=LoraSpec(args.lora_rank, args.lora_alpha) if args.trainable == "lora" else None,
                      data_dir=str(data_dir.resolve()), data=data_hashes(data_dir), versions=library_versions(),
                      created=created_now(), **fields)
@@ -203,7 +207,7 @@ def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: Lab
     if task.name != "single_label":
         raise ConfigError(f"{data_dir}: task {task.name!r} needs --backend hf")
     backbone = load_backbone(args.model, random_init=args.random_init, seed=args.seed)
-    tokenizer = load_tokenizer(backbone.tokenizer)
+    tokenizer = normalizing(load_tokenizer(backbone.tokenizer), args.normalize)
     timings["load_s"] = time.perf_counter() - t0
 
     train_ds, val_ds = make_datasets(args, data_dir, tokenizer, backbone.cfg.context_length)
@@ -275,6 +279,7 @@ def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet
     task = task_for(label_set)
     t0 = time.perf_counter()
     model, tok, head = load_hf(args.model, label_set, args.dtype, args.seed)
+    tok = normalizing(tok, args.normalize)
     module = apply_hf_trainable(model, head, args.trainable, args.lora_rank, args.lora_alpha)
     clf = HFClassifier(module)
     timings = {"load_s": time.perf_counter() - t0, "cache_s": 0.0}

@@ -1,0 +1,74 @@
+"""benchmarks/peers.py at test size: 2 folds, 40 messages per split, every peer (the neural ones for a few steps,
+spamtune on the tiny model), then the table, the paired test and the chart; and the TF-IDF SVM on a whole fold,
+where it is known to be strong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.peers import (
+    METHODS,
+    Setting,
+    chart,
+    fold_metrics,
+    mcnemar,
+    modern_set,
+    modern_table,
+    run_protocol,
+    table,
+)
+from spamtune.data import prepare
+
+
+@pytest.fixture(scope="module")
+def folds(tmp_path_factory, sms_path):
+    out = tmp_path_factory.mktemp("cv")
+    prepare(out, sms_path, folds=2)
+    return [out / "fold1", out / "fold2"]
+
+
+def test_every_method_through_the_protocol(folds, tiny_gpt2_dir, tmp_path):
+    s = Setting(tmp_path, limit=40, quick=True, spamtune_model=str(tiny_gpt2_dir),
+                spamtune_extra={"epochs": 1, "eval_freq": 2, "eval_iter": 1, "random_init": True})
+    names = ["tfidf_svm", "tfidf_lr", "nb", "setfit", "minilm_trainer", "spamtune", "spamtune_lora"]
+    results = run_protocol(folds, names, s, modern_set().iloc[::8])  # 31 messages, both classes
+    for name in names:
+        r = results[name]
+        assert len(r["folds"]) == 2 and len(r["right"]) == 80
+        for m in r["folds"]:
+            assert 0 <= m["accuracy"] <= 1 and 0 <= m["fpr"] <= 1 and -1 <= m["mcc"] <= 1 and m["fit_s"] > 0
+    text = table(results)
+    assert text.count("\n") == 1 + len(names) and "| spamtune | " in text and "reference" in text
+    wins, losses = (results["tfidf_svm"]["right"] & ~results["spamtune"]["right"]).sum(), \
+        (~results["tfidf_svm"]["right"] & results["spamtune"]["right"]).sum()
+    assert f"| {wins} / {losses}, p " in text.splitlines()[2]
+    assert all(len(results[n]["modern"]) == 2 for n in names)
+    assert modern_table(results).count("\n") == 1 + len(names)
+    chart(results, tmp_path / "peers.png")
+    assert (tmp_path / "peers.png").stat().st_size > 10_000
+    assert set(METHODS) >= set(names)
+
+
+def test_tfidf_svm_on_a_whole_fold(folds, tmp_path):
+    r = run_protocol(folds[:1], ["tfidf_svm"], Setting(tmp_path))["tfidf_svm"]["folds"][0]
+    assert r["accuracy"] > 0.98 and r["fpr"] < 0.01 and r["roc_auc"] > 0.98
+
+
+def test_the_modern_set_is_balanced_labelled_and_unseen(data_dir):
+    from spamtune.data import read_split
+
+    modern = modern_set()
+    assert len(modern) >= 240 and modern["Label"].mean() == 0.5 and not modern["Text"].duplicated().any()
+    corpus = set().union(*(read_split(data_dir / f"{n}.csv")["Text"] for n in ("train", "validation", "test",
+                                                                                "unused")))
+    assert not set(modern["Text"]) & corpus
+
+
+def test_metrics_and_mcnemar():
+    y = np.array([0, 0, 0, 1, 1])
+    m = fold_metrics(y, np.array([0.1, 0.6, 0.2, 0.9, 0.4]), 0.5)
+    assert m["accuracy"] == 0.6 and m["recall"] == 0.5 and m["fpr"] == pytest.approx(1 / 3)
+    assert m["roc_auc"] == pytest.approx(5 / 6) and m["fpr_at_95_recall"] == pytest.approx(1 / 3)
+    t = mcnemar(np.array([True] * 10 + [False] * 0), np.array([False] * 8 + [True] * 2))
+    assert t["wins"] == 0 and t["losses"] == 8 and t["p"] == pytest.approx(2 * 0.5 ** 8)
