@@ -98,8 +98,9 @@ def fit_setfit(train: pd.DataFrame, s: Setting) -> Fitted:
 
     model = SetFitModel.from_pretrained(str(minilm_path()))
     # contrastive pairs grow with the square of the data: a fixed budget of steps, as SetFit's docs advise
-    args = TrainingArguments(batch_size=16, num_epochs=1, max_steps=4 if s.quick else 400, seed=123,
-                             report_to="none", show_progress_bar=False)
+    args = TrainingArguments(output_dir=str(s.work / "setfit"), batch_size=16, num_epochs=1, seed=123,
+                             max_steps=4 if s.quick else 400, report_to="none", show_progress_bar=False,
+                             save_strategy="no")
     data = Dataset.from_dict({"text": list(train["Text"]), "label": [int(v) for v in train["Label"]]})
     Trainer(model=model, args=args, train_dataset=data).train()
     return Fitted(lambda texts: np.asarray(model.predict_proba(texts))[:, 1], 0.5)

@@ -4,6 +4,8 @@ where it is known to be strong."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,9 @@ def test_every_method_through_the_protocol(folds, tiny_gpt2_dir, tmp_path):
     s = Setting(tmp_path, limit=40, quick=True, spamtune_model=str(tiny_gpt2_dir),
                 spamtune_extra={"epochs": 1, "eval_freq": 2, "eval_iter": 1, "random_init": True})
     names = ["tfidf_svm", "tfidf_lr", "nb", "setfit", "minilm_trainer", "spamtune", "spamtune_lora"]
+    before = set(Path.cwd().iterdir())
     results = run_protocol(folds, names, s, modern_set().iloc[::8])  # 31 messages, both classes
+    assert set(Path.cwd().iterdir()) == before  # every method writes under s.work (SetFit's default is ./checkpoints)
     for name in names:
         r = results[name]
         assert len(r["folds"]) == 2 and len(r["right"]) == 80
