@@ -26,7 +26,7 @@ def _train(tiny_gpt2_dir, data_dir, out, batch, nproc, cache_dir, *extra) -> sub
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
-@pytest.mark.parametrize("trainable", ["last_block", "all"])
+@pytest.mark.parametrize("trainable", ["last_block", "all", "lora"])
 def test_two_processes_match_one_with_the_same_global_batch(tiny_gpt2_dir, data_dir, tmp_path, trainable):
     runs = {}
     for nproc, batch in ((1, 8), (2, 4)):

@@ -28,14 +28,14 @@ BLOCK_ROWS = 20_000
 STREAM_BYTES = 256 << 20  # a --text-col file larger than this is prepared by streaming
 
 
-def iter_table(path: str | os.PathLike, text_col: str, label_col: str, allowed: tuple[str, ...] | None = None,
-               block_rows: int | None = None) -> Iterator[pd.DataFrame]:
+def iter_table(path: str | os.PathLike, text_col: str, label_col: str,
+               allowed: tuple[str, ...] | None = None) -> Iterator[pd.DataFrame]:
     """The rows of a CSV/TSV as Label/Text blocks (checked like `read_table`), one block in memory at a time."""
     path, sep, kind = table_format(path, text_col, label_col)
     first = 2  # line 1 is the header
     try:
         reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, usecols=[text_col, label_col],
-                             chunksize=block_rows or BLOCK_ROWS, encoding="utf-8-sig")
+                             chunksize=BLOCK_ROWS, encoding="utf-8-sig")
         with reader:
             for block in reader:
                 block = block[[label_col, text_col]].set_axis(["Label", "Text"], axis=1)
