@@ -21,6 +21,7 @@ scope of the ablation table), spamtune_lora.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -216,12 +217,12 @@ def run_protocol(folds: list[Path], names: list[str], s: Setting,
     out: dict[str, dict] = {}
     for name in names:
         _, fit = METHODS[name]
+        params = inspect.signature(fit).parameters
         rows, on_modern = [], []
         right = []
         for k, fold in enumerate(folds, start=1):
             parts = {split: read_split(fold / f"{split}.csv")[: s.limit] for split in ("train", "validation", "test")}
             train = parts["train"]
-            params = inspect.signature(fit).parameters
             kwargs: dict = {}
             if "fold_dir" in params:
                 kwargs["fold_dir"] = fold
@@ -230,7 +231,7 @@ def run_protocol(folds: list[Path], names: list[str], s: Setting,
             else:  # no use for a validation split: it is more training data
                 train = pd.concat([train, parts["validation"]], ignore_index=True)
             with tempfile.TemporaryDirectory(dir=s.work) as tmp:
-                setting = Setting(Path(tmp), s.limit, s.quick, s.spamtune_model, s.spamtune_extra)
+                setting = dataclasses.replace(s, work=Path(tmp))
                 t0 = time.perf_counter()
                 fitted = fit(train, setting, **kwargs)
                 fit_s = time.perf_counter() - t0

@@ -17,7 +17,7 @@ import pandas as pd
 from benchmarks.common import publish
 from benchmarks.peers import Setting, fit_tfidf_svm
 from spamtune.data import read_split
-from spamtune.data.perturb import PERTURBATIONS, perturb
+from spamtune.data.perturb import PERTURBATIONS
 from spamtune.normalize import normalize_text
 
 VARIANTS = {  # run name -> TrainArgs overrides
@@ -41,32 +41,27 @@ def train_variants(data_dir: Path, runs_dir: Path, extra: dict) -> dict[str, Pat
 
 
 def spamtune_rows(runs: dict[str, Path], data_dir: Path, limit: int | None) -> dict[str, dict]:
-    from spamtune.evaluation.report import robustness
+    from spamtune.evaluation.report import decides_spam, robustness
     from spamtune.inference import TextClassifier
 
-    return {name: robustness(TextClassifier.load(run), data_dir / "test.csv", tuple(PERTURBATIONS), None, 32,
-                             limit=limit) for name, run in runs.items()}
+    return {name: robustness(decides_spam(TextClassifier.load(run), None, 32), data_dir / "test.csv",
+                             tuple(PERTURBATIONS), limit=limit) for name, run in runs.items()}
 
 
 def tfidf_rows(data_dir: Path, limit: int | None) -> dict[str, dict]:
-    """The peer, fitted on train + validation (raw, or normalized like a spamtune run) and scored like `robustness`."""
+    """The peer, fitted on train + validation (raw, or normalized like a spamtune run), through `robustness`."""
+    from spamtune.evaluation.report import robustness
+
     train = pd.concat([read_split(data_dir / f"{n}.csv")[:limit] for n in ("train", "validation")])
-    test = read_split(data_dir / "test.csv")[:limit]
     out = {}
     for name, norm in (("TF-IDF + linear SVM", "none"), ("TF-IDF + linear SVM, nfkc", "nfkc")):
-        prep = np.vectorize(lambda t, n=norm: normalize_text(t, n), otypes=[object])
-        fitted = fit_tfidf_svm(train.assign(Text=prep(train["Text"])), Setting(Path(".")))
-        spam, ham = test[test["Label"] == 1]["Text"].tolist(), test[test["Label"] == 0]["Text"].tolist()
-        ham_right = int((fitted.score(list(prep(ham))) < fitted.threshold).sum())
-        rows = {}
-        for p in ("clean", *PERTURBATIONS):
-            texts = spam if p == "clean" else [perturb(t, p) for t in spam]
-            caught = fitted.score(list(prep(texts))) >= fitted.threshold
-            changed = np.array([a != b for a, b in zip(texts, spam)])
-            rows[p] = {"n_spam": len(spam), "changed": int(changed.sum()), "recall": float(caught.mean()),
-                       "recall_changed": float(caught[changed].mean()) if changed.any() else None,
-                       "accuracy": (int(caught.sum()) + ham_right) / (len(spam) + len(ham))}
-        out[name] = rows
+        fitted = fit_tfidf_svm(train.assign(Text=[normalize_text(t, norm) for t in train["Text"]]),
+                               Setting(Path(".")))
+
+        def is_spam(texts: list[str], fitted=fitted, norm=norm) -> np.ndarray:
+            return fitted.score([normalize_text(t, norm) for t in texts]) >= fitted.threshold
+
+        out[name] = robustness(is_spam, data_dir / "test.csv", tuple(PERTURBATIONS), limit=limit)
     return out
 
 

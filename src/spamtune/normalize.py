@@ -65,7 +65,7 @@ def fold_confusables(text: str) -> str:
 
 def normalize_text(text: str, scheme: Normalization) -> str:
     """`text` as the tokenizer of a run with this normalization reads it."""
-    if scheme == "none":
+    if scheme == "none" or text.isascii():  # ASCII is NFKC-stable, visible and Latin: nothing to do (most SMS)
         return text
     return fold_confusables(INVISIBLE.sub("", unicodedata.normalize("NFKC", text)))
 

@@ -92,7 +92,7 @@ def prepare(out: str | os.PathLike, data: str | os.PathLike | None = None, *, ve
                                     stratify, (train_frac, validation_frac, test_frac))
         else:
             counts = _write_parts(parts, label_set, Path(tmp))
-        (Path(tmp) / LABELS_FILE).write_text(json.dumps(label_set.to_json(), indent=2) + "\n")
+        _write_labels(label_set, Path(tmp))
         for target in targets:
             os.replace(Path(tmp) / target.name, target)
     return PrepareResult(out=out, source=source, counts=counts, streamed=bool(stream))
@@ -124,6 +124,10 @@ def _read_and_split(data, verify: bool, seed: int, balance: bool, stratify: bool
     return parts, label_set, source
 
 
+def _write_labels(label_set: LabelSet, where: Path) -> None:
+    (where / LABELS_FILE).write_text(json.dumps(label_set.to_json(), indent=2) + "\n")
+
+
 def _write_parts(parts: dict[str, pd.DataFrame], label_set: LabelSet, where: Path) -> dict[str, dict[str, int]]:
     """The split CSVs into `where`; rows per file and label."""
     counts = {}
@@ -150,7 +154,7 @@ def _prepare_folds(out: Path, k: int, data, verify: bool, seed: int, validation_
             (Path(tmp) / target.name).mkdir()
             fold = _write_parts(dict(zip(SPLIT_FILES, (train, val, test, df.iloc[:0]))), label_set,
                                 Path(tmp) / target.name)
-            (Path(tmp) / target.name / LABELS_FILE).write_text(json.dumps(label_set.to_json(), indent=2) + "\n")
+            _write_labels(label_set, Path(tmp) / target.name)
             counts.update({f"{target.name}/{name}": c for name, c in fold.items() if name != "unused.csv"})
         for target in targets:
             swap_dir(Path(tmp) / target.name, target)

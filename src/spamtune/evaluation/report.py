@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from spamtune.data import count_rows, iter_split
@@ -95,7 +97,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
         if perturb and rows["test"]:
             bar.reset(total=len(perturb) * int(scored["test"].y.sum()))
             bar.set_description("perturbed spam")
-            result["robustness"] = robustness(clf, paths["test"], perturb, threshold, batch_size, bar, limit)
+            result["robustness"] = robustness(decides_spam(clf, threshold, batch_size), paths["test"], perturb,
+                                              bar, limit)
     for name, sc in scored.items():
         result["n"][name] = len(sc.y)
         if name == "unused":
@@ -142,52 +145,60 @@ class Scored:
     @classmethod
     def of(cls, clf: TextClassifier, path: Path, batch_size: int, bar: tqdm, limit: int | None = None) -> Scored:
         parts: dict[str, list[np.ndarray]] = {f.name: [] for f in dataclasses.fields(cls)}
-        left = limit or np.inf
-        for df in iter_split(path):
-            texts = list(df["Text"][: int(min(left, len(df)))])
+        for df in split_blocks(path, limit):
+            texts = list(df["Text"])
             logits, _ = clf.logits(texts, batch_size)
             parts["probs"].append(clf.scores_from_logits(logits))
             parts["raw"].append(clf.scores_from_logits(logits, calibrated=False))
-            parts["y"].append(df["Label"].to_numpy()[: len(texts)])
+            parts["y"].append(df["Label"].to_numpy())
             parts["lengths"].append(np.array([len(t) for t in texts], dtype=np.int64))
             parts["calibration_half"].append(split_halves(texts)[0])
             parts["keys"].append(np.array([hash(t) for t in texts], dtype=np.int64))
             bar.update(len(texts))
-            left -= len(texts)
-            if left <= 0:
-                break
         return cls(**{name: np.concatenate(p) for name, p in parts.items()})
 
 
-def robustness(clf: TextClassifier, path: Path, names: tuple[str, ...], threshold: float | None, batch_size: int,
-               bar: tqdm | None = None, limit: int | None = None) -> dict[str, dict[str, Any]]:
-    """Spam recall and accuracy on a split (test) with every spam message under each perturbation (data/perturb.py;
-    ham stays clean), beside the clean figures. `recall_changed`: recall on the messages the perturbation changed."""
-    positive = 1
-    tally = {name: np.zeros(4, dtype=np.int64) for name in ("clean", *names)}  # spam, changed, caught, caught changed
-    ham = ham_right = 0
+def split_blocks(path: Path, limit: int | None = None) -> Iterator[pd.DataFrame]:
+    """`iter_split`'s blocks, cut after the first `limit` rows (--limit)."""
     left = limit or np.inf
     for df in iter_split(path):
         df = df[: int(min(left, len(df)))]
         left -= len(df)
-        is_spam = (df["Label"] == positive).to_numpy()
-        spam = list(df["Text"][is_spam])
-        hams = list(df["Text"][~is_spam])
+        yield df
+        if left <= 0:
+            return
+
+
+def robustness(is_spam: Callable[[list[str]], np.ndarray], path: Path, names: tuple[str, ...],
+               bar: tqdm | None = None, limit: int | None = None) -> dict[str, dict[str, Any]]:
+    """Spam recall and accuracy on a split (test) with every spam message under each perturbation (data/perturb.py;
+    ham stays clean), beside the clean figures. `is_spam`: a model's decisions for a list of texts (any model: the
+    benchmarks pass a scikit-learn peer). `recall_changed`: recall on the messages the perturbation changed."""
+    positive = 1
+    tally = {name: np.zeros(4, dtype=np.int64) for name in ("clean", *names)}  # spam, changed, caught, caught changed
+    ham = ham_right = 0
+    for df in split_blocks(path, limit):
+        spam_rows = (df["Label"] == positive).to_numpy()
+        spam = list(df["Text"][spam_rows])
+        hams = list(df["Text"][~spam_rows])
         ham += len(hams)
-        ham_right += int((SingleLabel.predict_ids(clf.predict_proba(hams, batch_size), threshold) != positive).sum())
+        ham_right += int((~is_spam(hams)).sum()) if hams else 0
         for name in tally:
             texts = spam if name == "clean" else [perturb_text(t, name) for t in spam]
             changed = np.array([a != b for a, b in zip(texts, spam)], dtype=bool)
-            caught = SingleLabel.predict_ids(clf.predict_proba(texts, batch_size), threshold) == positive
+            caught = is_spam(texts) if texts else np.zeros(0, dtype=bool)
             tally[name] += [len(texts), changed.sum(), caught.sum(), (caught & changed).sum()]
             if bar is not None and name != "clean":
                 bar.update(len(texts))
-        if left <= 0:
-            break
     return {name: {"n_spam": int(n), "changed": int(ch), "recall": c / n if n else None,
                    "recall_changed": cc / ch if ch else None,
                    "accuracy": (c + ham_right) / (n + ham) if n + ham else None}
             for name, (n, ch, c, cc) in tally.items()}
+
+
+def decides_spam(clf: TextClassifier, threshold: float | None, batch_size: int) -> Callable[[list[str]], np.ndarray]:
+    """A run's spam decisions at `threshold` (argmax when None), as `robustness` takes them."""
+    return lambda texts: SingleLabel.predict_ids(clf.predict_proba(texts, batch_size), threshold) == 1
 
 
 def report_half(scored: dict[str, Scored]) -> tuple[np.ndarray, np.ndarray]:
@@ -270,17 +281,14 @@ def _evaluate_task(clf: TextClassifier, paths: dict[str, Path], limit: int | Non
         if name == "unused":
             continue
         scores, targets = [], []
-        for df in iter_split(path):
-            df = df[:limit] if limit else df
+        for df in split_blocks(path, limit):
             scores.append(clf.predict_proba(list(df["Text"]), batch_size))
             targets.extend(clf.task.targets(df["Label"], clf.label_set))
             bar.update(len(df))
-            if limit and len(targets) >= limit:
-                break
         if not targets:
             continue
-        y = np.asarray(targets)[:limit]
-        result["metrics"][name] = clf.task.metrics(y, np.concatenate(scores)[:limit], clf.label_set, clf.thresholds)
+        y = np.asarray(targets)
+        result["metrics"][name] = clf.task.metrics(y, np.concatenate(scores), clf.label_set, clf.thresholds)
         result["n"][name] = len(y)
     write_json(report, result)
     return result
