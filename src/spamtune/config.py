@@ -20,6 +20,7 @@ Pooling = Literal["last", "last_real", "first", "mean"]
 Padding = Literal["longest_train", "dynamic", "context"]
 Backend = Literal["scratch", "hf"]
 Schedule = Literal["constant", "linear", "cosine"]
+Stack = Literal["none", "ngrams"]
 DType = Literal["fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Normalization = Literal["nfkc", "none"]
@@ -186,6 +187,8 @@ class TrainArgs:
                                             "look-alike letters folded; see normalize.py) or none")
     augment: int = _arg(0, "add N perturbed copies of every training message (homoglyphs, leetspeak, spacing, "
                            "disguised links and numbers; data/perturb.py)")
+    stack: Stack = _arg("none", "binary runs: ngrams stacks the fine-tuned model with a word + character n-gram "
+                                "linear model (fitted on the training split, combined on validation; stacking.py)")
     max_length: int | None = _arg(None, "truncate messages to this many tokens (default: longest training message)")
     epochs: int = _arg(5, "training epochs")
     batch_size: int = _arg(8, "messages per batch")

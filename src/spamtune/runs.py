@@ -30,7 +30,16 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from spamtune.config import Backend, DType, ModelConfig, Normalization, Pooling, Trainable, check_field_types
+from spamtune.config import (
+    Backend,
+    DType,
+    ModelConfig,
+    Normalization,
+    Pooling,
+    Stack,
+    Trainable,
+    check_field_types,
+)
 from spamtune.data.labels import TaskName
 from spamtune.decisions import Calibration, OperatingPoint
 from spamtune.errors import CheckpointError, ConfigError
@@ -75,6 +84,7 @@ class RunConfig:
     head: list[str] | None = None
     dtype: DType = "fp32"
     normalize: Normalization = "none"  # runs from before normalization read raw text
+    stack: Stack = "none"  # ngrams: RUN/stack.safetensors combines the logits with an n-gram model (stacking.py)
     seed: int = 123
     thresholds: list[float] | None = None
     calibration: Calibration | None = None  # single-label runs: the temperature fitted on validation

@@ -37,18 +37,20 @@ def test_every_method_through_the_protocol(folds, tiny_gpt2_dir, tmp_path):
     before = set(Path.cwd().iterdir())
     results = run_protocol(folds, names, s, modern_set().iloc[::8])  # 31 messages, both classes
     assert set(Path.cwd().iterdir()) == before  # every method writes under s.work (SetFit's default is ./checkpoints)
-    for name in names:
+    rows = [*names, "spamtune_stacked"]  # spamtune's training also gives the stacked row
+    assert list(results) == [*names[:6], "spamtune_stacked", "spamtune_lora"]
+    for name in rows:
         r = results[name]
         assert len(r["folds"]) == 2 and len(r["right"]) == 80
         for m in r["folds"]:
             assert 0 <= m["accuracy"] <= 1 and 0 <= m["fpr"] <= 1 and -1 <= m["mcc"] <= 1 and m["fit_s"] > 0
     text = table(results)
-    assert text.count("\n") == 1 + len(names) and "| spamtune | " in text and "reference" in text
+    assert text.count("\n") == 1 + len(rows) and "| spamtune | " in text and "reference" in text
     wins, losses = (results["tfidf_svm"]["right"] & ~results["spamtune"]["right"]).sum(), \
         (~results["tfidf_svm"]["right"] & results["spamtune"]["right"]).sum()
     assert f"| {wins} / {losses}, p " in text.splitlines()[2]
-    assert all(len(results[n]["modern"]) == 2 for n in names)
-    assert modern_table(results).count("\n") == 1 + len(names)
+    assert all(len(results[n]["modern"]) == 2 for n in rows)
+    assert modern_table(results).count("\n") == 1 + len(rows)
     chart(results, tmp_path / "peers.png")
     assert (tmp_path / "peers.png").stat().st_size > 10_000
     assert set(METHODS) >= set(names)

@@ -33,7 +33,7 @@ from spamtune.errors import ConfigError
 from spamtune.fsutil import atomic_dir, check_writable_dir, write_json
 from spamtune.inference import load_run
 from spamtune.inference.precision import prepare_for_inference
-from spamtune.runs import created_now
+from spamtune.runs import RunConfig, created_now
 from spamtune.weights.convert import gpt2_to_hf, llama_to_hf
 
 
@@ -116,6 +116,9 @@ def export_hf(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: boo
     """Write the run as a transformers model directory (atomic: DIR appears complete or not at all)."""
     require_transformers()
     check_export_dir(run_dir, out, overwrite)  # before the minutes of loading; atomic_dir rechecks
+    if RunConfig.from_dir(run_dir).stack != "none":
+        raise ConfigError("a --stack ngrams run has an n-gram half that transformers cannot hold; export it with "
+                          "--format onnx (which carries it) or serve the run itself")
     out = Path(out)
     run = load_run(run_dir)
     temperature = run.run_config.calibration.temperature if run.run_config.calibration else 1.0

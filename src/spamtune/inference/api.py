@@ -155,6 +155,8 @@ class TextClassifier:
         # the book's `last` pooling reads a pad position: pad to the training width as training did
         width = self.max_length if self.run.run_config.pooling == "last" else None
         out = batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, progress)
+        if self.run.stack is not None:  # the n-grams read what the tokenizer read: the first char_cap characters
+            out = self.run.stack.combine(out, [t[: self.char_cap] for t in texts])
         return out, truncated
 
     def embeddings(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray | None:

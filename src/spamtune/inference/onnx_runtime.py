@@ -19,6 +19,7 @@ from spamtune.errors import CheckpointError, ConfigError, DataError
 from spamtune.fsutil import read_json
 from spamtune.inference.loading import LoadedRun
 from spamtune.runs import LABELS, RunConfig
+from spamtune.stacking import NgramStack
 
 ONNX_MODEL, ONNX_INT8 = "model.onnx", "model.int8.onnx"
 
@@ -70,4 +71,5 @@ def load_onnx_run(export_dir: str | os.PathLike, quantize: str | None = None, de
         raise CheckpointError(str(e)) from None
     tokenizer = load_run_tokenizer(run, export_dir)
     predictor = OnnxPredictor(export_dir / name, device)
-    return LoadedRun(predictor, predictor, run, label_set, tokenizer, export_dir)
+    stack = NgramStack.load(export_dir, run.normalize) if run.stack == "ngrams" else None
+    return LoadedRun(predictor, predictor, run, label_set, tokenizer, export_dir, stack)

@@ -1,6 +1,7 @@
 """After the fit, with the best epoch's weights: the decision rule and the drift reference stored in the run.
 
 - single-label runs: the temperature fitted on validation (decisions.fit_temperature);
+- `--stack ngrams` runs: the n-gram model and the stacker (stacking.py), whose logits everything below reads;
 - binary runs: the operating point (block and review thresholds) picked on validation and the calibration half of
   the unused ham, for `--target-fpr` / `--target-precision` / `--review-fpr` (decisions.py has the protocol);
 - multi-label runs: one threshold per label, the best F1 on validation (tasks.MultiLabel);
@@ -19,6 +20,7 @@ from spamtune.data import SPLIT_FILES, read_split
 from spamtune.decisions import fit_temperature, in_calibration_half, pick_operating_point
 from spamtune.drift import Reference, message_features, natural_sample
 from spamtune.runs import WEIGHTS, load_weights_into
+from spamtune.stacking import NgramStack, fit_stack
 from spamtune.training.loss import collect_logits
 from spamtune.training.setup import TrainSetup
 from spamtune.weights import read_safetensors
@@ -32,7 +34,7 @@ def load_best_epoch(s: TrainSetup) -> None:
 
 def calibration_ham(s: TrainSetup) -> list[str]:
     """The calibration half of the data directory's unused negatives (label id 0), first `--limit` of them."""
-    unused = Path(s.run_config.data_dir or "") / "unused.csv"
+    unused = data_path(s, "unused")
     if not unused.is_file():
         return []
     df = read_split(unused)
@@ -47,6 +49,9 @@ def calibrate(s: TrainSetup) -> None:
     load_best_epoch(s)
     logits_t, y_t = collect_logits(s.val_eval_loader, s.forward)  # in file order (no length buckets)
     logits, y = logits_t.numpy(), y_t.numpy()
+    stack = fit_run_stack(s, logits, y) if s.args.stack == "ngrams" else None
+    if stack is not None:
+        logits = stack.combine(logits, list(read_split(data_path(s, "validation"))["Text"][: s.args.limit]))
     if s.task.picks_thresholds:
         s.run_config.thresholds = s.task.pick_thresholds(y, s.task.scores(logits))
     else:
@@ -61,6 +66,8 @@ def calibrate(s: TrainSetup) -> None:
                 width = ds.max_length if s.run_config.pooling == "last" else None
                 raw = batched_logits(s.predictor, ds.encoded, ds.pad_id, 32, width, progress=True,
                                      desc="scoring the calibration ham")
+                if stack is not None:
+                    raw = stack.combine(raw, ham)
                 p_ham = s.task.scores(raw / np.float32(cal.temperature))[:, 1]
             a = s.args
             s.run_config.operating_point = pick_operating_point(
@@ -72,14 +79,29 @@ def calibrate(s: TrainSetup) -> None:
     s.run_config.write(s.run_dir)
 
 
+def data_path(s: TrainSetup, split: str) -> Path:
+    return Path(s.run_config.data_dir or "") / f"{split}.csv"
+
+
+def fit_run_stack(s: TrainSetup, val_logits: np.ndarray, val_y: np.ndarray) -> NgramStack:
+    """--stack ngrams: the n-gram model on the training split, the stacker on validation (the LLM's `val_logits`,
+    in file order); saved as RUN/stack.safetensors."""
+    train = read_split(data_path(s, "train"))[: s.args.limit]
+    val_texts = list(read_split(data_path(s, "validation"))["Text"][: s.args.limit])
+    stack = fit_stack(list(train["Text"]), train["Label"].to_numpy(), val_texts, val_y, val_logits,
+                      s.run_config.normalize, s.args.seed)
+    stack.save(s.run_dir)
+    print(f"stacked with n-grams: weights LLM {stack.stacker[0]:.3f}, n-grams {stack.stacker[1]:.3f}")
+    return stack
+
+
 SPLITS = [name.removesuffix(".csv") for name in SPLIT_FILES]
 
 
 def positive_rate(s: TrainSetup) -> float:
     """The share of label id 1 over every prepared split (train, validation, test, unused): the corpus's own."""
-    data_dir = Path(s.run_config.data_dir or "")
     labels = np.concatenate([read_split(p)["Label"].to_numpy() for name in SPLITS
-                             if (p := data_dir / f"{name}.csv").is_file()])
+                             if (p := data_path(s, name)).is_file()])
     return float((labels == 1).mean())
 
 
@@ -89,7 +111,7 @@ def write_reference(s: TrainSetup, ham: list[str], p_val: np.ndarray | None, p_h
     calibration ham), sampled at the corpus's class ratio: their calibrated scores, input features and pooled
     hidden states."""
     rate = positive_rate(s)
-    validation = read_split(Path(s.run_config.data_dir or "") / "validation.csv")
+    validation = read_split(data_path(s, "validation"))
     if s.args.limit:
         validation = validation[: s.args.limit]
     texts_all = [*validation["Text"], *ham]

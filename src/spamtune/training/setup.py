@@ -129,7 +129,7 @@ def _model_spec(args: TrainArgs, random: bool) -> str:
 
 def _run_config(args: TrainArgs, data_dir: Path, label_set: LabelSet, **fields: Any) -> RunConfig:
     return RunConfig(run_id=new_run_id(), task=label_set.task, num_classes=len(label_set),
-                     trainable=args.trainable, seed=args.seed, normalize=args.normalize,
+                     trainable=args.trainable, seed=args.seed, normalize=args.normalize, stack=args.stack,
                      lora=LoraSpec(args.lora_rank, args.lora_alpha) if args.trainable == "lora" else None,
                      data_dir=str(data_dir.resolve()), data=data_hashes(data_dir), versions=library_versions(),
                      created=created_now(), **fields)
@@ -187,6 +187,9 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: Pre
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     device = device or resolve_device(args.device)
     label_set = read_label_set(data_dir)
+    if args.stack != "none" and (label_set.task != "single_label" or len(label_set) != 2):
+        raise ConfigError(f"--stack {args.stack} needs two labels (a binary single-label task); {data_dir} has "
+                          f"{len(label_set)} ({label_set.task})")
     loss_weight = loss_weights(args, data_dir, label_set)
     if args.backend == "hf":
         s = setup_hf(args, data_dir, run_dir, label_set, dist, device)

@@ -1,0 +1,134 @@
+"""`train --stack ngrams`: the fine-tuned LLM's spam margin stacked with a word + character n-gram linear model.
+
+Why: on the natural distribution a TF-IDF linear SVM fitted in a second is as accurate as the fine-tuned LLM and
+blocks less ham (benchmarks/peers.py), and the two make different mistakes: the n-grams see spellings, numbers and
+URLs the tokenizer splits up; the LLM sees meaning the n-grams never met. Stacking lets each cover the other.
+
+Fitting, with the best epoch's weights in the model (training/run.py), on the training folds only:
+- the n-gram model on the training split: hashed TF-IDF word 1-2 and character 2-5 grams (char_wb), sublinear tf,
+  and a linear SVM: the peers' strongest classic row, with hashing so nothing but arrays is stored;
+- the stacker, a logistic regression on the two margins (LLM logit difference, SVM decision value), on the
+  validation split, which neither model trained on.
+The run's logits then are (0, stacked margin): calibration, the operating point, bands, evaluation, serving and
+the ONNX runtime read them unchanged. Binary single-label runs only. Stored in RUN/stack.safetensors (arrays, no
+pickle), checked on load like the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spamtune.config import Normalization
+from spamtune.errors import CheckpointError, ConfigError, ModelSourceError
+from spamtune.normalize import normalize_text
+
+STACK_FILE = "stack.safetensors"
+N_FEATURES = 2**19  # per part (word, char): collisions are rare at SMS vocabulary sizes
+PARTS = {"word": ("word", (1, 2)), "char": ("char_wb", (2, 5))}
+
+
+def _hashers():
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return {name: HashingVectorizer(analyzer=analyzer, ngram_range=span, n_features=N_FEATURES,
+                                    alternate_sign=False, norm=None)
+            for name, (analyzer, span) in PARTS.items()}
+
+
+@dataclass
+class NgramStack:
+    idf: dict[str, np.ndarray]  # part -> (N_FEATURES,) inverse document frequencies
+    coef: np.ndarray  # (2 * N_FEATURES,) the SVM's weights over [word | char]
+    intercept: float
+    stacker: np.ndarray  # (3,) weights of [LLM margin, SVM margin, 1]
+    normalize: Normalization  # the run's text normalization, applied before the n-grams too
+
+    def features(self, texts: Sequence[str]):
+        """(N, 2 * N_FEATURES) sparse TF-IDF rows, each part l2-normalised (as a union of TfidfVectorizers)."""
+        import scipy.sparse as sp
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        texts = [normalize_text(t, self.normalize) for t in texts]
+        blocks = []
+        for name, hasher in _hashers().items():
+            tfidf = TfidfTransformer(sublinear_tf=True)
+            tfidf.idf_ = self.idf[name]
+            blocks.append(tfidf.transform(hasher.transform(texts)))
+        return sp.hstack(blocks, format="csr")
+
+    def ngram_margin(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.features(texts) @ self.coef, dtype=np.float64) + self.intercept
+
+    def combine(self, logits: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """(N, 2) LLM logits of `texts` -> (N, 2) stacked logits (0, margin): softmax gives the stacker's P(spam)."""
+        m = stack_inputs(logits, self.ngram_margin(texts)) @ self.stacker
+        return np.stack([np.zeros_like(m), m], axis=1).astype(np.float32)
+
+    def save(self, run_dir: Path) -> None:
+        import torch
+
+        from spamtune.runs import save_weights
+
+        tensors = {f"idf.{k}": torch.from_numpy(v.astype(np.float32)) for k, v in self.idf.items()}
+        tensors["coef"] = torch.from_numpy(self.coef.astype(np.float32))
+        tensors["intercept"] = torch.tensor([self.intercept], dtype=torch.float64)
+        tensors["stacker"] = torch.from_numpy(self.stacker.astype(np.float64))
+        save_weights(run_dir / STACK_FILE, tensors)
+
+    @classmethod
+    def load(cls, run_dir: Path, normalize: Normalization) -> NgramStack:
+        """RUN/stack.safetensors, checked: every array present, of the right shape, finite."""
+        from spamtune.weights import read_safetensors
+
+        path = run_dir / STACK_FILE
+        if not path.is_file():
+            raise CheckpointError(f"{run_dir}: the manifest says --stack ngrams but {STACK_FILE} is missing")
+        try:
+            t = read_safetensors(path)
+        except ModelSourceError as e:
+            raise CheckpointError(str(e)) from None
+        shapes = {**{f"idf.{k}": (N_FEATURES,) for k in PARTS}, "coef": (2 * N_FEATURES,), "intercept": (1,),
+                  "stacker": (3,)}
+        for name, shape in shapes.items():
+            if name not in t or tuple(t[name].shape) != shape:
+                raise CheckpointError(f"{path}: {name} is missing or not of shape {shape} (damaged or incompatible)")
+            if not bool(t[name].isfinite().all()):
+                raise CheckpointError(f"{path}: {name} holds NaN or infinite values (damaged)")
+        return cls({k: t[f"idf.{k}"].double().numpy() for k in PARTS}, t["coef"].double().numpy(),
+                   float(t["intercept"][0]), t["stacker"].double().numpy(), normalize)
+
+
+def stack_inputs(logits: np.ndarray, ngram_margin: np.ndarray) -> np.ndarray:
+    """(N, 3): the LLM's margin, the n-gram model's, and a constant for the stacker's bias."""
+    llm = logits[:, 1].astype(np.float64) - logits[:, 0]
+    return np.stack([llm, ngram_margin, np.ones_like(llm)], axis=1)
+
+
+def fit_stack(train_texts: Sequence[str], train_y: np.ndarray, val_texts: Sequence[str], val_y: np.ndarray,
+              val_logits: np.ndarray, normalize: Normalization, seed: int = 123) -> NgramStack:
+    """The n-gram SVM on the training split, then the stacker on the validation split's two margins."""
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    for y, split in ((train_y, "training"), (val_y, "validation")):
+        if len(set(np.asarray(y).tolist())) != 2:
+            raise ConfigError(f"--stack ngrams needs spam and ham in the {split} split")
+
+    texts = [normalize_text(t, normalize) for t in train_texts]
+    idf, blocks = {}, []
+    for name, hasher in _hashers().items():
+        tfidf = TfidfTransformer(sublinear_tf=True)
+        blocks.append(tfidf.fit_transform(hasher.transform(texts)))
+        idf[name] = tfidf.idf_
+    svm = LinearSVC(C=1.0, random_state=seed).fit(sp.hstack(blocks, format="csr"), train_y)
+    stack = NgramStack(idf, svm.coef_[0].astype(np.float64), float(svm.intercept_[0]), np.zeros(3), normalize)
+    x = stack_inputs(val_logits, stack.ngram_margin(val_texts))[:, :2]
+    lr = LogisticRegression(C=1.0).fit(x, val_y)
+    stack.stacker = np.array([*lr.coef_[0], lr.intercept_[0]], dtype=np.float64)
+    return stack
