@@ -84,6 +84,16 @@ ROWS: tuple[Row, ...] = (
     Row("minilm-hf", "models", "all-MiniLM-L6-v2 encoder via AutoModelForSequenceClassification, all layers",
         args={"backend": "hf", "model": "all-minilm-l6-v2", "trainable": "all", "lr": 5e-5}, seeds=2),
     Row("tfidf", "models", "TF-IDF (1-2 grams) + logistic regression (scikit-learn)", kind="tfidf"),
+    Row("lr-decay", "strategies", "last two blocks, discriminative lr: the lower block at half the rate",
+        args={"trainable": "last_two_blocks", "lr_decay": 0.5}),
+    Row("unfreeze", "strategies", "last two blocks, gradual unfreezing: head + norm, then one more block per epoch",
+        args={"trainable": "last_two_blocks", "unfreeze_every": 1}),
+    Row("ia3", "strategies", "IA³ (peft) on every block, full forward each step", args={"trainable": "ia3",
+                                                                                        "lr": 3e-3}, seeds=2),
+    Row("prefix-hf", "strategies", "prefix tuning (peft, 20 virtual tokens per layer) via --backend hf",
+        args={"backend": "hf", "trainable": "prefix", "lr": 1e-2}, seeds=1),
+    Row("stacked", "strategies", "defaults stacked with word + char n-grams (--stack ngrams)",
+        args={"stack": "ngrams"}),
 )
 
 
@@ -109,6 +119,7 @@ def frames(data_dir: Path, limit: int | None) -> dict:
 
 def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: int | None, store) -> dict:
     from spamtune.batching import TextDataset, create_dataloader
+    from spamtune.stacking import NgramStack
     from spamtune.training import load_best_epoch, run_training
     from spamtune.training.loss import collect_logits
     from spamtune.training.prefix_cache import collate_hidden
@@ -117,6 +128,7 @@ def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: in
     with tempfile.TemporaryDirectory() as tmp:
         s, metrics = run_training(args, data_dir, Path(tmp) / "run", store=store)
         load_best_epoch(s)  # what users get
+        stack = NgramStack.load(Path(tmp) / "run", args.normalize) if args.stack == "ngrams" else None
     max_length, last = s.run_config.max_length, s.run_config.pooling == "last"
     probs = {}
     for split, df in frames(data_dir, limit).items():
@@ -127,6 +139,8 @@ def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: in
         loader = create_dataloader(src, 16, padding="longest_train" if last else "dynamic",
                                    collate_fn=collate_hidden if s.cached else None)
         logits, y = collect_logits(loader, s.forward)
+        if stack is not None:
+            logits = torch.from_numpy(stack.combine(logits.numpy(), list(df["Text"])))
         probs[split] = (torch.softmax(logits, -1)[:, 1].numpy(), y.numpy())
     return {"probs": probs, "fit_s": metrics["train_time_s"], "setup_s": metrics["load_s"] + metrics["cache_s"],
             "examples_per_s": metrics["examples_per_s"], "best_epoch": metrics["best_epoch"]}

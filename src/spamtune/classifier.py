@@ -8,12 +8,15 @@ is causal: a real token never attends to a pad. `CachedSuffix` is the module tha
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
 
 from spamtune.batching import attention_mask_from_lengths, pad_ids
-from spamtune.config import ModelConfig, Padding, Pooling, Trainable
+from spamtune.config import ADAPTERS, ModelConfig, Padding, Pooling, Trainable
+from spamtune.errors import ConfigError
 from spamtune.models import Decoder
 
 
@@ -43,7 +46,7 @@ def default_head_bias(arch: str) -> bool:
 def trainable_start(trainable: Trainable, n_layers: int) -> int:
     """Index of the first block that trains: everything before it is the frozen prefix."""
     return {"head": n_layers, "last_block": n_layers - 1, "last_two_blocks": max(n_layers - 2, 0),
-            "all": 0, "lora": 0}[trainable]
+            "all": 0, "lora": 0, "ia3": 0, "prefix": 0}[trainable]
 
 
 class Classifier(nn.Module):
@@ -126,25 +129,35 @@ class CachedSuffix(nn.Module):
 def apply_trainable(clf: Classifier, lora_rank: int = 16, lora_alpha: int = 16) -> nn.Module:
     """Freeze everything, then unfreeze per `clf.trainable` (book §6.5: last block + final norm + head).
 
-    `lora` wraps the classifier with peft: adapters on every attention and MLP projection, the head in
-    `modules_to_save` (trained and saved in full). Returns the module to train (the peft wrapper for lora).
+    `lora` and `ia3` wrap the classifier with peft (LoRA: adapters on every attention and MLP projection; IA³:
+    scales of keys, values and the MLP's down projection), the head in `modules_to_save` (trained and saved in
+    full). Returns the module to train (the peft wrapper for an adapter).
     """
     bb = clf.backbone
     for p in clf.parameters():
         p.requires_grad = False
     for p in bb.out_head.parameters():
         p.requires_grad = True
-    if clf.trainable == "lora":
+    if clf.trainable in ("lora", "ia3"):
         import re
 
-        from peft import LoraConfig, get_peft_model
+        from peft import IA3Config, LoraConfig, get_peft_model
 
-        # a full-path regex: GPT-2's MLP linears are named `layers.0`/`layers.2`, and a bare "0" would match blocks
-        inner = sorted(name for name, m in bb.trf_blocks[0].named_modules() if isinstance(m, nn.Linear))
-        targets = r".*trf_blocks\.\d+\.(" + "|".join(map(re.escape, inner)) + ")"
-        config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=targets,
-                            modules_to_save=["out_head"])
+        def targets(names: list[str]) -> str:
+            # a full-path regex: GPT-2's MLP linears are named `layers.0`/`layers.2`; a bare "0" would match blocks
+            return r".*trf_blocks\.\d+\.(" + "|".join(map(re.escape, names)) + ")"
+
+        if clf.trainable == "lora":
+            inner = sorted(name for name, m in bb.trf_blocks[0].named_modules() if isinstance(m, nn.Linear))
+            config: Any = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0,
+                                     target_modules=targets(inner), modules_to_save=["out_head"])
+        else:  # IA³ (Liu et al. 2022): learned scales of the keys, the values and the MLP's down projection input
+            down = "ff.layers.2" if clf.cfg.arch == "gpt2" else "ff.fc3"
+            config = IA3Config(target_modules=targets(["att.W_key", "att.W_value", down]),
+                               feedforward_modules=targets([down]), modules_to_save=["out_head"])
         return get_peft_model(clf, config)
+    if clf.trainable == "prefix":
+        raise ConfigError("--trainable prefix needs --backend hf")
     if clf.trainable == "all":
         for p in clf.parameters():
             p.requires_grad = True
@@ -162,7 +175,7 @@ def prefix_is_cacheable(clf: Classifier, padding: Padding) -> bool:
     """The frozen prefix's output can be computed once per message and reused across epochs when it is frozen
     (not all/lora), deterministic (no dropout) and independent of batch composition (pooling `last` with dynamic
     padding reads a pad position whose value depends on the batch's width)."""
-    return (clf.trainable not in ("all", "lora") and clf.cfg.drop_rate == 0.0
+    return (clf.trainable not in ("all", *ADAPTERS) and clf.cfg.drop_rate == 0.0
             and not (clf.pooling == "last" and padding == "dynamic"))
 
 

@@ -15,7 +15,8 @@ from typing import Any, Literal
 from spamtune.errors import ConfigError
 
 Arch = Literal["gpt2", "llama"]
-Trainable = Literal["head", "last_block", "last_two_blocks", "all", "lora"]
+Trainable = Literal["head", "last_block", "last_two_blocks", "all", "lora", "ia3", "prefix"]
+ADAPTERS = ("lora", "ia3", "prefix")  # peft methods: the whole model runs every step
 Pooling = Literal["last", "last_real", "first", "mean"]
 Padding = Literal["longest_train", "dynamic", "context"]
 Backend = Literal["scratch", "hf"]
@@ -179,7 +180,9 @@ class TrainArgs:
     device: Device = _arg("auto", "where to train: auto (CUDA if present, each torchrun rank on its own GPU), cpu, "
                                   "cuda or mps")
     random_init: bool = _arg(False, "random weights of the same architecture instead of pretrained ones")
-    trainable: Trainable = _arg("last_block", "what to fine-tune")
+    trainable: Trainable = _arg("last_block", "what to fine-tune: the head, the last block(s) (+ final norm), all, or "
+                                              "peft adapters with the head: lora, ia3, prefix (prefix tuning, "
+                                              "--backend hf only)")
     pooling: Pooling = _arg("last_real", "which position classifies the message")
     padding: Padding = _arg("dynamic", "pad to the longest training message (book), per batch, or to the context")
     normalize: Normalization = _arg("nfkc", "text normalization before tokenizing, stored in the run and applied "
@@ -195,6 +198,10 @@ class TrainArgs:
     lr: float | None = _arg(None, "AdamW learning rate (default: 5e-5, the book's, for GPT-2; 1e-3 for "
                                   "smollm2-135m, see benchmarks/RESULTS.md)")
     weight_decay: float = _arg(0.1, "AdamW weight decay")
+    lr_decay: float = _arg(1.0, "discriminative learning rates: each block trains at this factor of the rate of "
+                                "the one above it (the head at --lr), e.g. 0.8; 1 = one rate")
+    unfreeze_every: int | None = _arg(None, "gradual unfreezing: train only the head for N epochs, then add one "
+                                            "more block of --trainable's scope every N epochs, top down")
     lr_schedule: Schedule = _arg("constant", "learning rate over the run: constant (the book), or linear/cosine "
                                              "decay to 0 (transformers' schedulers)")
     warmup_ratio: float = _arg(0.0, "share of the training steps over which the lr rises linearly from 0 to --lr "
@@ -241,6 +248,10 @@ class TrainArgs:
             raise ConfigError("--max-length must be at least 1")
         if not 0 <= self.augment <= 20:
             raise ConfigError("--augment must be between 0 and 20 copies")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError("--lr-decay must be in (0, 1]")
+        if self.unfreeze_every is not None and self.unfreeze_every < 1:
+            raise ConfigError("--unfreeze-every must be at least 1 epoch")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("--warmup-ratio must be in [0, 1)")
         for name in ("target_fpr", "review_fpr", "target_precision"):
@@ -257,6 +268,9 @@ class TrainArgs:
             if self.pooling != "last_real" or self.padding != "dynamic" or self.random_init:
                 raise ConfigError("--backend hf pools as transformers does: drop --pooling, --padding and "
                                   "--random-init")
+        if self.trainable == "prefix" and self.backend != "hf":
+            raise ConfigError("--trainable prefix needs --backend hf: peft's prefix tuning feeds its virtual "
+                              "tokens to transformers' attention as past key/values")
         if self.cache_max_gb is not None and self.cache_max_gb <= 0:
             raise ConfigError("--cache-max-gb must be positive")
 

@@ -67,3 +67,17 @@ def test_hindsight_ceiling_is_the_best_threshold_with_and_without_the_fpr_bound(
         grid = np.linspace(0, 1.01, 2001)
         assert best == max(((p >= t) == y).mean() for t in grid)
         assert bounded == max(((p >= t) == y).mean() for t in grid if (unused >= t).mean() <= 0.02)
+
+
+def test_a_stacked_row_scores_through_its_stack(tiny_gpt2_dir, data_dir):
+    """The runner applies a --stack ngrams row's n-gram half: on the random tiny model it beats the LLM alone."""
+    from benchmarks.experiments import Row, run_train
+    from spamtune.training.prefix_cache import PrefixStore
+
+    args = {"model": str(tiny_gpt2_dir), "lr": 1e-3}
+    acc = {}
+    for name, extra in (("alone", {}), ("stacked", {"stack": "ngrams"})):
+        probs = run_train(Row(name, "g", "", args={**args, **extra}), 123, data_dir, 200, 1, PrefixStore())["probs"]
+        p, y = probs["test"]
+        acc[name] = float(((p >= 0.5) == y).mean())
+    assert acc["stacked"] >= acc["alone"] + 0.05 and acc["stacked"] > 0.9, acc

@@ -18,7 +18,7 @@ from torch import nn
 
 from spamtune.backends import BuiltModel
 from spamtune.batching import attention_mask_from_lengths
-from spamtune.config import DType, Trainable
+from spamtune.config import ADAPTERS, DType, Trainable
 from spamtune.data.labels import LabelSet
 from spamtune.errors import ConfigError, ModelSourceError
 from spamtune.runs import LoraSpec, RunConfig
@@ -28,6 +28,7 @@ from spamtune.weights.sources import embedded_gguf_path, minilm_path
 log = logging.getLogger(__name__)
 
 FINAL_MODULES = ("norm", "ln_f", "final_layer_norm", "pooler")  # after the last block; trained with it
+PREFIX_TOKENS = 20  # prefix tuning: virtual tokens per layer (peft's examples use 10-30)
 
 
 def label_kwargs(label_set: LabelSet) -> dict[str, Any]:
@@ -132,17 +133,22 @@ def layer_list(model: Any) -> nn.ModuleList:  # model: a transformers PreTrained
 def apply_hf_trainable(model: Any, head: list[str], trainable: Trainable, lora_rank: int = 16,
                        lora_alpha: int = 16) -> nn.Module:
     """spamtune's scopes on HF modules: head (`score`/`classifier`), last_block(s) + final norm/pooler, all,
-    lora (peft on every linear layer, the head in `modules_to_save`). Returns the module to train."""
+    lora (peft on every linear layer), ia3 (peft's per-model targets) or prefix (prefix tuning, PREFIX_TOKENS
+    virtual tokens per layer), the head in `modules_to_save`. Returns the module to train."""
     for p in model.parameters():
         p.requires_grad = False
     for name in head:
         for p in model.get_submodule(name).parameters():
             p.requires_grad = True
-    if trainable == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
+    if trainable in ADAPTERS:
+        from peft import IA3Config, LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
 
-        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0,
-                            target_modules="all-linear", modules_to_save=head)
+        config: Any = {
+            "lora": lambda: LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_rank, lora_alpha=lora_alpha,
+                                       lora_dropout=0.0, target_modules="all-linear", modules_to_save=head),
+            "ia3": lambda: IA3Config(task_type=TaskType.SEQ_CLS, modules_to_save=head),  # peft's per-model targets
+            "prefix": lambda: PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=PREFIX_TOKENS),
+        }[trainable]()
         return get_peft_model(model, config)
     if trainable == "all":
         for p in model.parameters():

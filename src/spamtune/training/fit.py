@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from spamtune.runs import WEIGHTS, save_weights, weights_to_save
+from spamtune.training.layerwise import frozen_for_epoch
 from spamtune.training.loss import (
     calc_accuracy_loader,
     calc_loss_and_accuracy_loader,
@@ -88,10 +89,13 @@ def fit(s: TrainSetup, state: TrainState | None = None, callbacks: Sequence[Call
     stop = False
     for epoch in range(state.epoch, args.epochs):
         t_epoch = time.perf_counter()
+        frozen = frozen_for_epoch(s.module, epoch, args.unfreeze_every)  # gradual unfreezing (layerwise.py)
         for batch in s.train_loader:
             s.optimizer.zero_grad()
             loss = calc_loss_batch(batch, s.forward, s.task, s.loss_weight)
             loss.backward()
+            for p in frozen:  # no gradient: AdamW skips them (no update, no decay, no moments)
+                p.grad = None
             s.optimizer.step()
             if s.scheduler is not None:
                 s.scheduler.step()

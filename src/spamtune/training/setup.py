@@ -40,6 +40,7 @@ from spamtune.runs import (
 )
 from spamtune.tasks import Task, task_for
 from spamtune.tokenizers import load_tokenizer
+from spamtune.training.layerwise import param_groups
 from spamtune.training.loss import Forward
 from spamtune.training.prefix_cache import DiskCache, PrefixStore, base_key, collate_hidden, default_cache_dir
 from spamtune.weights import load_backbone, read_safetensors
@@ -89,9 +90,10 @@ def make_datasets(args: TrainArgs, data_dir: Path, tokenizer, context_length: in
 
 
 def make_optimizer(args: TrainArgs, module: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW on the trainable parameters (book §6.7), and transformers' lr scheduler unless the lr is constant."""
+    """AdamW on the trainable parameters (book §6.7; per-layer rates with --lr-decay, layerwise.py), and
+    transformers' lr scheduler unless the lr is constant."""
     assert args.lr is not None  # TrainArgs fills it in
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=args.lr,
+    optimizer = torch.optim.AdamW(param_groups(module, args.lr, args.lr_decay), lr=args.lr,
                                   weight_decay=args.weight_decay)
     if args.lr_schedule == "constant":
         return optimizer, None
