@@ -173,8 +173,8 @@ def apply_trainable(clf: Classifier, lora_rank: int = 16, lora_alpha: int = 16) 
 
 def prefix_is_cacheable(clf: Classifier, padding: Padding) -> bool:
     """The frozen prefix's output can be computed once per message and reused across epochs when it is frozen
-    (not all/lora), deterministic (no dropout) and independent of batch composition (pooling `last` with dynamic
-    padding reads a pad position whose value depends on the batch's width)."""
+    (not all, not an adapter), deterministic (no dropout) and independent of batch composition (pooling `last`
+    with dynamic padding reads a pad position whose value depends on the batch's width)."""
     return (clf.trainable not in ("all", *ADAPTERS) and clf.cfg.drop_rate == 0.0
             and not (clf.pooling == "last" and padding == "dynamic"))
 

@@ -4,7 +4,7 @@ Why: on the natural distribution a TF-IDF linear SVM fitted in a second is as ac
 blocks less ham (benchmarks/peers.py), and the two make different mistakes: the n-grams see spellings, numbers and
 URLs the tokenizer splits up; the LLM sees meaning the n-grams never met. Stacking lets each cover the other.
 
-Fitting, with the best epoch's weights in the model (training/run.py), on the training folds only:
+Fitting, with the best epoch's weights in the model (training/calibrate.py), on the training folds only:
 - the n-gram model on the training split: hashed TF-IDF word 1-2 and character 2-5 grams (char_wb), sublinear tf,
   and a linear SVM: the peers' strongest classic row, with hashing so nothing but arrays is stored;
 - the stacker, a logistic regression on the two margins (LLM logit difference, SVM decision value), on the
@@ -111,7 +111,6 @@ def stack_inputs(logits: np.ndarray, ngram_margin: np.ndarray) -> np.ndarray:
 def fit_stack(train_texts: Sequence[str], train_y: np.ndarray, val_texts: Sequence[str], val_y: np.ndarray,
               val_logits: np.ndarray, normalize: Normalization, seed: int = 123) -> NgramStack:
     """The n-gram SVM on the training split, then the stacker on the validation split's two margins."""
-    import scipy.sparse as sp
     from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
@@ -121,13 +120,11 @@ def fit_stack(train_texts: Sequence[str], train_y: np.ndarray, val_texts: Sequen
             raise ConfigError(f"--stack ngrams needs spam and ham in the {split} split")
 
     texts = [normalize_text(t, normalize) for t in train_texts]
-    idf, blocks = {}, []
-    for name, hasher in _hashers().items():
-        tfidf = TfidfTransformer(sublinear_tf=True)
-        blocks.append(tfidf.fit_transform(hasher.transform(texts)))
-        idf[name] = tfidf.idf_
-    svm = LinearSVC(C=1.0, random_state=seed).fit(sp.hstack(blocks, format="csr"), train_y)
-    stack = NgramStack(idf, svm.coef_[0].astype(np.float64), float(svm.intercept_[0]), np.zeros(3), normalize)
+    idf = {name: TfidfTransformer(sublinear_tf=True).fit(hasher.transform(texts)).idf_
+           for name, hasher in _hashers().items()}
+    stack = NgramStack(idf, np.zeros(2 * N_FEATURES), 0.0, np.zeros(3), normalize)
+    svm = LinearSVC(C=1.0, random_state=seed).fit(stack.features(train_texts), train_y)
+    stack.coef, stack.intercept = svm.coef_[0].astype(np.float64), float(svm.intercept_[0])
     x = stack_inputs(val_logits, stack.ngram_margin(val_texts))[:, :2]
     lr = LogisticRegression(C=1.0).fit(x, val_y)
     stack.stacker = np.array([*lr.coef_[0], lr.intercept_[0]], dtype=np.float64)
