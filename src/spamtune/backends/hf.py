@@ -130,6 +130,21 @@ def layer_list(model: Any) -> nn.ModuleList:  # model: a transformers PreTrained
     return max(lists, key=len)
 
 
+def check_prefix_tuning(model: Any) -> None:
+    """peft feeds prefix tuning's virtual tokens as `past_key_values`; transformers 5.24 renamed that argument
+    (`cache`), which peft 0.21 does not know yet: refuse before training rather than fail in the first step."""
+    import inspect
+
+    import peft
+    import transformers
+
+    takes = [name for m in (model, model.base_model) for name in inspect.signature(m.forward).parameters]
+    if "past_key_values" not in takes:
+        raise ConfigError(f"--trainable prefix: peft {peft.__version__} passes prefixes as past_key_values, which "
+                          f"transformers {transformers.__version__}'s {type(model).__name__} no longer takes; use "
+                          "--trainable lora or ia3, or install transformers<5.24 for prefix tuning")
+
+
 def apply_hf_trainable(model: Any, head: list[str], trainable: Trainable, lora_rank: int = 16,
                        lora_alpha: int = 16) -> nn.Module:
     """spamtune's scopes on HF modules: head (`score`/`classifier`), last_block(s) + final norm/pooler, all,
@@ -140,6 +155,8 @@ def apply_hf_trainable(model: Any, head: list[str], trainable: Trainable, lora_r
     for name in head:
         for p in model.get_submodule(name).parameters():
             p.requires_grad = True
+    if trainable == "prefix":
+        check_prefix_tuning(model)
     if trainable in ADAPTERS:
         from peft import IA3Config, LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
 
