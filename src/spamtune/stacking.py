@@ -39,6 +39,12 @@ def _hashers():
             for name, (analyzer, span) in PARTS.items()}
 
 
+def hashed_counts(texts: Sequence[str], normalize: Normalization) -> dict:
+    """Part -> (N, N_FEATURES) sparse n-gram counts of the normalized texts."""
+    texts = [normalize_text(t, normalize) for t in texts]
+    return {name: hasher.transform(texts) for name, hasher in _hashers().items()}
+
+
 @dataclass
 class NgramStack:
     idf: dict[str, np.ndarray]  # part -> (N_FEATURES,) inverse document frequencies
@@ -49,15 +55,17 @@ class NgramStack:
 
     def features(self, texts: Sequence[str]):
         """(N, 2 * N_FEATURES) sparse TF-IDF rows, each part l2-normalised (as a union of TfidfVectorizers)."""
+        return self.tfidf(hashed_counts(texts, self.normalize))
+
+    def tfidf(self, counts: dict):
         import scipy.sparse as sp
         from sklearn.feature_extraction.text import TfidfTransformer
 
-        texts = [normalize_text(t, self.normalize) for t in texts]
         blocks = []
-        for name, hasher in _hashers().items():
+        for name, part in counts.items():
             tfidf = TfidfTransformer(sublinear_tf=True)
             tfidf.idf_ = self.idf[name]
-            blocks.append(tfidf.transform(hasher.transform(texts)))
+            blocks.append(tfidf.transform(part))
         return sp.hstack(blocks, format="csr")
 
     def ngram_margin(self, texts: Sequence[str]) -> np.ndarray:
@@ -119,11 +127,10 @@ def fit_stack(train_texts: Sequence[str], train_y: np.ndarray, val_texts: Sequen
         if len(set(np.asarray(y).tolist())) != 2:
             raise ConfigError(f"--stack ngrams needs spam and ham in the {split} split")
 
-    texts = [normalize_text(t, normalize) for t in train_texts]
-    idf = {name: TfidfTransformer(sublinear_tf=True).fit(hasher.transform(texts)).idf_
-           for name, hasher in _hashers().items()}
+    counts = hashed_counts(train_texts, normalize)
+    idf = {name: TfidfTransformer(sublinear_tf=True).fit(part).idf_ for name, part in counts.items()}
     stack = NgramStack(idf, np.zeros(2 * N_FEATURES), 0.0, np.zeros(3), normalize)
-    svm = LinearSVC(C=1.0, random_state=seed).fit(stack.features(train_texts), train_y)
+    svm = LinearSVC(C=1.0, random_state=seed).fit(stack.tfidf(counts), train_y)
     stack.coef, stack.intercept = svm.coef_[0].astype(np.float64), float(svm.intercept_[0])
     x = stack_inputs(val_logits, stack.ngram_margin(val_texts))[:, :2]
     lr = LogisticRegression(C=1.0).fit(x, val_y)

@@ -49,9 +49,11 @@ def calibrate(s: TrainSetup) -> None:
     load_best_epoch(s)
     logits_t, y_t = collect_logits(s.val_eval_loader, s.forward)  # in file order (no length buckets)
     logits, y = logits_t.numpy(), y_t.numpy()
-    stack = fit_run_stack(s, logits, y) if s.args.stack == "ngrams" else None
-    if stack is not None:
-        logits = stack.combine(logits, list(read_split(data_path(s, "validation"))["Text"][: s.args.limit]))
+    stack = None
+    if s.args.stack == "ngrams":
+        val_texts = list(read_split(data_path(s, "validation"))["Text"][: s.args.limit])  # the logits' file order
+        stack = fit_run_stack(s, val_texts, logits, y)
+        logits = stack.combine(logits, val_texts)
     if s.task.picks_thresholds:
         s.run_config.thresholds = s.task.pick_thresholds(y, s.task.scores(logits))
     else:
@@ -83,11 +85,10 @@ def data_path(s: TrainSetup, split: str) -> Path:
     return Path(s.run_config.data_dir or "") / f"{split}.csv"
 
 
-def fit_run_stack(s: TrainSetup, val_logits: np.ndarray, val_y: np.ndarray) -> NgramStack:
-    """--stack ngrams: the n-gram model on the training split, the stacker on validation (the LLM's `val_logits`,
-    in file order); saved as RUN/stack.safetensors."""
+def fit_run_stack(s: TrainSetup, val_texts: list[str], val_logits: np.ndarray, val_y: np.ndarray) -> NgramStack:
+    """--stack ngrams: the n-gram model on the training split, the stacker on validation (the LLM's `val_logits`
+    of `val_texts`); saved as RUN/stack.safetensors."""
     train = read_split(data_path(s, "train"))[: s.args.limit]
-    val_texts = list(read_split(data_path(s, "validation"))["Text"][: s.args.limit])
     stack = fit_stack(list(train["Text"]), train["Label"].to_numpy(), val_texts, val_y, val_logits,
                       s.run_config.normalize, s.args.seed)
     stack.save(s.run_dir)
