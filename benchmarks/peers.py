@@ -11,6 +11,12 @@ predictions (wins = messages the row gets right and the reference wrong).
 
     python -m benchmarks.peers --data ../shared/data/SMSSpamCollection                    # every method
     python -m benchmarks.peers --data ... --methods tfidf_svm,tfidf_lr,nb --no-record      # the classic ones
+    python -m benchmarks.peers --data ... --methods setfit --store runs/peers   # add rows to a stored table
+    python -m benchmarks.peers --data ... --store runs/peers --report           # tabulate what is stored
+
+With --store, each method's per-fold results are kept (one JSON file per row, tied to the data file's sha256, the
+fold count and the row limit), methods already stored are not fitted again, and the table holds every stored row:
+a 45-minute SetFit run need not be repeated to add a row.
 
 Methods: tfidf_svm (word 1-2 + char 2-5 n-grams, LinearSVC), tfidf_lr (the same features, LogisticRegression),
 nb (word 1-2 gram counts, MultinomialNB), setfit (SetFit on the embedded all-MiniLM-L6-v2), minilm_trainer
@@ -227,13 +233,17 @@ def modern_set() -> pd.DataFrame:
 
 
 def run_protocol(folds: list[Path], names: list[str], s: Setting,
-                 modern: pd.DataFrame | None = None) -> dict[str, dict]:
+                 modern: pd.DataFrame | None = None, store: Store | None = None) -> dict[str, dict]:
     """Every method on every fold: per-fold metrics, timings and the pooled per-message correctness; with `modern`,
-    every fold's model also scores that set (its metrics per fold model)."""
+    every fold's model also scores that set (its metrics per fold model). With `store`, a method whose row is
+    stored is not fitted again, and each method's rows are stored once all its folds are done."""
     import inspect
 
     out: dict[str, dict] = {}
     for name in names:
+        if store is not None and store.has(name):
+            print(f"{name}: stored in {store.root}", flush=True)
+            continue
         _, fit = METHODS[name]
         params = inspect.signature(fit).parameters
         for k, fold in enumerate(folds, start=1):
@@ -265,9 +275,50 @@ def run_protocol(folds: list[Path], names: list[str], s: Setting,
                     r["right"].append((scores >= f.threshold).astype(int) == y)
                     print(f"{name + suffix} fold {k}: " + ", ".join(f"{key} {v:.4f}" for key, v in
                                                                    r["folds"][-1].items()), flush=True)
+        if store is not None:
+            for row in (n for n in out if n == name or n.startswith(name + STACKED)):
+                store.save(row, out[row])
     for r in out.values():
         r["right"] = np.concatenate(r["right"])
     return out
+
+
+class Store:
+    """Per-row results kept across invocations: ROOT/<row>.json with the per-fold metrics, the modern-set metrics
+    and the per-message correctness (for the paired test), under the fingerprint of the data they came from."""
+
+    def __init__(self, root: Path, fingerprint: dict) -> None:
+        self.root, self.fingerprint = root, fingerprint
+
+    def has(self, row: str) -> bool:
+        return self._load(self.root / f"{row}.json") is not None
+
+    def save(self, row: str, r: dict) -> None:
+        from spamtune.fsutil import write_json
+
+        right = np.concatenate(r["right"]) if isinstance(r["right"], list) else r["right"]
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json(self.root / f"{row}.json", {"fingerprint": self.fingerprint, "folds": r["folds"],
+                                               "modern": r["modern"], "right": right.astype(int).tolist()})
+
+    def rows(self) -> dict[str, dict]:
+        """Every stored row, in METHODS order (a stacked row after its own)."""
+        found = {row: r for name in METHODS for row in (name, name + STACKED)
+                 if (r := self._load(self.root / f"{row}.json")) is not None}
+        return {n: {**r, "right": np.asarray(r["right"], dtype=bool)} for n, r in found.items()}
+
+    def _load(self, path: Path) -> dict | None:
+        if not path.is_file():
+            return None
+        try:
+            r = json.loads(path.read_text())
+            stale = r["fingerprint"] != self.fingerprint
+        except (ValueError, KeyError, TypeError):
+            raise SystemExit(f"{path} is not a stored peers result: remove it") from None
+        if stale:
+            raise SystemExit(f"{path} was measured on other data or folds ({r['fingerprint']}, now "
+                             f"{self.fingerprint}): use another --store")
+        return r
 
 
 def _cell(values: pd.Series, col: str) -> str:
@@ -337,16 +388,32 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS), help="comma list (default: all)")
     ap.add_argument("--chart", type=Path, default=Path(__file__).with_name("peers.png"))
     ap.add_argument("--json", type=Path, help="also write the per-fold figures here")
+    ap.add_argument("--store", type=Path, help="keep each row's results here; stored methods are not refitted "
+                    "and the table holds every stored row")
+    ap.add_argument("--report", action="store_true", help="only tabulate the rows under --store")
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
     names = [n for n in a.methods.split(",") if n]
     if unknown := [n for n in names if n not in METHODS]:
         raise SystemExit(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
-    with tempfile.TemporaryDirectory() as tmp:
-        prepare(Path(tmp) / "cv", a.data, folds=a.folds)
-        folds = [Path(tmp) / "cv" / f"fold{k}" for k in range(1, a.folds + 1)]
-        modern = modern_set()
-        results = run_protocol(folds, names, Setting(Path(tmp)), modern)
+    if a.report and a.store is None:
+        raise SystemExit("--report tabulates the rows under --store: give --store DIR")
+    from spamtune.fsutil import sha256_file
+
+    if not Path(a.data).is_file():
+        raise SystemExit(f"--data {a.data}: no such file")
+    store = Store(a.store, {"data_sha256": sha256_file(a.data), "folds": a.folds, "limit": None}) if a.store else None
+    modern = modern_set()
+    if not a.report:
+        with tempfile.TemporaryDirectory() as tmp:
+            prepare(Path(tmp) / "cv", a.data, folds=a.folds)
+            folds = [Path(tmp) / "cv" / f"fold{k}" for k in range(1, a.folds + 1)]
+            results = run_protocol(folds, names, Setting(Path(tmp)), modern, store)
+    if store is not None:
+        results = store.rows()
+        names = list(dict.fromkeys(n.removesuffix(STACKED) for n in results))
+    if not results:
+        raise SystemExit(f"no results under {a.store}")
     chart(results, a.chart)
     if a.json:
         a.json.write_text(json.dumps({n: r["folds"] for n, r in results.items()}, indent=1))

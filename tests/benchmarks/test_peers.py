@@ -12,6 +12,7 @@ import pytest
 from benchmarks.peers import (
     METHODS,
     Setting,
+    Store,
     chart,
     fold_metrics,
     mcnemar,
@@ -78,3 +79,24 @@ def test_metrics_and_mcnemar():
     assert m["roc_auc"] == pytest.approx(5 / 6) and m["fpr_at_95_recall"] == pytest.approx(1 / 3)
     t = mcnemar(np.array([True] * 10 + [False] * 0), np.array([False] * 8 + [True] * 2))
     assert t["wins"] == 0 and t["losses"] == 8 and t["p"] == pytest.approx(2 * 0.5 ** 8)
+
+
+def test_a_store_keeps_rows_across_invocations(folds, tmp_path):
+    s = Setting(tmp_path, limit=40)
+    store = Store(tmp_path / "store", {"data_sha256": "x", "folds": 2, "limit": 40})
+    first = run_protocol(folds, ["tfidf_svm", "nb"], s, store=store)
+    stored = (tmp_path / "store" / "tfidf_svm.json").stat().st_mtime_ns
+    second = run_protocol(folds, ["tfidf_lr", "tfidf_svm"], s, store=store)
+    assert list(second) == ["tfidf_lr"]  # the stored method is not fitted again
+    assert (tmp_path / "store" / "tfidf_svm.json").stat().st_mtime_ns == stored
+    rows = store.rows()
+    assert list(rows) == ["tfidf_svm", "tfidf_lr", "nb"]  # METHODS order, whichever invocation stored them
+    for name, r in [*first.items(), *second.items()]:
+        assert rows[name]["folds"] == r["folds"] and (rows[name]["right"] == r["right"]).all()
+    assert "| tfidf_svm | " in table(rows)
+    other = Store(tmp_path / "store", {"data_sha256": "y", "folds": 2, "limit": 40})
+    with pytest.raises(SystemExit, match="other data or folds"):
+        other.rows()
+    (tmp_path / "store" / "nb.json").write_text("{")
+    with pytest.raises(SystemExit, match="not a stored peers result"):
+        store.rows()
