@@ -296,7 +296,7 @@ class Store:
     def save(self, row: str, r: dict) -> None:
         from spamtune.fsutil import write_json
 
-        right = np.concatenate(r["right"]) if isinstance(r["right"], list) else r["right"]
+        right = np.concatenate(r["right"])  # per fold, as run_protocol collects it
         self.root.mkdir(parents=True, exist_ok=True)
         write_json(self.root / f"{row}.json", {"fingerprint": self.fingerprint, "folds": r["folds"],
                                                "modern": r["modern"], "right": right.astype(int).tolist()})
