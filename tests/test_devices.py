@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from spamtune.batching import pad_ids
 from spamtune.cli import main
 from spamtune.config import TrainArgs
-from spamtune.devices import resolve_device
+from spamtune.devices import BF16_CPU_WIDTH_MULTIPLE, resolve_device
 from spamtune.errors import ConfigError
 from spamtune.inference import TextClassifier
 from spamtune.training import train_run
+from spamtune.training.setup import setup
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 
@@ -51,6 +53,33 @@ def test_bf16_autocast_trains_close_to_fp32(tiny_gpt2_dir, data_dir, tmp_path, t
     fp32, bf16 = _losses(tmp_path / "fp32"), _losses(tmp_path / "bf16")
     assert fp32 != bf16  # bf16 matmuls really ran
     assert bf16 == pytest.approx(fp32, abs=0.05)
+
+
+def test_bf16_on_the_cpu_rounds_batch_widths_up_and_changes_no_logit(tiny_gpt2_dir, data_dir, tmp_path):
+    """oneDNN keeps memory per bf16 input shape on the CPU, so bf16 batches there are padded to a multiple of 32
+    (token and cached-prefix batches alike); fp32 keeps exact widths; the extra padding changes no logit."""
+    m = BF16_CPU_WIDTH_MULTIPLE
+    for dtype in ("bf16", "fp32"):
+        for cached in (True, False):
+            ts = setup(_args(tiny_gpt2_dir, dtype=dtype, device="cpu", cache_prefix=cached), data_dir,
+                       tmp_path / f"{dtype}-{cached}")
+            assert ts.cached == cached
+            batches = [*ts.train_loader, *ts.val_eval_loader]
+            widths = {int(b[0].shape[1]) for b in batches}
+            longest = {int(b[1].max()) for b in batches}
+            if dtype == "bf16":
+                assert all(w % m == 0 for w in widths) and len(widths) < len(longest)
+            else:
+                assert widths == longest and any(w % m for w in widths)
+    clf = ts.clf.eval()
+    for pooling in ("last_real", "mean"):
+        clf.pooling = pooling
+        seqs = [ts.train_loader.dataset.encoded[i] for i in range(8)]
+        with torch.inference_mode():
+            exact = clf(*pad_ids(seqs, 50256))
+            rounded_ids, lengths = pad_ids(seqs, 50256, multiple=m)
+            assert rounded_ids.shape[1] % m == 0 and rounded_ids.shape[1] > max(map(len, seqs))
+            torch.testing.assert_close(clf(rounded_ids, lengths), exact, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.cuda

@@ -83,18 +83,27 @@ class TextDataset(Dataset):
         return [len(ids) for ids in self.encoded]
 
 
-def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad id sequences to `width` (default: the longest). Returns ((B, T) ids, (B,) lengths)."""
+def round_width(width: int, multiple: int | None) -> int:
+    """`width` rounded up to a multiple of `multiple` (None: unchanged): few distinct batch shapes."""
+    return width if not multiple else -(-width // multiple) * multiple
+
+
+def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None,
+            multiple: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id sequences to `width` (default: the longest, rounded up to `multiple`). Returns ((B, T) ids,
+    (B,) lengths)."""
     lengths = [len(ids) for ids in seqs]
-    input_ids = torch.full((len(seqs), width or max(lengths)), pad_id, dtype=torch.long)
+    input_ids = torch.full((len(seqs), width or round_width(max(lengths), multiple)), pad_id, dtype=torch.long)
     for row, ids in enumerate(seqs):
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
     return input_ids, torch.tensor(lengths)
 
 
-def collate(items: list[tuple[list[int], Target]], pad_id: int, pad_to: int | None = None) -> Batch:
-    """Right-pad to `pad_to` (fixed padding) or to the longest item of the batch (dynamic padding)."""
-    input_ids, lengths = pad_ids([ids for ids, _ in items], pad_id, pad_to)
+def collate(items: list[tuple[list[int], Target]], pad_id: int, pad_to: int | None = None,
+            multiple: int | None = None) -> Batch:
+    """Right-pad to `pad_to` (fixed padding) or to the longest item of the batch rounded up to `multiple` (dynamic
+    padding)."""
+    input_ids, lengths = pad_ids([ids for ids, _ in items], pad_id, pad_to, multiple)
     return Batch(input_ids, lengths, torch.tensor([y for _, y in items]))
 
 
@@ -158,7 +167,7 @@ class RankBatches(Sampler[list[int]]):
 def create_dataloader(dataset: Any, batch_size: int = 8, shuffle: bool = False, drop_last: bool = False,
                       padding: str = "dynamic", pad_to: int | None = None, buckets: bool = False,
                       seed: int = 123, collate_fn=None, pin_memory: bool = False, rank: int = 0,
-                      world_size: int = 1) -> DataLoader:
+                      world_size: int = 1, multiple: int | None = None) -> DataLoader:
     """The book's loader settings (batch 8; train: shuffle + drop_last) with a padding choice.
 
     Args:
@@ -169,6 +178,7 @@ def create_dataloader(dataset: Any, batch_size: int = 8, shuffle: bool = False, 
         seed: the same seed gives the same batches for any dataset of the same lengths.
         pin_memory: page-locked batches (CUDA: asynchronous copies to the GPU).
         rank, world_size: torchrun's share of each global batch of `batch_size * world_size` (`RankBatches`).
+        multiple: with dynamic padding, round each batch's width up to a multiple of this (`width_multiple`).
     """
     if collate_fn is None:
         width = {"dynamic": None, "longest_train": dataset.max_length, "context": pad_to}[padding]
@@ -176,7 +186,7 @@ def create_dataloader(dataset: Any, batch_size: int = 8, shuffle: bool = False, 
             raise ValueError("padding='context' needs pad_to")
 
         def collate_fn(items):
-            return collate(items, dataset.pad_id, width)
+            return collate(items, dataset.pad_id, width, multiple)
 
     if buckets:
         sampler = LengthBucketSampler(dataset.lengths, batch_size * world_size, shuffle, drop_last, seed)

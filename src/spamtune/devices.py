@@ -41,6 +41,17 @@ def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMana
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+# oneDNN's bf16 kernels on the CPU keep memory for every input shape they meet, so a run's memory grows with the
+# number of distinct batch widths (benchmarks/memory_shapes.py: +1.2 GB over widths 5..262). Rounding widths up to
+# a multiple bounds the shapes, and the memory, for a little padding; fp32 and CUDA keep exact widths.
+BF16_CPU_WIDTH_MULTIPLE = 32
+
+
+def width_multiple(device: torch.device, dtype: str) -> int | None:
+    """What dynamically padded batches round their width up to on this device and precision (None: nothing)."""
+    return BF16_CPU_WIDTH_MULTIPLE if device.type == "cpu" and dtype == "bf16" else None
+
+
 @dataclass(frozen=True)
 class Dist:
     """This process's place in a torchrun job (rank 0 of 1 without one)."""

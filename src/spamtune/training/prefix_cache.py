@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from spamtune.batching import Target, TextDataset, pad_ids
+from spamtune.batching import Target, TextDataset, pad_ids, round_width
 from spamtune.classifier import Classifier
 from spamtune.config import TrainArgs
-from spamtune.devices import Dist, autocast
+from spamtune.devices import Dist, autocast, width_multiple
 from spamtune.fsutil import sha256_file, write_json
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,10 @@ class PrefixCache(Dataset):
         return sum(h.numel() * h.element_size() for h in self.hidden)
 
 
-def collate_hidden(items: list[tuple[torch.Tensor, int, Target]]) -> HiddenBatch:
-    width = max(h.shape[0] for h, _, _ in items)
+def collate_hidden(items: list[tuple[torch.Tensor, int, Target]], multiple: int | None = None) -> HiddenBatch:
+    """Zero right-padded prefix rows: as good as pad tokens, since causal attention never lets a real token see
+    them. Width: the longest row, rounded up to `multiple`."""
+    width = round_width(max(h.shape[0] for h, _, _ in items), multiple)
     hidden = items[0][0].new_zeros(len(items), width, items[0][0].shape[1])
     for r, (h, _, _) in enumerate(items):
         hidden[r, : h.shape[0]] = h
@@ -106,16 +108,18 @@ def prefix_rows(clf: Classifier, ds: TextDataset, fixed_width: int | None, batch
     keep_pads = clf.pooling == "last" and fixed_width is not None
     order = sorted(range(len(ds)), key=lambda i: len(ds.encoded[i]))
     device = next(clf.parameters()).device
+    multiple = width_multiple(device, dtype)
     starts = list(range(0, len(order), batch_size))[dist.local_rank :: dist.local_world_size]
     for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=not dist.main):
         rows = order[start : start + batch_size]
-        ids, _ = pad_ids([ds.encoded[i] for i in rows], ds.pad_id, fixed_width if keep_pads else None)
+        ids, _ = pad_ids([ds.encoded[i] for i in rows], ds.pad_id, fixed_width if keep_pads else None, multiple)
         with autocast(device, dtype):
             if shallower is None:
                 out = clf.prefix(ids.to(device, non_blocking=True))
-            else:  # zero right-padding is as good as pad tokens: causal attention never lets a real token see it
+            else:
                 begin, cache = shallower
-                out = clf.prefix(None, collate_hidden([cache[i] for i in rows]).hidden.to(device), begin)
+                hidden = collate_hidden([cache[i] for i in rows], multiple).hidden
+                out = clf.prefix(None, hidden.to(device), begin)
         out = out.float().cpu()
         for r, i in enumerate(rows):
             yield i, out[r, : widths[i]].clone()

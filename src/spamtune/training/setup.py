@@ -7,6 +7,7 @@ Both backends give the same `TrainSetup`, which `fit` trains without knowing whi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from spamtune.classifier import CachedSuffix, Classifier, apply_trainable, defau
 from spamtune.config import TrainArgs
 from spamtune.data import LabelSet, read_label_set, read_split
 from spamtune.data.perturb import augment
-from spamtune.devices import Dist, autocast, resolve_device
+from spamtune.devices import Dist, autocast, resolve_device, width_multiple
 from spamtune.errors import ConfigError, DataError
 from spamtune.normalize import normalizing
 from spamtune.runs import (
@@ -260,13 +261,17 @@ def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: Lab
                              b.lengths.to(device, non_blocking=True)).float()
     timings["cache_s"] = time.perf_counter() - t0
 
+    # `last` pooling reads position -1, which a wider batch would move: its widths stay exact
+    multiple = width_multiple(device, args.dtype) if args.pooling != "last" else None
+
     def loader(ds, buckets: bool = args.padding == "dynamic", train: bool = False, **kw) -> DataLoader:
         # one set of batching rules and seeds for tokens and cached hidden states -> the same batches; under
         # torchrun each rank trains on its share of the global batch and evaluates everything at the global size
         return create_dataloader(ds, args.batch_size * (1 if train else dist.world_size), padding=args.padding,
                                  pad_to=fixed, buckets=buckets, seed=args.seed, pin_memory=device.type == "cuda",
-                                 collate_fn=collate_hidden if cached else None,
-                                 rank=dist.rank if train else 0, world_size=dist.world_size if train else 1, **kw)
+                                 collate_fn=functools.partial(collate_hidden, multiple=multiple) if cached else None,
+                                 rank=dist.rank if train else 0, world_size=dist.world_size if train else 1,
+                                 multiple=multiple, **kw)
 
     return TrainSetup(
         args=args, run_dir=run_dir, clf=clf, module=module, model=model, predictor=module, forward=forward,
