@@ -56,6 +56,17 @@ def publish(title: str, body: str, record: bool = True) -> None:
         append_results(title, " ".join([f"python -m benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]), body)
 
 
+def memory_mb(pid: int | str = "self") -> dict[str, float]:
+    """A process's memory figures from /proc/PID/status in MB: RssAnon (what the process itself holds, the figure
+    to watch when a memory-mapped cache keeps file pages resident), VmRSS and VmHWM (peak RSS)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,20 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import subprocess
 import sys
-from pathlib import Path
 
-from benchmarks.common import publish
+from benchmarks.common import memory_mb, publish
 
 SETTINGS = {"bf16, varying T": ("bf16", "vary", True), "bf16, fixed T = 120": ("bf16", "fixed", True),
             "fp32, varying T": ("fp32", "vary", True), "bf16, varying T, mkldnn off": ("bf16", "vary", False),
             "bf16, varying T rounded up to 32 (spamtune's fix)": ("bf16", "round", True)}
-
-
-def anon_mb() -> float:
-    return int(re.search(r"RssAnon:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
 
 
 def child(dtype: str, lengths: str, mkldnn: bool, steps: int, every: int) -> list[float]:
@@ -49,7 +43,7 @@ def child(dtype: str, lengths: str, mkldnn: bool, steps: int, every: int) -> lis
     suffix = CachedSuffix(clf)
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-4)
     rng = random.Random(0)
-    out = [anon_mb()]
+    out = [memory_mb()["RssAnon"]]
     for step in range(1, steps + 1):
         width = rng.randint(5, 262) if lengths != "fixed" else 120  # 262: the longest message at 4x in scale.py
         if lengths == "round":  # what spamtune's loaders do in bf16 on the CPU (devices.width_multiple)
@@ -61,7 +55,7 @@ def child(dtype: str, lengths: str, mkldnn: bool, steps: int, every: int) -> lis
         loss.backward()
         opt.step()
         if step % every == 0:
-            out.append(anon_mb())
+            out.append(memory_mb()["RssAnon"])
     return out
 
 

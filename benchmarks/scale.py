@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.common import publish
+from benchmarks.common import memory_mb, publish
 
 EDITS = (str.upper, lambda t, k: f"{t} ({k})", lambda t: t.replace(" ", "  "), lambda t: t + "!",
          lambda t: f"{t.split(' ', 1)[0]} {t}")
@@ -60,17 +60,15 @@ def measured(cmd: list[str]) -> tuple[float, float, float]:
     RssAnon (polled) is the memory the process itself holds."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = {"VmHWM:": 0.0, "RssAnon:": 0.0}
+    peak = {"VmHWM": 0.0, "RssAnon": 0.0}
 
     def poll() -> None:
         while proc.poll() is None:
             try:
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                    key = line.split(maxsplit=1)[0] if line else ""
-                    if key in peak:
-                        peak[key] = max(peak[key], int(line.split()[1]) / 1024)
-            except OSError:
-                pass
+                now = memory_mb(proc.pid)
+            except OSError:  # the process has just ended
+                break
+            peak.update({k: max(v, now.get(k, 0.0)) for k, v in peak.items()})  # a zombie has no RssAnon
             time.sleep(0.1)
 
     t = threading.Thread(target=poll)
@@ -79,7 +77,7 @@ def measured(cmd: list[str]) -> tuple[float, float, float]:
     t.join()
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    return time.perf_counter() - start, peak["VmHWM:"], peak["RssAnon:"]
+    return time.perf_counter() - start, peak["VmHWM"], peak["RssAnon"]
 
 
 def main() -> None:
