@@ -1,5 +1,5 @@
 """Why training memory grows on the CPU in bf16 and not in fp32: anonymous RSS over training steps of the trainable
-suffix (SmolLM2's last block + final norm + head, AdamW), fed random (8, T, 576) prefix outputs, for four settings:
+suffix (SmolLM2's last block + final norm + head, AdamW), fed random (8, T, 576) prefix outputs, for five settings:
 bf16 autocast with a varying length T (as length-bucketed batches have), bf16 with one fixed T, fp32 with a
 varying T, bf16 with a varying T with oneDNN (mkldnn) switched off, and bf16 with the varying T rounded up to a
 multiple of 32, as spamtune's loaders now do in bf16 on the CPU.
