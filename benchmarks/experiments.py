@@ -89,7 +89,7 @@ ROWS: tuple[Row, ...] = (
     Row("unfreeze", "strategies", "last two blocks, gradual unfreezing: head + norm, then one more block per epoch",
         args={"trainable": "last_two_blocks", "unfreeze_every": 1}),
     # the strategy rows get 5 seeds like the rest of the table, though IA³ and prefix tuning cost
-    # ~15-20 minutes per seed on 2 cores (a full forward each step)
+    # ~25 minutes per seed on 2 cores (a full forward each step, in training and in scoring)
     Row("ia3", "strategies", "IA³ (peft) on every block, full forward each step", args={"trainable": "ia3",
                                                                                         "lr": 3e-3}),
     Row("prefix-hf", "strategies", "prefix tuning (peft, 20 virtual tokens per layer) via --backend hf",
