@@ -16,7 +16,8 @@ predictions (wins = messages the row gets right and the reference wrong).
 
 With --store, each method's per-fold results are kept (one JSON file per row, tied to the data file's sha256, the
 fold count and the row limit), methods already stored are not fitted again, and the table holds every stored row:
-a 45-minute SetFit run need not be repeated to add a row.
+a 45-minute SetFit run need not be repeated to add a row. Each finished fold is kept too, so a stopped run resumes
+at the fold it was in (LoRA on 2 cores takes more than an hour per fold: run it in several sittings).
 
 Methods: tfidf_svm (word 1-2 + char 2-5 n-grams, LinearSVC), tfidf_lr (the same features, LogisticRegression),
 nb (word 1-2 gram counts, MultinomialNB), setfit (SetFit on the embedded all-MiniLM-L6-v2), minilm_trainer
@@ -236,7 +237,8 @@ def run_protocol(folds: list[Path], names: list[str], s: Setting,
                  modern: pd.DataFrame | None = None, store: Store | None = None) -> dict[str, dict]:
     """Every method on every fold: per-fold metrics, timings and the pooled per-message correctness; with `modern`,
     every fold's model also scores that set (its metrics per fold model). With `store`, a method whose row is
-    stored is not fitted again, and each method's rows are stored once all its folds are done."""
+    stored is not fitted again, each finished fold is kept at once (a stopped run resumes at the first fold not
+    kept: a slow method's folds can take several sittings), and a method's rows are stored once all its folds are."""
     import inspect
 
     out: dict[str, dict] = {}
@@ -247,45 +249,65 @@ def run_protocol(folds: list[Path], names: list[str], s: Setting,
         _, fit = METHODS[name]
         params = inspect.signature(fit).parameters
         for k, fold in enumerate(folds, start=1):
-            parts = {split: read_split(fold / f"{split}.csv")[: s.limit] for split in ("train", "validation", "test")}
-            train = parts["train"]
-            kwargs: dict = {}
-            if "fold_dir" in params:
-                kwargs["fold_dir"] = fold
-            elif "validation" in params:
-                kwargs["validation"] = parts["validation"]
-            else:  # no use for a validation split: it is more training data
-                train = pd.concat([train, parts["validation"]], ignore_index=True)
-            with tempfile.TemporaryDirectory(dir=s.work) as tmp:
-                setting = dataclasses.replace(s, work=Path(tmp))
-                t0 = time.perf_counter()
-                fitted = fit(train, setting, **kwargs)
-                fit_s = time.perf_counter() - t0  # one training serves every row it gives
-                for suffix, f in (fitted.items() if isinstance(fitted, dict) else [("", fitted)]):
-                    r = out.setdefault(name + suffix, {"folds": [], "right": [], "modern": []})
-                    texts, y = list(parts["test"]["Text"]), parts["test"]["Label"].to_numpy()
-                    t0 = time.perf_counter()
-                    scores = np.asarray(f.score(texts), dtype=np.float64)
-                    predict_s = time.perf_counter() - t0
-                    if modern is not None:
-                        modern_scores = np.asarray(f.score(list(modern["Text"])), dtype=np.float64)
-                        r["modern"].append(fold_metrics(modern["Label"].to_numpy(), modern_scores, f.threshold))
-                    r["folds"].append({**fold_metrics(y, scores, f.threshold), "fit_s": fit_s,
-                                       "msgs_per_s": len(texts) / predict_s})
-                    r["right"].append((scores >= f.threshold).astype(int) == y)
-                    print(f"{name + suffix} fold {k}: " + ", ".join(f"{key} {v:.4f}" for key, v in
-                                                                   r["folds"][-1].items()), flush=True)
+            kept = store.fold(name, k) if store is not None else None
+            if kept is not None:
+                print(f"{name} {fold.name}: kept from an earlier run", flush=True)
+            else:
+                kept = _fit_fold(name, fit, params, fold, s, modern)
+                if store is not None:
+                    store.save_fold(name, k, kept)
+            for row, entry in kept.items():
+                r = out.setdefault(row, {"folds": [], "right": [], "modern": []})
+                r["folds"].append(entry["fold"])
+                r["right"].append(np.asarray(entry["right"], dtype=bool))
+                if entry["modern"] is not None:
+                    r["modern"].append(entry["modern"])
         if store is not None:
-            for row in (n for n in out if n == name or n.startswith(name + STACKED)):
-                store.save(row, out[row])
+            store.save_rows(name, {row: r for row, r in out.items() if row == name or row.startswith(name + STACKED)})
     for r in out.values():
         r["right"] = np.concatenate(r["right"])
     return out
 
 
+def _fit_fold(name: str, fit: Callable[..., Fitted], params, fold: Path, s: Setting,
+              modern: pd.DataFrame | None) -> dict[str, dict]:
+    """One method fitted on one fold: for each row it gives, the fold's metrics, the modern-set metrics (or None)
+    and the per-message correctness on the fold's test split."""
+    parts = {split: read_split(fold / f"{split}.csv")[: s.limit] for split in ("train", "validation", "test")}
+    train = parts["train"]
+    kwargs: dict = {}
+    if "fold_dir" in params:
+        kwargs["fold_dir"] = fold
+    elif "validation" in params:
+        kwargs["validation"] = parts["validation"]
+    else:  # no use for a validation split: it is more training data
+        train = pd.concat([train, parts["validation"]], ignore_index=True)
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(dir=s.work) as tmp:
+        t0 = time.perf_counter()
+        fitted = fit(train, dataclasses.replace(s, work=Path(tmp)), **kwargs)
+        fit_s = time.perf_counter() - t0  # one training serves every row it gives
+        for suffix, f in (fitted.items() if isinstance(fitted, dict) else [("", fitted)]):
+            texts, y = list(parts["test"]["Text"]), parts["test"]["Label"].to_numpy()
+            t0 = time.perf_counter()
+            scores = np.asarray(f.score(texts), dtype=np.float64)
+            predict_s = time.perf_counter() - t0
+            on_modern = None
+            if modern is not None:
+                modern_scores = np.asarray(f.score(list(modern["Text"])), dtype=np.float64)
+                on_modern = fold_metrics(modern["Label"].to_numpy(), modern_scores, f.threshold)
+            metrics = {**fold_metrics(y, scores, f.threshold), "fit_s": fit_s, "msgs_per_s": len(texts) / predict_s}
+            rows[name + suffix] = {"fold": metrics, "modern": on_modern,
+                                   "right": ((scores >= f.threshold).astype(int) == y).tolist()}
+            print(f"{name + suffix} {fold.name}: " + ", ".join(f"{key} {v:.4f}" for key, v in metrics.items()),
+                  flush=True)
+    return rows
+
+
 class Store:
     """Per-row results kept across invocations: ROOT/<row>.json with the per-fold metrics, the modern-set metrics
-    and the per-message correctness (for the paired test), under the fingerprint of the data they came from."""
+    and the per-message correctness (for the paired test), under the fingerprint of the data they came from; and,
+    while a method is under way, ROOT/partial/<method>/fold<k>.json for each of its finished folds."""
 
     def __init__(self, root: Path, fingerprint: dict) -> None:
         self.root, self.fingerprint = root, fingerprint
@@ -293,19 +315,40 @@ class Store:
     def has(self, row: str) -> bool:
         return self._load(self.root / f"{row}.json") is not None
 
-    def save(self, row: str, r: dict) -> None:
+    def fold(self, name: str, k: int) -> dict[str, dict] | None:
+        """Method `name`'s kept fold k: {row: {"fold", "modern", "right"}}, or None."""
+        r = self._load(self.root / "partial" / name / f"fold{k}.json")
+        return None if r is None else r["rows"]
+
+    def save_fold(self, name: str, k: int, rows: dict[str, dict]) -> None:
         from spamtune.fsutil import write_json
 
-        right = np.concatenate(r["right"])  # per fold, as run_protocol collects it
+        (self.root / "partial" / name).mkdir(parents=True, exist_ok=True)
+        write_json(self.root / "partial" / name / f"fold{k}.json", {"fingerprint": self.fingerprint, "rows": rows})
+
+    def save_rows(self, name: str, rows: dict[str, dict]) -> None:
+        """Method `name`'s finished rows (per fold, as run_protocol collects them); its kept folds go."""
+        import shutil
+
+        from spamtune.fsutil import write_json
+
         self.root.mkdir(parents=True, exist_ok=True)
-        write_json(self.root / f"{row}.json", {"fingerprint": self.fingerprint, "folds": r["folds"],
-                                               "modern": r["modern"], "right": right.astype(int).tolist()})
+        for row, r in rows.items():
+            right = np.concatenate(r["right"])
+            write_json(self.root / f"{row}.json", {"fingerprint": self.fingerprint, "folds": r["folds"],
+                                                   "modern": r["modern"], "right": right.astype(int).tolist()})
+        shutil.rmtree(self.root / "partial" / name, ignore_errors=True)
 
     def rows(self) -> dict[str, dict]:
         """Every stored row, in METHODS order (a stacked row after its own)."""
         found = {row: r for name in METHODS for row in (name, name + STACKED)
                  if (r := self._load(self.root / f"{row}.json")) is not None}
         return {n: {**r, "right": np.asarray(r["right"], dtype=bool)} for n, r in found.items()}
+
+    def under_way(self, folds: int) -> dict[str, int]:
+        """Methods with kept folds but no row yet: how many of their `folds` folds are kept."""
+        return {name: n for name in METHODS if not self.has(name)
+                and (n := sum(self.fold(name, k) is not None for k in range(1, folds + 1)))}
 
     def _load(self, path: Path) -> dict | None:
         if not path.is_file():
@@ -409,9 +452,11 @@ def main() -> None:
             prepare(Path(tmp) / "cv", a.data, folds=a.folds)
             folds = [Path(tmp) / "cv" / f"fold{k}" for k in range(1, a.folds + 1)]
             results = run_protocol(folds, names, Setting(Path(tmp)), modern, store)
+    under_way: dict[str, int] = {}
     if store is not None:
         results = store.rows()
         names = list(dict.fromkeys(n.removesuffix(STACKED) for n in results))
+        under_way = store.under_way(a.folds)
     if not results:
         raise SystemExit(f"no results under {a.store}")
     chart(results, a.chart)
@@ -425,6 +470,9 @@ def main() -> None:
                       f"The same fold models on benchmarks/data/modern_sms.csv ({len(modern)} messages of the 2020s "
                       f"written for this, {int(modern['Label'].sum())} spam; never trained on):", "",
                       modern_table(results)])
+    if under_way:
+        body += "\n\nUnder way (a row appears once all its folds are kept): " + ", ".join(
+            f"{n}, {k} of {a.folds} folds" for n, k in under_way.items()) + "."
     publish(f"Peers: stratified {a.folds}-fold CV over all messages", body, record=not a.no_record)
 
 

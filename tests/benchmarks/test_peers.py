@@ -14,6 +14,7 @@ from benchmarks.peers import (
     Setting,
     Store,
     chart,
+    fit_tfidf_svm,
     fold_metrics,
     mcnemar,
     modern_set,
@@ -100,3 +101,29 @@ def test_a_store_keeps_rows_across_invocations(folds, tmp_path):
     (tmp_path / "store" / "nb.json").write_text("{")
     with pytest.raises(SystemExit, match="not a stored peers result"):
         store.rows()
+
+
+def test_a_stopped_method_resumes_at_the_fold_it_was_in(folds, tmp_path, monkeypatch):
+    fits: list[int] = []
+
+    def stopped_in_fold_2(train, s):
+        fits.append(len(train))
+        if len(fits) == 2:
+            raise KeyboardInterrupt  # the user stops a long run
+        return fit_tfidf_svm(train, s)
+
+    monkeypatch.setitem(METHODS, "tfidf_svm", ("stopped once", stopped_in_fold_2))
+    s = Setting(tmp_path, limit=40)
+    store = Store(tmp_path / "store", {"data_sha256": "x", "folds": 2, "limit": 40})
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(folds, ["tfidf_svm"], s, store=store)
+    assert not store.has("tfidf_svm") and store.under_way(2) == {"tfidf_svm": 1}
+    resumed = run_protocol(folds, ["tfidf_svm"], s, store=store)["tfidf_svm"]
+    assert len(fits) == 3  # fold 1 came from the store, only fold 2 was fitted again
+    assert store.has("tfidf_svm") and store.under_way(2) == {}
+    assert not list((tmp_path / "store" / "partial").glob("*/*"))  # the kept folds go once the row is stored
+    fresh = run_protocol(folds, ["tfidf_svm"], s)["tfidf_svm"]  # both folds in one go, no store
+    untimed = [{k: v for k, v in m.items() if k not in ("fit_s", "msgs_per_s")} for m in fresh["folds"]]
+    assert [{k: m[k] for k in untimed[0]} for m in resumed["folds"]] == untimed
+    assert (resumed["right"] == fresh["right"]).all() and len(resumed["right"]) == 80
+    assert (store.rows()["tfidf_svm"]["right"] == fresh["right"]).all()
