@@ -11,13 +11,15 @@ predictions (wins = messages the row gets right and the reference wrong).
 
     python -m benchmarks.peers --data ../shared/data/SMSSpamCollection                    # every method
     python -m benchmarks.peers --data ... --methods tfidf_svm,tfidf_lr,nb --no-record      # the classic ones
-    python -m benchmarks.peers --data ... --methods setfit --store runs/peers   # add rows to a stored table
-    python -m benchmarks.peers --data ... --store runs/peers --report           # tabulate what is stored
+    python -m benchmarks.peers --data ... --methods setfit --store benchmarks/peers_store   # add rows to the table
+    python -m benchmarks.peers --data ... --store benchmarks/peers_store --report           # tabulate what is stored
 
 With --store, each method's per-fold results are kept (one JSON file per row, tied to the data file's sha256, the
 fold count and the row limit), methods already stored are not fitted again, and the table holds every stored row:
 a 45-minute SetFit run need not be repeated to add a row. Each finished fold is kept too, so a stopped run resumes
-at the fold it was in (LoRA on 2 cores takes more than an hour per fold: run it in several sittings).
+at the fold it was in (LoRA on 2 cores takes most of an hour per fold: run it in several sittings). The rows in
+RESULTS.md are committed in benchmarks/peers_store (small JSON files: metrics and per-message correctness, no
+text), so a later session adds a row, or redraws the table and chart, without refitting the others.
 
 Methods: tfidf_svm (word 1-2 + char 2-5 n-grams, LinearSVC), tfidf_lr (the same features, LogisticRegression),
 nb (word 1-2 gram counts, MultinomialNB), setfit (SetFit on the embedded all-MiniLM-L6-v2), minilm_trainer
