@@ -115,7 +115,8 @@ def test_regression_num_labels_1(tmp_path):
     (first, hi), (_, lo) = [(r["label"], r["score"]) for r in clf(["free prize free prize free prize",
                                                                    "see you later ok thanks on my way"])]
     assert first == "spamminess" and hi > lo + 0.5
-    assert list(clf.predict(["free prize free prize free prize"])) == [hi]
+    # alone vs. padded beside a longer message: equal up to float rounding of the batch's kernels
+    assert list(clf.predict(["free prize free prize free prize"])) == pytest.approx([hi], abs=1e-5)
 
 
 @pytest.mark.parametrize("trainable, trained", [("head", {"classifier"}),
