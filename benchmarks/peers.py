@@ -431,7 +431,8 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="the SMSSpamCollection file")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--methods", default=",".join(METHODS), help="comma list (default: all)")
-    ap.add_argument("--chart", type=Path, default=Path(__file__).with_name("peers.png"))
+    ap.add_argument("--chart", type=Path, help="draw the chart here (default: benchmarks/peers.png, the committed "
+                    "chart, unless --no-record: a trial run does not redraw it)")
     ap.add_argument("--json", type=Path, help="also write the per-fold figures here")
     ap.add_argument("--store", type=Path, help="keep each row's results here; stored methods are not refitted "
                     "and the table holds every stored row")
@@ -461,14 +462,16 @@ def main() -> None:
         under_way = store.under_way(a.folds)
     if not results:
         raise SystemExit(f"no results under {a.store}")
-    chart(results, a.chart)
+    chart_path = a.chart or (None if a.no_record else Path(__file__).with_name("peers.png"))
+    if chart_path is not None:
+        chart(results, chart_path)
     if a.json:
         a.json.write_text(json.dumps({n: r["folds"] for n, r in results.items()}, indent=1))
     body = "\n".join([table(results), "", "\n".join(f"- {n}: {METHODS[n][0]}" for n in names), "",
                       f"Rows ending {STACKED} come from the same training as the row without it (its fit s is "
                       "that training's, n-gram half included).", "",
-                      f"Chart: {a.chart.name}. Decisions at each method's own rule (argmax / 0 for the SVM); "
-                      "'ham blocked at 95 % caught' puts every method at equal recall.", "",
+                      f"Chart: {chart_path.name if chart_path else 'not drawn'}. Decisions at each method's own rule "
+                      "(argmax / 0 for the SVM); 'ham blocked at 95 % caught' puts every method at equal recall.", "",
                       f"The same fold models on benchmarks/data/modern_sms.csv ({len(modern)} messages of the 2020s "
                       f"written for this, {int(modern['Label'].sum())} spam; never trained on):", "",
                       modern_table(results)])

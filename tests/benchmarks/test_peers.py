@@ -127,3 +127,25 @@ def test_a_stopped_method_resumes_at_the_fold_it_was_in(folds, tmp_path, monkeyp
     assert [{k: m[k] for k in untimed[0]} for m in resumed["folds"]] == untimed
     assert (resumed["right"] == fresh["right"]).all() and len(resumed["right"]) == 80
     assert (store.rows()["tfidf_svm"]["right"] == fresh["right"]).all()
+
+
+def test_the_committed_rows_report_and_a_trial_run_keeps_the_chart(sms_path, tmp_path, monkeypatch, capsys):
+    import benchmarks.peers as peers
+
+    committed = Path(peers.__file__).with_name("peers.png")
+    before = committed.read_bytes()
+    argv = ["peers", "--data", str(sms_path), "--store", str(Path(peers.__file__).with_name("peers_store")),
+            "--report", "--no-record"]
+    monkeypatch.setattr("sys.argv", argv)
+    peers.main()
+    out = capsys.readouterr().out
+    assert "Chart: not drawn." in out and committed.read_bytes() == before
+    rows: dict[str, str] = {}  # the CV table's rows (the modern set's table follows with the same names)
+    for line in out.splitlines():
+        if line.startswith("| spamtune"):
+            rows.setdefault(line.split(" | ")[0].strip("| "), line)
+    assert {"spamtune", "spamtune_stacked", "spamtune_lora"} <= rows.keys()
+    assert "| reference |" in rows["spamtune"] and rows["spamtune"].split(" | ")[4] == "0.959 ± 0.007"
+    monkeypatch.setattr("sys.argv", [*argv, "--chart", str(tmp_path / "c.png")])
+    peers.main()
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and committed.read_bytes() == before
