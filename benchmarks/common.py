@@ -49,6 +49,12 @@ def append_results(title: str, command: str, body: str) -> None:
         f.write(section)
 
 
+def chart_path(given: Path | None, committed: Path, record: bool) -> Path | None:
+    """Where a benchmark draws its chart: `--chart` when given, else its committed chart beside the script, but only
+    for a recorded run: a `--no-record` trial leaves the committed chart as it is (None: draw nothing)."""
+    return given or (committed if record else None)
+
+
 def publish(title: str, body: str, record: bool = True) -> None:
     """Print the figures and, unless told not to, append them to RESULTS.md with the command that made them."""
     print(body)

@@ -30,6 +30,8 @@ import torch
 from benchmarks.common import publish
 from spamtune.config import TrainArgs
 from spamtune.data import read_split
+from spamtune.devices import resolve_device
+from spamtune.errors import ConfigError
 from spamtune.inference import TextClassifier
 from spamtune.training import train_run
 
@@ -80,10 +82,11 @@ def main() -> None:
     a = ap.parse_args()
     devices = (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]) if a.devices == "auto" \
         else a.devices.split(",")
-    if unknown := [d for d in devices if d not in ("cpu", "cuda", "mps")]:
-        raise SystemExit(f"--devices: {', '.join(unknown)} is not cpu, cuda or mps")
-    if "cuda" in devices and not torch.cuda.is_available():
-        raise SystemExit("--devices cuda: no CUDA GPU is visible to PyTorch here")
+    for d in devices:  # a device this machine lacks: one clear line, before any training
+        try:
+            resolve_device(d)
+        except ConfigError as e:
+            raise SystemExit(str(e)) from None
     texts = list(read_split(a.data_dir / "test.csv")["Text"])
     rows = ["| device | what | figure | labels as fp32 |", "|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:

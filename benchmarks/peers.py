@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import publish
+from benchmarks.common import chart_path, publish
 from spamtune.data import prepare, read_split
 
 Scorer = Callable[[list[str]], np.ndarray]  # texts -> spam scores (higher: more spam)
@@ -462,15 +462,15 @@ def main() -> None:
         under_way = store.under_way(a.folds)
     if not results:
         raise SystemExit(f"no results under {a.store}")
-    chart_path = a.chart or (None if a.no_record else Path(__file__).with_name("peers.png"))
-    if chart_path is not None:
-        chart(results, chart_path)
+    drawn = chart_path(a.chart, Path(__file__).with_name("peers.png"), record=not a.no_record)
+    if drawn is not None:
+        chart(results, drawn)
     if a.json:
         a.json.write_text(json.dumps({n: r["folds"] for n, r in results.items()}, indent=1))
     body = "\n".join([table(results), "", "\n".join(f"- {n}: {METHODS[n][0]}" for n in names), "",
                       f"Rows ending {STACKED} come from the same training as the row without it (its fit s is "
                       "that training's, n-gram half included).", "",
-                      f"Chart: {chart_path.name if chart_path else 'not drawn'}. Decisions at each method's own rule "
+                      f"Chart: {drawn.name if drawn else 'not drawn'}. Decisions at each method's own rule "
                       "(argmax / 0 for the SVM); 'ham blocked at 95 % caught' puts every method at equal recall.", "",
                       f"The same fold models on benchmarks/data/modern_sms.csv ({len(modern)} messages of the 2020s "
                       f"written for this, {int(modern['Label'].sum())} spam; never trained on):", "",
