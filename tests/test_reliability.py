@@ -155,12 +155,12 @@ def test_service_under_load(server, sms_path):
     texts = [t[:500] for t in texts[:60]]  # within the test server's 500-character limit
     expected = dict(zip(texts, clf.predict(texts)))
     before = _rss_mb()
-    passes_before = app.state.batcher.batches_run
+    passes_before = app.state.service.batcher.batches_run
     report = run_load(url, expected, requests=1000, concurrency=32, max_texts=8)
     print(report.summary())
     assert report.server_errors == 0 and report.wrong == 0
     assert report.ok + report.rejected == 1000 and report.rejected > 50
-    assert app.state.batcher.batches_run - passes_before < report.ok  # requests shared forward passes
+    assert app.state.service.batcher.batches_run - passes_before < report.ok  # requests shared forward passes
     assert _rss_mb() - before < 300
 
 

@@ -25,6 +25,19 @@ from spamtune.config import Normalization
 INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
                        "\u2066-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
 WORD = re.compile(r"[^\W\d_]+")  # runs of letters
+# C0/C1 controls (ESC starts terminal escape sequences), bidi overrides and isolates (a message that reverses its
+# own display), and lone surrogates (not printable as UTF-8)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: object, width: int | None = None) -> str:
+    """`text` safe to print on one terminal line (or write into a report): control, bidi and surrogate characters
+    as visible escapes (\\x1b, \\u202e, \\n), cut to `width` characters with "..."."""
+    shown = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii")
+                        if ord(m.group()) < 0xD800 else f"\\u{ord(m.group()):04x}", str(text))
+    if width is not None and len(shown) > width:
+        shown = shown[: width - 3] + "..."
+    return shown
 
 
 @functools.lru_cache(maxsize=4096)

@@ -73,8 +73,31 @@ class NgramStack:
 
     def combine(self, logits: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """(N, 2) LLM logits of `texts` -> (N, 2) stacked logits (0, margin): softmax gives the stacker's P(spam)."""
-        m = stack_inputs(logits, self.ngram_margin(texts)) @ self.stacker
+        return self.combine_margins(logits, self.ngram_margin(texts))
+
+    def combine_margins(self, logits: np.ndarray, ngram_margin: np.ndarray) -> np.ndarray:
+        """`combine` with the n-gram margins already computed (the decision pipeline's n-gram check)."""
+        m = stack_inputs(logits, ngram_margin) @ self.stacker
         return np.stack([np.zeros_like(m), m], axis=1).astype(np.float32)
+
+    def contributions(self, text: str) -> list[tuple[str, float]]:
+        """Each n-gram of `text`, named with its part ("claim your (words)", " see (chars)"), with its exact share of
+        the margin (its tf-idf value times its weight; the shares and the intercept sum to `ngram_margin`).
+        N-grams that hash to one feature share its contribution, named together ("a | b (chars)")."""
+        from sklearn.utils import murmurhash3_32
+
+        normalized = normalize_text(text, self.normalize)
+        x = self.features([text]).tocsr()
+        out: list[tuple[str, float]] = []
+        for offset, (name, hasher) in enumerate(_hashers().items()):
+            grams: dict[int, list[str]] = {}
+            for gram in dict.fromkeys(hasher.build_analyzer()(normalized)):  # FeatureHasher's index rule
+                grams.setdefault(abs(murmurhash3_32(gram, seed=0)) % N_FEATURES, []).append(gram)
+            for index, names in grams.items():
+                j = offset * N_FEATURES + index
+                out.append((f"{' | '.join(names)} ({'words' if name == 'word' else 'chars'})",
+                            float(x[0, j] * self.coef[j])))
+        return out
 
     def save(self, run_dir: Path) -> None:
         import torch

@@ -120,7 +120,7 @@ def test_serve_with_the_onnx_runtime(tmp_path, tiny_run):
                 assert server.poll() is None, server.stderr.read().decode()[-2000:] if server.stderr else ""
                 time.sleep(0.1)
         texts = ["WINNER! claim your prize now", "see you at 8 then"]
-        req = urllib.request.Request(url + "/predict", json.dumps({"inputs": texts}).encode(),
+        req = urllib.request.Request(url + "/predict", json.dumps({"inputs": [[t] for t in texts]}).encode(),
                                      {"Content-Type": "application/json"})
         answers = json.loads(urllib.request.urlopen(req, timeout=30).read())
     finally:
@@ -129,5 +129,69 @@ def test_serve_with_the_onnx_runtime(tmp_path, tiny_run):
     torch_clf = TextClassifier.load(tiny_run)
     assert health["run_id"] == torch_clf.run_id
     expected = torch_clf.predict_proba(texts)
-    got = np.array([[a["scores"][lab] for lab in torch_clf.label_names] for a in answers])
+    got = np.array([[{r["label"]: r["score"] for r in a}[lab] for lab in torch_clf.label_names] for a in answers])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx-export") / "x"
+    assert main(["export", str(tiny_run), "--format", "onnx", "--out", str(out)]) == 0
+    return out
+
+
+def crafted(onnx_export, tmp_path, width: int | str = 2, input_name: str = "input_ids", external: dict | None = None,
+            columns: int = 2):
+    """A copy of a real export whose model.onnx is a small graph of our making: `columns` logits per message from
+    the ids' sum, declared of width `width` (a symbolic name leaves it to the check on one message), optionally
+    with an initializer stored outside the file as `external` declares."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    out = tmp_path / "crafted"
+    shutil.copytree(onnx_export, out)
+    nodes = [helper.make_node("Cast", [input_name], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceSum", ["f", "axes"], ["s"], keepdims=1),
+             helper.make_node("Tile", ["s", "reps"], ["logits"])]
+    n = width if isinstance(width, int) else columns
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("reps", TensorProto.INT64, [2], [1, n])]
+    if external is not None:
+        w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[external["n"]])
+        w.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", external["location"]), ("length", str(4 * external["n"]))):
+            w.external_data.add(key=k, value=v)
+        inits.append(w)
+    graph = helper.make_graph(nodes, "g", [
+        helper.make_tensor_value_info(input_name, TensorProto.INT64, ["B", "T"]),
+        helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", width])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(out / "model.onnx"))
+    return out
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"input_name": "ids"}, "not spamtune's input_ids and lengths"),
+    ({"width": 3}, "gives 3 logits per message, the run has 2"),
+    ({"width": "C", "columns": 3}, "not \\(1, 2\\)"),  # a symbolic width: checked on one message
+    ({"external": {"n": 250_000_000, "location": "w.bin"}}, "does not hold"),  # 1 GB declared, 10 bytes there
+    ({"external": {"n": 4, "location": "../outside.bin"}}, "outside the export directory"),
+])
+def test_a_wrong_or_forged_graph_is_refused_at_load(onnx_export, tmp_path, kw, message):
+    from spamtune.errors import CheckpointError
+
+    (tmp_path / "outside.bin").write_bytes(bytes(16))
+    out = crafted(onnx_export, tmp_path, **kw)
+    (out / "w.bin").write_bytes(bytes(10))
+    with pytest.raises(CheckpointError, match=message):
+        TextClassifier.load(out, runtime="onnx")
+
+
+def test_a_well_formed_crafted_graph_loads(onnx_export, tmp_path):
+    """The control: the same crafted graph with spamtune's shapes loads and decides (the checks refuse what is
+    wrong, not what is unfamiliar)."""
+    clf = TextClassifier.load(crafted(onnx_export, tmp_path), runtime="onnx")
+    (d,) = clf.decide(["hello there"])
+    assert set(d.scores) == {"ham", "spam"} and d.checks[0].check == "model"

@@ -48,7 +48,8 @@ def test_classify_file_txt_to_jsonl_and_csv(tiny_run, tmp_path, capsys):
     with open(tmp_path / "out.csv", newline="") as f:
         out = list(csv.DictReader(f))
     assert len(out) == 51 and out[-1]["text"] == 'quoted, "comma"\nand newline'
-    assert set(out[0]) == {"line", "label", "decision", "score", "p_ham", "p_spam", "truncated", "text"}
+    assert set(out[0]) == {"line", "label", "decision", "score", "p_ham", "p_spam", "truncated", "checks", "text"}
+    assert out[0]["checks"].startswith("model:")
 
 
 def test_classify_errors(tiny_run, tmp_path, capsys):

@@ -24,7 +24,8 @@ T0 = datetime.datetime(2026, 11, 20, tzinfo=datetime.UTC)
 
 
 def corr(i: int, text: str | None, label: str = "spam", predicted: str = "ham", confidence: float = 0.7,
-         source: str = "api", learn: bool = True, minutes: int | None = None) -> Correction:
+         source: str = "cli", learn: bool = True, minutes: int | None = None) -> Correction:
+    """A correction, by an operator unless `source` says "api" (an end user)."""
     return Correction(id=f"{i:032x}", text=text, label=label, predicted=predicted, confidence=confidence,
                       source=source, learn=learn, updated_at=T0 + datetime.timedelta(minutes=i if minutes is None
                                                                                      else minutes))
@@ -48,7 +49,7 @@ def test_every_rule(data_dir):
           corr(9, ham_in_train, label="ham", predicted="spam", minutes=100),  # the same message again
           corr(10, train[train["Label"] == 1]["Text"].iloc[0], label="ham", predicted="spam")]
     cs += [corr(20 + k, t) for k, t in enumerate(fresh[3:])]  # 37 ordinary new corrections
-    cs += [corr(80, new_messages(1, 500)[0], confidence=0.999),  # an end user against a confident model
+    cs += [corr(80, new_messages(1, 500)[0], confidence=0.999, source="api"),  # an end user against a confident model
            corr(81, new_messages(1, 501)[0], confidence=0.999, source="admin")]  # an operator: trusted
     out = select_corrections(cs, data_dir, LABELS, CorrectionPolicy())
     reasons = {k: [c.id for c in v] for k, v in out.left_out.items()}
@@ -94,7 +95,22 @@ def test_write_data_adds_rows_with_provenance_and_copies_the_rest(data_dir, tmp_
     for name in ("test.csv", "unused.csv", "labels.json"):  # evaluation data exactly as it was
         assert filecmp.cmp(data_dir / name, tmp_path / "d" / name, shallow=False)
     assert list(read_holdout(tmp_path / "d")["Text"]) == [c.text for c in out.holdout]
-    assert not (tmp_path / "d.partial").exists()
+
+
+def test_end_users_corrections_neither_dominate_nor_serve_as_ground_truth(data_dir):
+    """The review's attack: one client flips hundreds of answers below the review threshold. They are never held
+    out as the comparison's truth, and at most --untrusted-share of the training rows is learnt from them; an
+    operator's corrections are not crowded out."""
+    flips = [corr(i, t, label="ham", predicted="spam", confidence=0.98, source="api")
+             for i, t in enumerate(new_messages(600))]
+    operators = [corr(1000 + i, t, source="admin") for i, t in enumerate(new_messages(40, 700))]
+    out = select_corrections(flips + operators, data_dir, LABELS, CorrectionPolicy())
+    n_data = len(read_split(data_dir / "train.csv")) + len(read_split(data_dir / "validation.csv"))
+    untrusted_learnt = [c for c in out.learnt if c.source == "api"]
+    assert 0 < len(untrusted_learnt) <= 0.02 * n_data / 0.98
+    assert all(c.source == "admin" for c in out.holdout) and out.holdout
+    assert len(out.left_out["over the untrusted cap"]) == 600 - len(untrusted_learnt)
+    assert {c.id for c in operators} <= {c.id for c in out.learnt + out.holdout}
 
 
 def test_bad_policies_are_config_errors():

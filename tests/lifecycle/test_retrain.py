@@ -4,6 +4,9 @@ added to the registry and promoted; nothing to do when there is nothing to learn
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -54,7 +57,7 @@ def test_retrain_from_the_store_into_the_registry(tiny_run, data_dir, tmp_path, 
     ids = record(tiny_run, [*NEW_SCAMS, test_spam], db, tmp_path)
     store = PredictionStore.open(db)
     for i in ids:
-        store.add_feedback(i, "spam", source="api")
+        store.add_feedback(i, "spam", source="cli")  # an operator: trusted, held out and learnt
     capsys.readouterr()
 
     # too few learnable corrections: nothing trained, nothing written
@@ -92,6 +95,9 @@ def test_retrain_from_the_store_into_the_registry(tiny_run, data_dir, tmp_path, 
 
 def test_retrain_bad_input_is_one_line(tiny_run, tmp_path, capsys):
     db = f"sqlite:///{tmp_path / 'p.sqlite'}"
+    assert main(["retrain", "--db", db, "--run", str(tiny_run), "--out", str(tmp_path / "n")]) == 2
+    assert "no prediction store there" in capsys.readouterr().err  # a mistyped --db is not an empty store
+    PredictionStore.open(db)
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "f").write_text("x")
     for argv, message in ((["--run", str(tiny_run), "--out", str(tmp_path / "taken")], "already exists"),
@@ -102,3 +108,23 @@ def test_retrain_bad_input_is_one_line(tiny_run, tmp_path, capsys):
         assert main(["retrain", "--db", db, *argv]) == 2, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_two_retrains_never_share_a_directory_and_a_killed_ones_leftovers_go(tmp_path):
+    from spamtune.lifecycle.retrain import OWNER, claim, clean_stale
+
+    staging = tmp_path / "incoming" / "20261207T000000Z.data"
+    claim(staging)
+    with pytest.raises(ConfigError, match="another retrain is writing it"):
+        claim(staging)  # the second one with the same --out stops before writing anything
+    assert (staging / OWNER).read_text() == str(os.getpid())
+    assert clean_stale(tmp_path / "incoming") == []  # we are alive: nothing removed
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    killed = tmp_path / "incoming" / "20261206T000000Z"
+    (killed / "resume").mkdir(parents=True)
+    claim(killed.with_name(killed.name + ".data"))
+    (killed.with_name(killed.name + ".data") / OWNER).write_text(dead)
+    removed = clean_stale(tmp_path / "incoming")
+    assert sorted(removed) == sorted([killed, killed.with_name(killed.name + ".data")])
+    assert staging.is_dir() and not killed.exists()

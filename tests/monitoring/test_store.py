@@ -15,6 +15,7 @@ from spamtune.monitoring.store import (
     PredictionRecord,
     PredictionStore,
     Query,
+    StoreError,
     UnknownPrediction,
 )
 from spamtune.monitoring.writer import StoreWriter
@@ -29,7 +30,7 @@ def record(i: int, label: str = "ham", decision: str = "allow", p: float = 0.1, 
 
 def test_schema_is_created_and_upgrading_again_changes_nothing(store_url):
     store = PredictionStore.open(store_url)
-    assert store.revision() == "0002"
+    assert store.revision() == "0003"
     tables = set(sqlalchemy.inspect(store.engine).get_table_names())
     assert {"predictions", "feedback", "alembic_version"} <= tables
     store.insert([record(1)])
@@ -53,11 +54,26 @@ def test_a_first_schema_store_is_migrated_in_place_with_its_rows(store_url):
             "'serve', 'an old message', 'h', 'ham', 'allow', '{\"ham\": 0.9, \"spam\": 0.1}', 0.1, 0.5, 0.2, "
             "3.0, false)"), {"t": datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)})
     assert old.revision() == "0001"
-    store = PredictionStore.open(store_url)  # opening upgrades: 0001 -> 0002
-    assert store.revision() == "0002"
+    store = PredictionStore.open(store_url)  # opening upgrades: 0001 -> 0002 -> 0003
+    assert store.revision() == "0003"
     row = store.get("a1")
     assert row["text"] == "an old message" and row["shadow_of"] is None and store.count() == 1
-    assert "shadow_of" in {c["name"] for c in sqlalchemy.inspect(store.engine).get_columns("predictions")}
+    assert row["checks"] is None  # decided before the pipeline recorded its checks
+    assert {"shadow_of", "checks"} <= {c["name"] for c in sqlalchemy.inspect(store.engine).get_columns("predictions")}
+
+
+def test_each_decision_keeps_its_checks(store_url):
+    checks = [{"check": "model", "label": "spam", "score": 0.97, "reason": "fine-tuned smollm2-135m: P(spam) 0.970",
+               "evidence": {"words": [["WINNER", 0.41], ["£900", 0.12]]}, "final": False},
+              {"check": "ngrams", "label": "spam", "score": 1.25, "reason": "n-gram SVM: margin +1.250",
+               "evidence": {}, "final": False}]
+    store = PredictionStore.open(store_url)
+    store.insert([record(1, checks=checks), record(2)])
+    assert store.get(record(1).id) is None  # ids are fresh per record
+    (one,) = store.query(Query(text="message 1"))
+    assert one["checks"] == checks
+    (two,) = store.query(Query(text="message 2"))
+    assert two["checks"] is None
 
 
 def test_shadow_decisions_are_kept_apart_from_answers(store_url):
@@ -107,9 +123,13 @@ def test_feedback_merge_rule(store_url):
     assert store.add_feedback(rid, "ham", source="cli")["status"] == "confirmed"  # an operator repeats it
     assert store.add_feedback(rid, "ham", source="api")["status"] == "unchanged"  # and it stays confirmed
     assert store.corrections()[0]["source"] == "cli"
-    with pytest.raises(FeedbackConflict, match="already corrected to 'ham'"):
+    with pytest.raises(FeedbackConflict, match="corrected by an operator"):
         store.add_feedback(rid, "spam")
-    assert store.add_feedback(rid, "spam", replace=True)["status"] == "replaced"
+    with pytest.raises(FeedbackConflict, match="only an operator can change it"):  # an end user never replaces it
+        store.add_feedback(rid, "spam", replace=True)
+    with pytest.raises(FeedbackConflict, match="already corrected to 'ham'"):
+        store.add_feedback(rid, "spam", source="admin")
+    assert store.add_feedback(rid, "spam", source="admin", replace=True)["status"] == "replaced"
     with pytest.raises(UnknownPrediction):
         store.add_feedback("f" * 32, "ham")
     row = store.get(rid)
@@ -173,3 +193,71 @@ def test_open_refuses_a_bad_url_in_one_line():
 
     with pytest.raises(ConfigError, match="not a database URL"):
         PredictionStore.open("notadb://x")
+
+
+@pytest.mark.parametrize("url,message", [
+    ("postgresql+psycopg://u:S3CRET-PW@127.0.0.1:abc/db", "not a database URL"),  # a bad port
+    ("postgresql+nosuch://u:S3CRET-PW@127.0.0.1/db", "not a database URL"),  # a bad driver
+    ("postgresql+psycopg2://u:S3CRET-PW@127.0.0.1:5432/db", "driver is not installed"),  # a missing one
+    ("mysql+pymysql://u:S3CRET-PW@127.0.0.1/db", "driver is not installed"),
+])
+def test_a_bad_url_never_prints_its_password(url, message, capsys):
+    from spamtune.cli import main
+
+    assert main(["monitor", "--db", url, "--out", "/nonexistent-never-written"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "S3CRET" not in err and "***" in err and err.count("\n") == 1, err
+
+
+def test_readers_refuse_a_store_that_is_not_there_and_write_nothing(tmp_path, capsys):
+    from spamtune.cli import main
+
+    missing = tmp_path / "typo" / "predictions.sqlite"
+    for argv in (["monitor", "--out", str(tmp_path / "m")], ["feedback", "a" * 32, "ham"]):
+        assert main([*argv, "--db", f"sqlite:///{missing}"]) == 2
+        assert "no prediction store there" in capsys.readouterr().err
+    assert not missing.parent.exists()  # nothing created
+    store = PredictionStore.open(f"sqlite:///{tmp_path / 'p.sqlite'}")
+    store.insert([record(i) for i in range(3)])
+    store.close()
+    db = tmp_path / "p.sqlite"
+    before = (db.stat().st_mtime_ns, db.read_bytes())
+    reader = PredictionStore.open(f"sqlite:///{tmp_path / 'p.sqlite'}", read_only=True)
+    assert reader.count() == 3
+    with pytest.raises(StoreError, match="readonly"):  # read-only: SQLite refuses a write
+        reader.insert([record(9)])
+    reader.close()
+    assert (db.stat().st_mtime_ns, db.read_bytes()) == before  # not upgraded, not switched, not written
+
+
+def test_charts_and_monitor_memory_stays_bounded(tmp_path):
+    """Texts are never read for the charts, and rows are aggregated as they stream by: 300 messages of 200 kB each
+    (60 MB of text) cost the chart a few MB, and the aggregates equal a count by hand."""
+    import tracemalloc
+
+    from spamtune.monitoring.charts import Traffic, figure, png
+
+    store = PredictionStore.open(f"sqlite:///{tmp_path / 'big.sqlite'}")
+    t0 = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+    big = "x" * 200_000
+    rows = [record(i, label="spam" if i % 3 == 0 else "ham", decision="block" if i % 3 == 0 else "allow",
+                   p=0.9 if i % 3 == 0 else 0.1, text=big, created_at=t0 + datetime.timedelta(minutes=i),
+                   latency_ms=float(1 + i % 50)) for i in range(300)]
+    for k in range(0, 300, 50):
+        store.insert(rows[k: k + 50])
+    png(figure(Traffic(), "volume"))  # matplotlib's first import and font cache, not the data, out of the way
+    tracemalloc.start()
+    traffic = Traffic.of(store)
+    _, peak = tracemalloc.get_traced_memory()
+    chart = png(figure(traffic, "volume"))
+    _, peak_with_chart = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2_000_000 and peak_with_chart < 8_000_000, (peak, peak_with_chart)  # the texts: 60 MB
+    assert traffic.n == 300 and traffic.decisions == {"block": 100, "allow": 200}
+    assert sum(traffic.volume.values()) == 300 and sum(traffic.blocked.values()) == 100
+    assert int(traffic.scores.sum()) == 300 and traffic.scores[18] == 100  # P 0.9 -> bin 18 of 20
+    p50 = traffic.latency_quantile(0.5)
+    assert p50 is not None and 25 <= p50 <= 25 * 1.13  # the true median is 25 ms; one log bin wide
+    assert chart[:4] == b"\x89PNG"
+    assert [r["id"] for r in store.iter_all(chunk=7, with_text=False)] == [r.id for r in rows]
+    assert all("text" not in r for r in store.iter_all(with_text=False))

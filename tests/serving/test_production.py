@@ -7,7 +7,6 @@ import concurrent.futures
 import json
 import logging
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +22,7 @@ from spamtune.monitoring.store import PredictionStore
 from spamtune.serving import ServeLimits, ServeOptions, create_app
 from spamtune.serving.loadtest import post_json
 from tests.conftest import free_port, running
+from tests.helpers import launch_chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 KEY = "k" * 24
@@ -57,16 +57,19 @@ def test_every_decision_is_recorded_with_the_id_returned(server):
     texts = ["WINNER claim your cash prize now", "see you at the pub later"]
     code, body = post_json(url + "/classify", {"texts": texts})
     assert code == 200
-    assert app.state.writer.flush(10)
-    store = app.state.writer.store
+    assert app.state.service.writer.flush(10)
+    store = app.state.service.writer.store
     for text, r in zip(texts, body["results"]):
         row = store.get(r["id"])
         assert row["text"] == text and row["run_id"] == clf.run_id and row["source"] == "serve"
         assert row["label"] == r["label"] and row["decision"] == r["decision"] and row["scores"] == r["scores"]
         assert row["positive_score"] == r["scores"]["spam"] and row["threshold"] == r["threshold"]
         assert row["latency_ms"] > 0 and row["truncated"] is False
-    code, body = post_json(url + "/predict", {"inputs": "one more"})
-    assert app.state.writer.flush(10) and store.get(body[0]["id"])["text"] == "one more"
+    req = urllib.request.Request(url + "/predict", json.dumps({"inputs": "one more"}).encode(),
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:  # TEI's body; the id of its record in a header
+        (rid,) = r.headers["X-Prediction-Ids"].split(",")
+    assert app.state.service.writer.flush(10) and store.get(rid)["text"] == "one more"
 
 
 def test_feedback_rules_and_metrics(server):
@@ -85,7 +88,7 @@ def test_feedback_rules_and_metrics(server):
     assert post_json(url + "/feedback", {"id": other_id, "label": "eggs"})[0] == 422
     assert post_json(url + "/feedback", {"id": "not-an-id", "label": "ham"})[0] == 422
     code, out = post_json(url + "/feedback", {"id": other_id, "label": "ham", "learn": False})
-    assert code == 200 and app.state.writer.store.get(other_id)["feedback_learn"] is False
+    assert code == 200 and app.state.service.writer.store.get(other_id)["feedback_learn"] is False
     _, text, _ = get(url + "/metrics")
     m = text.decode()
     assert metric(m, "spamtune_feedback_total", type="false_positive") >= 2
@@ -177,7 +180,7 @@ def test_a_store_that_is_down_costs_records_not_answers(tiny_run):
     app = create_app(clf, options=ServeOptions(store=PredictionStore(engine)))
     with running(app) as url:
         codes = [post_json(url + "/classify", {"texts": [f"message {i}"]})[0] for i in range(5)]
-        app.state.writer.flush(20)
+        app.state.service.writer.flush(20)
         _, m, _ = get(url + "/metrics")
         code, out = post_json(url + "/feedback", {"id": "a" * 32, "label": "ham"})
     assert codes == [200] * 5
@@ -192,7 +195,7 @@ def test_no_store_text_keeps_only_the_hash(tiny_run, store):
     app = create_app(clf, options=ServeOptions(store=store, store_text=False))
     with running(app) as url:
         _, body = post_json(url + "/classify", {"texts": ["my secret message"]})
-        app.state.writer.flush(10)
+        app.state.service.writer.flush(10)
     row = store.get(body["results"][0]["id"])
     assert row["text"] is None and row["text_sha256"] == hashlib.sha256(b"my secret message").hexdigest()
 
@@ -245,9 +248,8 @@ def _ready(url: str) -> bool:
 
 
 def test_admin_page_in_headless_chromium(tiny_run, tmp_path):
-    """Recent decisions, a filter, a relabel in place, the corrections CSV and the charts, with the API key."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian chromium is required (scripts/test.sh installs it)"
+    """Recent decisions with their checks (Rspamd-style symbols), a filter, a relabel in place, the corrections CSV
+    and the charts, with the API key; screenshots of the page and of one decision's symbols."""
     from playwright.sync_api import sync_playwright
 
     store = PredictionStore.open(f"sqlite:///{tmp_path / 'admin.sqlite'}")
@@ -258,24 +260,31 @@ def test_admin_page_in_headless_chromium(tiny_run, tmp_path):
                  "URGENT your account is locked, visit http://bit.ly/x", "are we still on for lunch?"]
         post_json(url + "/classify", {"texts": texts})
         post_json(url + "/classify", {"texts": ["free entry to win now"], "threshold": 0.0})
-        app.state.writer.flush(10)
+        code, explained = post_json(url + "/classify", {"texts": ["URGENT! claim your £2000 prize, call now"],
+                                                        "explain": True})
+        assert code == 200 and explained["results"][0]["checks"][0]["evidence"]["words"]
+        app.state.service.writer.flush(10)
         ARTIFACTS.mkdir(exist_ok=True)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            browser = launch_chromium(p)
             context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
             page = context.new_page()
             page.on("dialog", lambda d: d.accept(KEY))  # the key prompt after the first 401
             page.goto(url + "/admin")
             page.wait_for_function("document.body.dataset.ready === '1'", timeout=30_000, polling=100)
-            assert clf.run_id in page.text_content("#run")
-            assert page.locator("#rows tr").count() == 6
+            assert clf.run_id in page.text_content("#run") and "checks model" in page.text_content("#run")
+            assert page.locator("#rows > tr").count() == 7
+            assert page.locator("#rows td.symbol", has_text="model").count() == 7  # every decision's symbols
+            symbols = page.locator("#rows > tr").first  # newest first: the explained one
+            model = explained["results"][0]["checks"][0]
+            assert model["reason"] in symbols.text_content()
+            assert model["evidence"]["words"][0][0] in symbols.locator(".evidence").text_content()
+            symbols.screenshot(path=str(ARTIFACTS / "admin_symbols.png"))
             assert page.locator("#rows td.text", has_text="<b>bold</b>").count() == 1  # shown as text, not HTML
             page.select_option("#f-decision", "block")
             page.click("#apply")
             page.wait_for_function("document.getElementById('status').textContent.includes('shown')", polling=100)
-            blocked = page.locator("#rows tr")
+            blocked = page.locator("#rows > tr")
             assert blocked.count() >= 1
             first_id = blocked.first.get_attribute("data-id")
             blocked.first.locator("button", has_text="mark ham").click()
@@ -293,17 +302,15 @@ def test_admin_page_in_headless_chromium(tiny_run, tmp_path):
             page.screenshot(path=str(ARTIFACTS / "admin_page.png"), full_page=True)
             browser.close()
     assert (ARTIFACTS / "admin_page.png").stat().st_size > 20_000
+    assert (ARTIFACTS / "admin_symbols.png").stat().st_size > 2_000
 
 
 def test_web_page_wrong_buttons_record_feedback(server):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     from playwright.sync_api import sync_playwright
 
     url, app, clf = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         page = browser.new_page()
         page.goto(url + "/")
         page.click("text=Example: meeting")
@@ -313,7 +320,7 @@ def test_web_page_wrong_buttons_record_feedback(server):
         page.click(f"#wrong-buttons >> text=mark as {other}")
         page.wait_for_function("document.getElementById('wrong-status').textContent.includes('Thanks')")
         browser.close()
-    app.state.writer.flush(10)
-    corrected = [c for c in app.state.writer.store.corrections() if c["label"] == other
+    app.state.service.writer.flush(10)
+    corrected = [c for c in app.state.service.writer.store.corrections() if c["label"] == other
                  and c["text"] == "Sorry, I'll call you later, in a meeting."]
     assert corrected

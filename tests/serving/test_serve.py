@@ -2,7 +2,6 @@
 
 import concurrent.futures
 import json
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from spamtune.serving.loadtest import post_classify
+from tests.helpers import launch_chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -118,12 +118,12 @@ def test_health_and_docs(server):
 
 def test_concurrent_requests_share_forward_passes(server):
     url, app, clf = server
-    before = app.state.batcher.batches_run
+    before = app.state.service.batcher.batches_run
     texts = [f"message number {i} about a prize" for i in range(24)]
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         results = list(pool.map(lambda t: _post(url, {"texts": [t]}), texts))
     assert all(code == 200 for code, _ in results)
-    passes = app.state.batcher.batches_run - before
+    passes = app.state.service.batcher.batches_run - before
     assert passes < len(texts)  # micro-batching: fewer forward passes than requests
     want = clf.predict_proba(texts)
     got = np.array([[body["results"][0]["scores"][lab] for lab in clf.label_names] for _, body in results])
@@ -134,8 +134,6 @@ def test_web_page_in_headless_chromium(server):
     """Open the page: it shows the run, its thresholds and max length; an example gets the band the API gives it,
     coloured by the band (not by a label's name), P(spam) never printed as "100.0 %"; an empty message clears the
     previous result instead of leaving it beside the warning. Screenshots are kept as artifacts."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian chromium is required (scripts/test.sh installs it)"
     from playwright.sync_api import sync_playwright
 
     from spamtune.cli.args import percent
@@ -143,9 +141,7 @@ def test_web_page_in_headless_chromium(server):
     url, _, clf = server
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 900, "height": 640})
         page.goto(url + "/")
         assert page.title() == "spamtune"
@@ -166,6 +162,11 @@ def test_web_page_in_headless_chromium(server):
             width = page.eval_on_selector("#fill", "e => e.style.width")
             assert abs(float(width[:-1]) - 100 * want.scores["spam"]) < 0.1
             assert page.eval_on_selector("#mark-block", "e => e.style.display") == "block"
+            # why?: every check's verdict, the words behind the model's (the page asks for the explanation)
+            page.click("#why summary")
+            assert page.locator("#checks tr").count() == len(want.checks) == 1
+            assert page.text_content("#checks tr[data-check=model] td.symbol") == "model"
+            assert f"words towards {want.checks[0].label}:" in page.text_content("#checks tr[data-check=model]")
             page.wait_for_timeout(400)  # let the bar finish its 0.3 s transition
             page.screenshot(path=str(ARTIFACTS / f"web_page_{example.split()[-1]}.png"))
         page.fill("#text", "   ")
@@ -173,5 +174,6 @@ def test_web_page_in_headless_chromium(server):
         assert page.text_content("#verdict") == "Type a message first."
         assert page.get_attribute("#result", "class") == "error"
         assert page.text_content("#detail") == "" and not page.is_visible("#bar")  # no stale verdict or bar
+        assert not page.is_visible("#why")
         browser.close()
     assert (ARTIFACTS / "web_page_prize.png").stat().st_size > 5_000

@@ -74,8 +74,8 @@ def test_a_promotion_swaps_the_model_under_load_without_an_error(tiny_run, secon
         promoter.join()
         code, health = post_json(url + "/classify", {"texts": ["one more"]})
         assert code == 200 and health["results"][0]["run_id"] == b
-        assert app.state.deployment.version == 2 and app.state.deployment.swaps == 1
-        assert app.state.writer.flush(10)
+        assert app.state.service.deployment.version == 2 and app.state.service.deployment.swaps == 1
+        assert app.state.service.writer.flush(10)
 
     assert [c for _, _, c, _ in answers] == [200] * len(requests)  # nothing dropped, nothing failed
     per_request = [{r["run_id"] for r in results} for _, _, _, results in answers]
@@ -98,7 +98,7 @@ def test_a_version_that_fails_to_load_is_skipped_and_the_old_one_keeps_answering
     with running(app) as url:
         reg.promote(2, force=True)
         deadline = time.monotonic() + 10
-        while app.state.deployment.last_swap_error is None and time.monotonic() < deadline:
+        while app.state.service.deployment.last_swap_error is None and time.monotonic() < deadline:
             time.sleep(0.05)
         code, body = post_json(url + "/classify", {"texts": ["still here?"]})
         assert code == 200 and body["results"][0]["run_id"] == reg.version(1).run_id
@@ -115,14 +115,14 @@ def test_shadow_mode_records_both_and_returns_the_primary(tiny_run, second_run, 
     sample = texts[:40]
     with running(app) as url:
         code, body = post_json(url + "/classify", {"texts": sample[:20]})
-        code2, body2 = post_json(url + "/predict", {"inputs": sample[20:]})
+        code2, body2 = post_json(url + "/classify", {"texts": sample[20:]})
         assert code == code2 == 200
-        results = body["results"] + body2
+        results = body["results"] + body2["results"]
         assert {r["run_id"] for r in results} == {primary.run_id}
         deadline = time.monotonic() + 10
         store = PredictionStore.open(db)
         while len(store.shadow_pairs()) < 40 and time.monotonic() < deadline:
-            app.state.writer.flush(1)
+            app.state.service.writer.flush(1)
     pairs = store.shadow_pairs()
     assert sorted(p["id"] for p in pairs) == sorted(r["id"] for r in results) and store.count() == 40
     expected = shadow.predict(sample)
@@ -148,7 +148,7 @@ def test_canary_answers_its_share_by_message(tiny_run, second_run, texts, tmp_pa
     with running(app) as url:
         got = {t: post_json(url + "/classify", {"texts": [t]})[1]["results"][0] for t in sample}
         again = post_json(url + "/classify", {"texts": sample[:5]})[1]["results"]
-        assert app.state.writer.flush(10)
+        assert app.state.service.writer.flush(10)
     to_canary = {t for t in sample if in_canary(t, 0.3)}
     assert 8 <= len(to_canary) <= 30
     assert {t for t, r in got.items() if r["run_id"] == canary.run_id} == to_canary

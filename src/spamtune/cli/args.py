@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import types
 import typing
 
 from spamtune.config import Device, choices
-
-# C0/C1 controls (ESC starts terminal escape sequences), bidi overrides and isolates (a message that reverses its
-# own display), and lone surrogates (not printable as UTF-8)
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+from spamtune.normalize import printable  # noqa: F401  (the verbs import it from here)
 
 
 def percent(p: float) -> str:
@@ -23,16 +19,6 @@ def percent(p: float) -> str:
     if p < 0.001:
         return "< 0.1 %"
     return f"{100 * p:.1f} %"
-
-
-def printable(text: object, width: int | None = None) -> str:
-    """`text` safe to print on one terminal line: control, bidi and surrogate characters as visible escapes
-    (\x1b, \u202e, \n), cut to `width` characters with "..."."""
-    shown = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii")
-                        if ord(m.group()) < 0xD800 else f"\\u{ord(m.group()):04x}", str(text))
-    if width is not None and len(shown) > width:
-        shown = shown[: width - 3] + "..."
-    return shown
 
 
 def _scalar_type(tp: typing.Any) -> typing.Any:

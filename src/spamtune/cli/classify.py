@@ -16,6 +16,7 @@ examples:
       "Are we still on for dinner tonight?"
   cat messages.txt | spamtune classify runs/smollm2 --json
   spamtune classify runs/smollm2 --file inbox.csv --text-col body --out scored.csv
+  spamtune classify runs/smollm2 --explain "WINNER!! Claim your £900 prize: call 09061701461"   # why?
   spamtune classify runs/smollm2 --file inbox.jsonl --out scored.jsonl --overwrite
   spamtune classify runs/smollm2 --file /shared/big.csv --out scored.csv --engine ray --address auto \
       --num-workers 8                            # a Ray cluster; the file must be readable by its workers
@@ -23,6 +24,10 @@ examples:
 Inputs: .txt (one message per line), .csv/.tsv (--text-col), .jsonl (a string or an object per line).
 Outputs: .jsonl, .csv or .tsv by --out's extension, JSON lines on stdout without --out. Blank lines are
 skipped and counted; text in .csv/.tsv cells that a spreadsheet would run as a formula gets a leading '.
+Every decision carries each check's verdict (the fine-tuned model; the n-gram model of a stacked run): printed
+with --explain, in the JSON lines' "checks", in the CSV's checks column. --explain also works out which words
+pushed the model (layer integrated gradients: about a second per message on 2 cores) and which n-grams weighed
+most.
 """
 
 
@@ -36,6 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--review-threshold", type=float, help="review if P(spam) >= this, below --threshold "
                                                           "(default: the run's)")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.add_argument("--explain", action="store_true", help="each check's verdict and its evidence: the words that "
+                                                          "pushed the model, the n-grams that weighed most")
     p.add_argument("--file", help="classify a .txt, .csv, .tsv or .jsonl file (or a pipe), streamed in batches")
     p.add_argument("--text-col", default="Text", help="text column of a --file CSV/TSV, or field of JSON lines "
                                                       "(default: Text; JSON lines also accept text)")
@@ -62,6 +69,8 @@ def run(args: argparse.Namespace) -> None:
         raise ConfigError("--no-store-text goes with --db")
     if args.engine != "local" and not args.file:
         raise ConfigError("--engine ray scores a --file")
+    if args.engine != "local" and args.explain:
+        raise ConfigError("--explain runs with the local engine; drop --engine ray")
     if args.file:
         if args.texts:
             raise ConfigError("give messages as arguments or with --file, not both")
@@ -82,7 +91,9 @@ def _open_store(args: argparse.Namespace):
         return None
     from spamtune.monitoring.store import PredictionStore
 
-    return PredictionStore.open(args.db)
+    store = PredictionStore.open(args.db)
+    store.check_writable()  # a locked or read-only store stops here, before any message is classified
+    return store
 
 
 def _recorder(clf, store, args: argparse.Namespace, source: str):
@@ -91,10 +102,8 @@ def _recorder(clf, store, args: argparse.Namespace, source: str):
         return None
     from spamtune.monitoring.store import PredictionRecord
 
-    positive = clf.label_names[-1] if clf.binary else None
-
     def record(decisions, texts, ms):
-        records = [PredictionRecord.of(d, t, clf.run_id, source, ms, not args.no_store_text, positive)
+        records = [PredictionRecord.of(d, t, clf.run_id, source, ms, not args.no_store_text, clf.positive_label)
                    for d, t in zip(decisions, texts)]
         store.insert(records)
         return [r.id for r in records]
@@ -116,7 +125,8 @@ def _classify_file(args: argparse.Namespace) -> None:
     store = _open_store(args)
     clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
     r = classify_file(clf, args.file, args.out, args.threshold, args.text_col,
-                      review_threshold=args.review_threshold, record=_recorder(clf, store, args, "file"))
+                      review_threshold=args.review_threshold, record=_recorder(clf, store, args, "file"),
+                      explain=args.explain)
     skipped = f" (skipped {r.skipped_blank} blank)" if r.skipped_blank else ""
     if args.out:
         print(f"classified {r.classified} messages{skipped} -> {printable(args.out)}", file=sys.stderr)
@@ -174,17 +184,19 @@ def _classify_stdin(args: argparse.Namespace) -> None:
 
 def _print(clf, texts: list[str], args: argparse.Namespace, record=None) -> None:
     """One line per message: JSON with --json; otherwise the label, the band, P(positive class) and the message,
-    escaped so that no message can move the cursor or recolour the terminal. `record` stores the decisions."""
+    escaped so that no message can move the cursor or recolour the terminal, and with --explain each check's
+    verdict and evidence beneath. `record` stores the decisions."""
     import time
+
+    from spamtune.inference.pipeline import format_checks
 
     if clf.task.name != "single_label":  # multi-label: labels joined by "|"; regression: the predicted value
         for text, row in zip(texts, clf(texts)):
             print(json.dumps({**row, "text": text}) if args.json
                   else f"{row['label'] or '(none)':<12} {row['score']:8.4f}  {printable(text, 70)}")
         return
-    names = clf.label_names
     start = time.perf_counter()
-    decided = clf.decide(texts, args.threshold, args.review_threshold)
+    decided = clf.decide(texts, args.threshold, args.review_threshold, explain=args.explain)
     ids = (record(decided, texts, (time.perf_counter() - start) * 1000 / len(texts)) if record
            else [None] * len(texts))
     for text, d, rid in zip(texts, decided, ids):
@@ -192,7 +204,9 @@ def _print(clf, texts: list[str], args: argparse.Namespace, record=None) -> None
             print(json.dumps({**d.to_json(), **({"id": rid} if rid else {}), "text": text}))
             continue
         # two classes: the positive class's probability (P(spam)) whatever the label; more: the label's own
-        score = f"P({names[1]}) {percent(d.scores[names[1]])}" if clf.binary else percent(d.score)
+        score = f"P({clf.positive_label}) {percent(d.scores[clf.positive_label])}" if clf.binary else percent(d.score)
         band = f"{d.decision:<6}  " if d.decision else ""
         print(f"{d.label:<6} {band}{score}  {printable(text, 70)}")
+        if args.explain:
+            print("\n".join(printable(line, 160) for line in format_checks(d.checks)))
     sys.stdout.flush()

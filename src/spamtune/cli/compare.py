@@ -14,7 +14,8 @@ examples:
 
 Each model decides at its own stored operating point, on test, the report half of the unused ham and the
 held-out corrections (a retrain's holdout.csv). The report (compare.json, compare.md) goes into the challenger's
-run directory, where `spamtune registry promote` looks for it.
+run directory; with --registry the registry also keeps its own record, bound by sha256 to both versions, the
+policy and the data, which is what `spamtune registry promote` rests on.
 """
 
 
@@ -28,6 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data-dir", help="the data to compare on (default: the challenger's)")
     p.add_argument("--fpr-margin", type=float, default=0.002, help="FPR may rise at most this much (default: 0.002)")
     p.add_argument("--recall-margin", type=float, default=0.0, help="test recall may fall this much (default: 0)")
+    p.add_argument("--max-recall-drop", type=float, default=0.02,
+                   help="guard: never promote when test recall falls more than this (default: 0.02)")
     p.add_argument("--alpha", type=float, default=0.05, help="McNemar p-value for significantly better")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
@@ -39,13 +42,17 @@ def run(args: argparse.Namespace) -> None:
 
     from spamtune.errors import ConfigError
     from spamtune.inference import TextClassifier
-    from spamtune.lifecycle import PromotionPolicy, Registry, compare_runs
+    from spamtune.lifecycle import PromotionPolicy, Registry, compare_runs, parse_version
     from spamtune.lifecycle.retrain import champion_data_dir
 
-    policy = PromotionPolicy(fpr_margin=args.fpr_margin, recall_margin=args.recall_margin, alpha=args.alpha)
+    registry = None
+    policy = PromotionPolicy(fpr_margin=args.fpr_margin, recall_margin=args.recall_margin, alpha=args.alpha,
+                             max_recall_drop=args.max_recall_drop)
     if args.registry and len(args.runs) == 1:
         registry = Registry(args.registry)
         champion, challenger = registry.current_dir(), registry.resolve(args.runs[0])
+        if challenger == champion:
+            raise ConfigError(f"version {args.runs[0]} is the current version: nothing to compare it with")
     elif len(args.runs) == 2:
         champion, challenger = Path(args.runs[0]), Path(args.runs[1])
     else:
@@ -54,4 +61,6 @@ def run(args: argparse.Namespace) -> None:
     c = compare_runs(TextClassifier.load(champion), TextClassifier.load(challenger), data_dir, policy,
                      progress=not args.json)
     c.write(challenger)
+    if registry is not None:  # the registry's own record, bound to both versions: what promote rests on
+        registry.record_comparison(parse_version(args.runs[0]), c)
     print(json.dumps(c.to_json()) if args.json else c.to_markdown())

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> None:
 
     if len(args.id) != 32 or any(c not in "0123456789abcdef" for c in args.id):
         raise ConfigError(f"{args.id!r} is not a prediction id (32 hex digits)")
-    store = PredictionStore.open(args.db)
+    store = PredictionStore.open(args.db, must_exist=True)
     pred = store.get(args.id)
     if pred is not None:
         check_label(args.label, list(pred["scores"]))  # the labels the deciding run had

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     since = parse_since(args.since)
     check_writable_dir(Path(args.out))
-    result = monitor(PredictionStore.open(args.db), args.out, args.run, since)
+    result = monitor(PredictionStore.open(args.db, read_only=True), args.out, args.run, since)
     s = result.summary
     if args.json:
         print(json.dumps(s))

@@ -19,9 +19,13 @@ examples:
 
 What it learns: corrections marked learnable, each message once, never one in test.csv or unused.csv (the
 comparison's sets), never one that contradicts the training data, at most --max-share of the training rows. A
-fixed --holdout share of corrected messages (by sha256) is held out for the comparison. An end user's correction
+fixed --holdout share of operators' corrected messages (by sha256) is held out for the comparison; end users'
+corrections are never ground truth and at most --untrusted-share of the training rows. An end user's correction
 (POST /feedback) against a prediction at least --confident sure is listed for review and not learnt until an
 operator confirms it (`spamtune feedback ID LABEL` or /admin), or with --learn-unreviewed.
+
+Promotion guards, which nothing overrides: no FPR regression on the unused ham (--fpr-margin) and no test recall
+collapse (--max-recall-drop), on the splits no user can write into.
 
 The challenger starts from the champion's trained tensors (--from-scratch: from the base model) and is then
 compared with it on test, the report half of the unused ham and the held-out corrections (compare.md).
@@ -51,12 +55,16 @@ def add_parser(sub) -> None:
     p.add_argument("--holdout", type=float, default=0.2, help="share of corrected messages held out (default: 0.2)")
     p.add_argument("--max-share", type=float, default=0.2,
                    help="corrections at most this share of the training rows (default: 0.2)")
+    p.add_argument("--untrusted-share", type=float, default=0.02,
+                   help="end users' corrections at most this share of the training rows (default: 0.02)")
     p.add_argument("--confident", type=float, default=0.99, help="an end user's correction against a prediction "
                                                                  "this sure needs review (default: 0.99)")
     p.add_argument("--learn-unreviewed", action="store_true", help="learn the corrections that need review too")
     p.add_argument("--fpr-margin", type=float, default=0.002, help="promotion: FPR may rise at most this much "
                                                                    "(absolute; default: 0.002)")
     p.add_argument("--recall-margin", type=float, default=0.0, help="promotion: test recall may fall this much")
+    p.add_argument("--max-recall-drop", type=float, default=0.02,
+                   help="promotion guard: never promote when test recall falls more than this (default: 0.02)")
     p.add_argument("--alpha", type=float, default=0.05, help="promotion: McNemar p-value for significantly better")
     p.add_argument("--dry-run", action="store_true", help="say what it would learn and why not the rest; train "
                                                           "nothing")
@@ -72,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     from spamtune.errors import ConfigError
     from spamtune.lifecycle import CorrectionPolicy, PromotionPolicy, Registry, RetrainOptions, retrain
-    from spamtune.lifecycle.retrain import champion_data_dir, plan
+    from spamtune.lifecycle.registry import RegistryError
+    from spamtune.lifecycle.retrain import champion_data_dir, check_out, clean_stale, plan
     from spamtune.monitoring.report import parse_since
     from spamtune.monitoring.store import PredictionStore
 
@@ -84,18 +93,23 @@ def run(args: argparse.Namespace) -> int:
         from_scratch=args.from_scratch, epochs=args.epochs, min_feedback=args.min_feedback, if_drift=args.if_drift,
         drift_since=parse_since(args.since),
         corrections=CorrectionPolicy(holdout=args.holdout, max_share=args.max_share, confident=args.confident,
-                                     learn_unreviewed=args.learn_unreviewed),
-        promotion=PromotionPolicy(fpr_margin=args.fpr_margin, recall_margin=args.recall_margin, alpha=args.alpha))
+                                     learn_unreviewed=args.learn_unreviewed, untrusted_share=args.untrusted_share),
+        promotion=PromotionPolicy(fpr_margin=args.fpr_margin, recall_margin=args.recall_margin, alpha=args.alpha,
+                                  max_recall_drop=args.max_recall_drop))
     registry = Registry(args.registry) if args.registry else None
     if args.run is None and registry is None:
         raise ConfigError("give the champion with --run, or --registry")
     champion = Path(args.run) if args.run else registry.current_dir()  # type: ignore[union-attr]
     if args.out is None and registry is None:
         raise ConfigError("give the challenger's directory with --out")
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     out = Path(args.out) if args.out else registry.root / "incoming" / stamp  # type: ignore[union-attr]
+    if registry is not None:
+        for path in clean_stale(registry.root / "incoming"):
+            print(f"removed {path}, left by a retrain that was killed")
 
-    store = PredictionStore.open(args.db)
+    check_out(out)  # before the store is opened: a taken --out is the first thing to say
+    store = PredictionStore.open(args.db, read_only=True)  # reads the corrections; writes nothing
     report: dict = {"champion": str(champion), "version": None, "promoted": False}
     if args.dry_run:
         data_dir = Path(args.data_dir) if args.data_dir else champion_data_dir(champion)
@@ -123,15 +137,19 @@ def run(args: argparse.Namespace) -> int:
             out.parent.rmdir()  # REG/incoming, when nothing else is in it
     print(f"added to {registry.root} as version {version.number}")
     report.update(version=version.number, run_dir=str(version.dir))
+    if c.forced is False and not c.promote and args.force:  # forced: the report says so before it is recorded
+        c.forced = True
+        c.write(version.dir)
+        report["comparison"]["forced"] = True
+    try:  # the registry's own record of this comparison, bound to both versions as they are
+        registry.record_comparison(version.number, c)
+    except RegistryError as e:  # the champion was not the current version (--run): promote needs a compare
+        print(f"comparison not recorded in the registry: {e}")
     if not args.promote:
         return _done(args, report, result.status, result.reason, result.corrections)
     if not c.promote and not args.force:
         print(f"not promoted: the policy says keep (version {registry.current()} stays current)")
         return _done(args, report, result.status, result.reason, result.corrections)
-    if not c.promote:  # forced: the report says so before the registry moves
-        c.forced = True
-        c.write(version.dir)
-        report["comparison"]["forced"] = True
     registry.promote(version.number, force=c.forced, reason="retrain --promote" + (" --force" if c.forced else ""))
     print(f"promoted version {version.number}" + (" (forced)" if c.forced else ""))
     report["promoted"] = True

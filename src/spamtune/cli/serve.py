@@ -16,8 +16,8 @@ examples:
   curl -s localhost:8000/classify -H 'Content-Type: application/json' \\
        -d '{"texts": ["URGENT! You have won a 1 week FREE membership in our £100,000 Prize Jackpot!"]}'
   curl -s localhost:8000/predict -H 'Content-Type: application/json' -d '{"inputs": "See you at 6?"}'
-  curl -s localhost:8000/feedback -H 'Content-Type: application/json' -H "X-API-Key: $KEY" \\
-       -d '{"id": "<the id of a result>", "label": "ham"}'
+  curl -s localhost:8000/feedback -H 'Content-Type: application/json' \\
+       -d '{"id": "<the id of a result>", "token": "<its feedback_token>", "label": "ham"}'
   spamtune serve --registry /srv/spamtune/registry          # answers with current; follows promote / rollback
   spamtune serve --registry REG --shadow 5                  # version 5 scores every request too, unseen
   spamtune serve --registry REG --canary 5 --canary-share 0.1   # version 5 answers 10 % of requests
@@ -25,6 +25,11 @@ examples:
 With --registry the service answers with the registry's current version and, when a promote or rollback
 changes it, loads the new version in the background and swaps it in between two forward passes: no request is
 dropped, and every answer (and its record) carries the run_id of the one version that made it.
+
+Keys: --api-key is the admin key (reads stored messages: /admin/api/*, the corrections CSV); --feedback-key
+lets an app post /feedback only; and each answer's feedback_token lets whoever received that decision correct it
+without a key (the page's "Wrong?"). Feedback is rate-limited per client and per credential. A server bound to
+127.0.0.1 answers only to loopback Host names (no DNS rebinding); behind a proxy, name yours with --allowed-host.
 
 Every decision is recorded in the prediction store: by default a SQLite file in $XDG_DATA_HOME/spamtune
 (~/.local/share/spamtune/predictions.sqlite); --db takes any SQLAlchemy URL, e.g. PostgreSQL. Writes happen in
@@ -59,8 +64,19 @@ def add_parser(sub) -> None:
     p.add_argument("--no-store", action="store_true", help="record nothing")
     p.add_argument("--no-store-text", action="store_true", help="keep only each message's sha256, not its text")
     p.add_argument("--api-key", default=os.environ.get("SPAMTUNE_API_KEY"),
-                   help="required on /feedback and /admin/api/* (default: $SPAMTUNE_API_KEY)")
-    p.add_argument("--api-key-all", action="store_true", help="require the key on every route but /health")
+                   help="the admin key: /admin/api/* and the corrections CSV (default: $SPAMTUNE_API_KEY)")
+    p.add_argument("--feedback-key", default=os.environ.get("SPAMTUNE_FEEDBACK_KEY"),
+                   help="a key that may post /feedback only (default: $SPAMTUNE_FEEDBACK_KEY)")
+    p.add_argument("--feedback-secret", default=os.environ.get("SPAMTUNE_FEEDBACK_SECRET"),
+                   help="signs each answer's feedback_token; give every server process the same one (default: "
+                        "$SPAMTUNE_FEEDBACK_SECRET, else derived from --api-key, else random per process)")
+    p.add_argument("--feedback-rate", type=float, default=30.0,
+                   help="corrections per minute per client address (per credential: 4x; default: 30)")
+    p.add_argument("--api-key-all", action="store_true", help="require a key (admin or feedback) on every route "
+                                                              "but /health")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name this server answers to (repeatable; default: loopback names when bound to a "
+                        "loopback address, any otherwise)")
     p.add_argument("--no-access-log", action="store_true", help="no JSON access-log line per request")
     add_inference_args(p)
     p.set_defaults(func=run)
@@ -70,6 +86,7 @@ def run(args: argparse.Namespace) -> None:
     from spamtune.errors import ConfigError
     from spamtune.inference import check_threshold
     from spamtune.serving import ModelSource, ServeLimits, ServeOptions, serve
+    from spamtune.serving.access import allowed_hosts_for
 
     # every check before the model loads
     if not 1 <= args.port <= 65535:
@@ -77,10 +94,16 @@ def run(args: argparse.Namespace) -> None:
     if args.max_texts < 1 or args.max_chars < 1 or args.max_queue < args.max_texts or args.timeout <= 0:
         raise ConfigError("--max-texts and --max-chars must be at least 1, --max-queue at least --max-texts, and "
                           "--timeout positive")
-    if args.api_key_all and not args.api_key:
+    if args.api_key_all and not (args.api_key or args.feedback_key):
         raise ConfigError("--api-key-all needs --api-key (or $SPAMTUNE_API_KEY)")
-    if args.api_key is not None and len(args.api_key) < 16:
-        raise ConfigError("the API key must be at least 16 characters")
+    for name, key in (("--api-key", args.api_key), ("--feedback-key", args.feedback_key),
+                      ("--feedback-secret", args.feedback_secret)):
+        if key is not None and len(key) < 16:
+            raise ConfigError(f"{name} must be at least 16 characters")
+    if args.feedback_key is not None and args.feedback_key == args.api_key:
+        raise ConfigError("--feedback-key must differ from --api-key (the feedback key reads nothing)")
+    if args.feedback_rate <= 0:
+        raise ConfigError("--feedback-rate must be positive")
     check_threshold(args.threshold, args.review_threshold)
     if (args.run is None) == (args.registry is None):
         raise ConfigError("give a run directory or --registry (not both)")
@@ -96,8 +119,11 @@ def run(args: argparse.Namespace) -> None:
 
         store = PredictionStore.open(args.db)
     options = ServeOptions(threshold=args.threshold, review_threshold=args.review_threshold, store=store,
-                           store_text=not args.no_store_text, api_key=args.api_key, api_key_all=args.api_key_all,
-                           access_log=not args.no_access_log)
+                           store_text=not args.no_store_text, api_key=args.api_key, feedback_key=args.feedback_key,
+                           feedback_secret=args.feedback_secret, api_key_all=args.api_key_all,
+                           access_log=not args.no_access_log,
+                           allowed_hosts=allowed_hosts_for(args.host, args.allowed_host))
     limits = ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars, max_queue=args.max_queue,
-                         request_timeout_s=args.timeout)
+                         request_timeout_s=args.timeout, feedback_per_minute_client=args.feedback_rate,
+                         feedback_per_minute_key=4 * args.feedback_rate)
     serve(source, args.host, args.port, limits, options)

@@ -55,6 +55,9 @@ def prepare(out: str | os.PathLike, data: str | os.PathLike | None = None, *, ve
     `folds`: k-fold cross-validation instead, over every row: OUT/fold1 ... OUT/foldK, each a data directory.
     """
     check_fractions(train_frac, validation_frac, test_frac)
+    if text_col is not None and text_col == label_col:
+        raise ConfigError(f"--text-col and --label-col are both {text_col!r}: the text and the label must be two "
+                          "columns")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")

@@ -11,10 +11,8 @@ does. A blank message (empty or whitespace only) is an error here; line-based in
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,30 +20,14 @@ import torch
 
 from spamtune.batching import char_cap, encode_texts
 from spamtune.classifier import Classifier, batched_logits
-from spamtune.decisions import Band, bands, check_thresholds
+from spamtune.decisions import check_thresholds
 from spamtune.devices import resolve_device
 from spamtune.errors import ConfigError, DataError
 from spamtune.inference.loading import LoadedRun, load_run
 from spamtune.inference.onnx_runtime import OnnxPredictor, load_onnx_run
+from spamtune.inference.pipeline import BatchOptions, Decision, DecisionPipeline, Scored
 from spamtune.inference.precision import prepare_for_inference
 from spamtune.tasks import SingleLabel, task_for
-
-
-@dataclass
-class Decision:
-    """One message's outcome in a form people and tools read: the label at the operating point, the band, and the
-    calibrated probabilities it came from."""
-
-    label: str  # the decided label (binary runs: the positive label only in the "block" band)
-    score: float  # calibrated probability of `label`
-    scores: dict[str, float]  # calibrated probability of every label
-    decision: Band | None  # allow / review / block for binary runs; None for more classes
-    threshold: float | None  # P(positive) at or above it: block
-    review_threshold: float | None  # P(positive) at or above it: review
-    truncated: bool  # the message was longer than the model reads (max_length tokens)
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class TextClassifier:
@@ -56,11 +38,14 @@ class TextClassifier:
         clf(["a", "b"], top_k=None)          # every label per message, best first
         clf.predict(["a", "b"])              # array(["ham", "spam"]): labels at the operating point (scikit-learn)
         clf.predict_proba(["a", "b"])        # (2, 2) calibrated probabilities; columns follow clf.classes_
-        clf.decide(["a", "b"])               # [Decision(label, score, scores, decision="allow"|"review"|"block")]
+        clf.decide(["a", "b"])               # [Decision(label, score, scores, decision="allow"|"review"|"block",
+                                             #           checks=[Verdict(check, label, score, reason), ...])]
+        clf.decide(["a"], explain=True)      # ... and each check's evidence (the words behind the model's label)
 
-    Probabilities are calibrated (the run's temperature) unless `calibrated=False`. Binary runs decide at their
-    stored operating point (block and review thresholds, picked for a target false-positive rate); every call takes
-    `threshold` / `review_threshold` to override it. A single string is one message, never its characters.
+    Every call decides through the run's decision pipeline (`self.pipeline`, inference/pipeline.py). Probabilities
+    are calibrated (the run's temperature) unless `calibrated=False`. Binary runs decide at their stored operating
+    point (block and review thresholds, picked for a target false-positive rate); every call takes `threshold` /
+    `review_threshold` to override it. A single string is one message, never its characters.
     """
 
     def __init__(self, run: LoadedRun, dtype: str = "fp32", quantize: str | None = None,
@@ -85,6 +70,7 @@ class TextClassifier:
         self.device = next(self.module.parameters(), torch.empty(0)).device
         self.char_cap = char_cap(self.max_length)
         self.line_cap = 4 * self.char_cap  # bytes of a line read from a file or stdin (UTF-8: <= 4 per char)
+        self.pipeline = DecisionPipeline(self) if self.task.name == "single_label" else None
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, dtype: str = "fp32", quantize: str | None = None,
@@ -119,6 +105,15 @@ class TextClassifier:
     def binary(self) -> bool:
         return self.task.name == "single_label" and len(self.label_set) == 2
 
+    @property
+    def positive_id(self) -> int | None:
+        """Binary runs: the id of the positive label (spam), 1 by the data stage's rule; None otherwise."""
+        return 1 if self.binary else None
+
+    @property
+    def positive_label(self) -> str | None:
+        return self.label_names[1] if self.binary else None
+
     def require_single_label(self, what: str, hint: str = "") -> None:
         if self.task.name != "single_label":
             raise ConfigError(f"{what} handles single-label runs; this is a {self.task.name} run{hint}")
@@ -127,6 +122,11 @@ class TextClassifier:
         """Token ids as the model reads them: cut to `char_cap` characters, tokenized as plain text, truncated to
         max length."""
         return self._encode(texts)[0]
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each message before truncation to max length (of its first `char_cap` characters): a message
+        over `max_length` is read only in part."""
+        return [len(ids) for ids in encode_texts(self.tokenizer, texts, self.max_length)]
 
     def _encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         full = encode_texts(self.tokenizer, texts, self.max_length)
@@ -147,17 +147,28 @@ class TextClassifier:
 
     def logits(self, texts: str | Sequence[str], batch_size: int = 16,
                progress: bool = False) -> tuple[np.ndarray, list[bool]]:
-        """(N, C) raw logits in input order, and whether each message was truncated."""
+        """(N, C) raw logits in input order (the decision pipeline's combined logits for single-label runs: the
+        model's, stacked with the n-grams' when the run has them), and whether each message was truncated."""
         texts = self.check_messages(texts)
+        if self.pipeline is None:
+            return self.model_logits(texts, batch_size, progress)
+        scored = self.score(texts, batch_size, progress)
+        return scored.logits, scored.truncated
+
+    def score(self, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> Scored:
+        """The decision pipeline's threshold-free pass over checked messages (single-label runs)."""
+        assert self.pipeline is not None, "single-label runs only"
+        return self.pipeline.score(texts, BatchOptions(batch_size, progress))
+
+    def model_logits(self, texts: Sequence[str], batch_size: int = 16,
+                     progress: bool = False) -> tuple[np.ndarray, list[bool]]:
+        """(N, C) the fine-tuned model's own logits (nothing stacked), and truncation: the model check's work."""
         encoded, truncated = self._encode(texts)
         if not encoded:
             return np.zeros((0, len(self.label_set)), dtype=np.float32), []
         # the book's `last` pooling reads a pad position: pad to the training width as training did
         width = self.max_length if self.run.run_config.pooling == "last" else None
-        out = batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, progress)
-        if self.run.stack is not None:  # the n-grams read what the tokenizer read: the first char_cap characters
-            out = self.run.stack.combine(out, [t[: self.char_cap] for t in texts])
-        return out, truncated
+        return batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, progress), truncated
 
     def embeddings(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray | None:
         """(N, D) the pooled, normalised vectors the head reads (drift monitoring); None for the hf backend, whose
@@ -205,28 +216,19 @@ class TextClassifier:
         return np.array([label for label, _ in preds], dtype=object)
 
     def decide(self, texts: str | Sequence[str], threshold: float | None = None,
-               review_threshold: float | None = None, batch_size: int = 16) -> list[Decision]:
-        """A `Decision` per message (single-label runs): label, calibrated scores, band, thresholds, truncation."""
+               review_threshold: float | None = None, batch_size: int = 16, explain: bool = False,
+               explain_budget_s: float = 30.0) -> list[Decision]:
+        """A `Decision` per message (single-label runs): label, calibrated scores, band, thresholds, truncation and
+        every check's verdict; with `explain`, each verdict's evidence, within `explain_budget_s` seconds (what
+        runs out of time says so in its reason; the decision stands)."""
         self.require_single_label("decide")
         check_thresholds(threshold, review_threshold)
-        logits, truncated = self.logits(texts, batch_size)
-        return self.decisions(self.scores_from_logits(logits), truncated, threshold, review_threshold)
-
-    def decisions(self, probs: np.ndarray, truncated: Sequence[bool], threshold: float | None = None,
-                  review_threshold: float | None = None) -> list[Decision]:
-        """`decide` on probabilities already computed (the service scores batches, then decides per request)."""
-        block = self.block_threshold(threshold)
-        review = self.review_threshold(review_threshold, threshold)
-        if block is not None and review is not None:
-            review = min(review, block)  # a review threshold above the block one: no review band
-        names = self.label_names
-        ids = SingleLabel.predict_ids(probs, block)
-        band: list[Band | None] = [None] * len(probs)
-        if self.binary:  # no stored operating point: argmax, i.e. 0.5, and no review band
-            band = [b for b in bands(probs[:, 1], 0.5 if block is None else block, 0.5 if review is None else review)]
-        return [Decision(label=names[k], score=float(p[k]), scores=dict(zip(names, map(float, p))), decision=b,
-                         threshold=block, review_threshold=review, truncated=bool(t))
-                for p, k, b, t in zip(probs, ids, band, truncated)]
+        texts = self.check_messages(texts)
+        assert self.pipeline is not None
+        decided = self.pipeline.decide(self.score(texts, batch_size), threshold, review_threshold)
+        if explain:
+            self.pipeline.explain(texts, decided, explain_budget_s)
+        return decided
 
     def __call__(self, texts: str | Sequence[str], top_k: int | None = 1) -> list:
         """transformers' text-classification pipeline shapes: a string -> [{"label", "score"}] (top_k labels,

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from spamtune.errors import ConfigError, DataError
-from spamtune.inference.api import Decision, TextClassifier
+from spamtune.inference.api import TextClassifier
+from spamtune.inference.pipeline import Decision
 
 INPUT_FORMATS = (".txt", ".csv", ".tsv", ".jsonl")
 OUTPUT_FORMATS = (".jsonl", ".json", ".csv", ".tsv")
@@ -151,6 +152,11 @@ class StreamResult:
     skipped_blank: int = 0
 
 
+def checks_cell(d: Decision) -> str:
+    """The verdicts in one CSV cell: `model:spam:+0.973;ngrams:spam:+1.234` (the JSON lines carry them whole)."""
+    return ";".join(f"{v.check}:{v.label or '-'}:{'' if v.score is None else f'{v.score:+.4f}'}" for v in d.checks)
+
+
 class RowWriter:
     """One output row per classified message, the same for every engine: .csv/.tsv with a header, else JSON lines."""
 
@@ -159,13 +165,14 @@ class RowWriter:
         self.writer = csv.writer(f, delimiter=delimiter) if delimiter else None
         if self.writer:
             self.writer.writerow(["line", "label", "decision", "score", *(f"p_{lab}" for lab in names), "truncated",
-                                  *(["id"] if with_id else []), "text"])
+                                  *(["id"] if with_id else []), "checks", "text"])
 
     def row(self, m: Message, d: Decision, rid: str | None = None) -> None:
         if self.writer:
             self.writer.writerow([m.where, d.label, d.decision or "", f"{d.score:.6f}",
                                   *(f"{d.scores[lab]:.6f}" for lab in self.names), int(d.truncated),
-                                  *([rid] if self.with_id else []), neutralize_formula(m.text)])
+                                  *([rid] if self.with_id else []), neutralize_formula(checks_cell(d)),
+                                  neutralize_formula(m.text)])
         else:
             self.f.write(json.dumps({"line": m.where, **d.to_json(), **({"id": rid} if rid else {}),
                                      "text": m.text}) + "\n")
@@ -188,11 +195,12 @@ def write_output(out: str | os.PathLike | None, names: list[str], with_id: bool,
 def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str | os.PathLike | None,
                     threshold: float | None = None, chunk: int = 256, desc: str = "classifying",
                     review_threshold: float | None = None,
-                    record: Callable[[list[Decision], list[str], float], list[str]] | None = None) -> StreamResult:
+                    record: Callable[[list[Decision], list[str], float], list[str]] | None = None,
+                    explain: bool = False) -> StreamResult:
     """Classify messages in chunks into .jsonl / .csv / .tsv (atomic) or JSON lines on stdout: per message its
-    line, the decided label, the band (binary runs), the calibrated score of the label and of every label, and
-    whether it was truncated. `record(decisions, texts, ms_per_message)` stores them and gives their ids (the
-    `id` column)."""
+    line, the decided label, the band (binary runs), the calibrated score of the label and of every label, whether
+    it was truncated, and every check's verdict (with `explain`, their evidence, in the JSON lines).
+    `record(decisions, texts, ms_per_message)` stores them and gives their ids (the `id` column)."""
     from tqdm.auto import tqdm
 
     clf.require_single_label("--file", " (pass the messages instead)")
@@ -206,7 +214,7 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
                 if not kept:
                     continue
                 start = time.perf_counter()
-                decided = clf.decide([m.text for m in kept], threshold, review_threshold)
+                decided = clf.decide([m.text for m in kept], threshold, review_threshold, explain=explain)
                 ms = (time.perf_counter() - start) * 1000 / len(kept)
                 ids = record(decided, [m.text for m in kept], ms) if record else [None] * len(kept)
                 for m, d, rid in zip(kept, decided, ids):
@@ -221,10 +229,12 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
 def classify_file(clf: TextClassifier, src: str | os.PathLike, out: str | os.PathLike | None,
                   threshold: float | None = None, text_col: str = "Text", chunk: int = 256,
                   review_threshold: float | None = None,
-                  record: Callable[[list[Decision], list[str], float], list[str]] | None = None) -> StreamResult:
+                  record: Callable[[list[Decision], list[str], float], list[str]] | None = None,
+                  explain: bool = False) -> StreamResult:
     """Classify an input file (see INPUT_FORMATS) in chunks; see `classify_stream`."""
     src = Path(src)
     check_input_file(src)
     check_output_format(out)
     return classify_stream(clf, read_messages(src, text_col, clf.line_cap), out, threshold, chunk,
-                           desc=f"classifying {src.name}", review_threshold=review_threshold, record=record)
+                           desc=f"classifying {src.name}", review_threshold=review_threshold, record=record,
+                           explain=explain)

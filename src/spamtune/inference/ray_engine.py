@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from spamtune.errors import ConfigError, DataError
-from spamtune.inference.api import Decision, TextClassifier
+from spamtune.inference.api import TextClassifier
 from spamtune.inference.files import Message, StreamResult, check_input_file, check_output_format, write_output
+from spamtune.inference.pipeline import Decision
 
 
 @dataclass
@@ -107,7 +108,7 @@ def classify_file_ray(run_dir: str | os.PathLike, src: str | os.PathLike, out: s
                 if not row["decision_json"]:
                     result.skipped_blank += 1
                     continue
-                rows.row(Message(number, row["text"]), Decision(**json.loads(row["decision_json"])))
+                rows.row(Message(number, row["text"]), Decision.from_json(json.loads(row["decision_json"])))
                 result.classified += 1
 
     try:

@@ -9,15 +9,25 @@ Each model decides at its own stored operating point (the label a deployment wou
 Per set: accuracy, FPR and recall (binary runs); the paired predictions' discordant counts and McNemar's exact
 test (a binomial test on the discordant pairs); and every message the two decide differently.
 
-The default policy promotes when the challenger's FPR on the unused ham is not more than `fpr_margin` above the
-champion's, and either recall on test and accuracy on the held-out corrections are not worse, or it is
-significantly better over all sets (McNemar, p < alpha, more pairs won than lost). `--force` overrides a "keep",
-and the report says so.
+The policy has guards that nothing overrides, on the trusted sets only (test and the report half of the unused
+ham, which no user can write into): the challenger's FPR may exceed the champion's by at most `fpr_margin`, and its
+test recall (accuracy, with more classes) may fall at most `max_recall_drop` below the champion's. Past the guards
+it promotes when recall on test and accuracy on the held-out corrections are not worse, or when it is
+significantly better over all sets (McNemar, p < alpha, more pairs won than lost). The held-out corrections are
+operators' corrections only (lifecycle.corrections), so end users' reports never serve as ground truth. `--force`
+overrides a "keep", and the report says so.
+
+A comparison binds what it compared: the sha256 of each model's files, the policy and the sets' messages and
+labels (`binding`); the registry keeps its own record of the comparisons spamtune made and promotes only on one
+whose binding matches the versions as they are (lifecycle.registry).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import html
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +49,16 @@ SETS = ("test", "unused ham (report half)", "held-out corrections")
 
 @dataclass
 class PromotionPolicy:
-    fpr_margin: float = 0.002  # the challenger's FPR may exceed the champion's by at most this (absolute)
-    recall_margin: float = 0.0  # ...and its test recall fall short by at most this
+    fpr_margin: float = 0.002  # guard: the challenger's FPR may exceed the champion's by at most this (absolute)
+    max_recall_drop: float = 0.02  # guard: its test recall may fall at most this much, whatever else it wins
+    recall_margin: float = 0.0  # "not worse": its test recall may fall short by at most this
     alpha: float = 0.05  # McNemar's exact test: "significantly better" below this p-value
 
     def __post_init__(self) -> None:
-        if not (0 <= self.fpr_margin < 1 and 0 <= self.recall_margin < 1 and 0 < self.alpha < 1):
-            raise ConfigError("--fpr-margin and --recall-margin must be in [0, 1), --alpha in (0, 1)")
+        if not (0 <= self.fpr_margin < 1 and 0 <= self.recall_margin < 1 and 0 < self.alpha < 1
+                and 0 <= self.max_recall_drop < 1):
+            raise ConfigError("--fpr-margin, --recall-margin and --max-recall-drop must be in [0, 1), --alpha in "
+                              "(0, 1)")
 
 
 @dataclass
@@ -59,6 +72,7 @@ class Comparison:
     forced: bool = False
     disagreements: list[dict[str, Any]] = field(default_factory=list)
     policy: dict[str, float] = field(default_factory=dict)
+    binding: dict[str, str] = field(default_factory=dict)  # sha256 of champion, challenger, policy and data
 
     @property
     def decision(self) -> str:
@@ -74,6 +88,8 @@ class Comparison:
             f.write(self.to_markdown())
 
     def to_markdown(self, max_rows: int = 30) -> str:
+        """The report as Markdown; every message is escaped (no HTML, no terminal control sequences) so the file
+        and the terminal show text, never markup."""
         ch, cl = self.champion, self.challenger
         lines = [f"# Champion {ch['run_id']} vs challenger {cl['run_id']}", "",
                  "| set | n | metric | champion | challenger |", "|---|---|---|---|---|"]
@@ -87,7 +103,8 @@ class Comparison:
         for name, m in [*((n, s["mcnemar"]) for n, s in self.sets.items()), ("all", self.pooled)]:
             lines.append(f"| {name} | {m['champion_only']} | {m['challenger_only']} | {m['p']:.3g} |")
         lines += ["", "| check | passed |", "|---|---|"]
-        lines += [f"| {c['name']} | {'yes' if c['passed'] else 'no'} |" for c in self.checks]
+        lines += [f"| {c['name']}{' (guard)' if c.get('guard') else ''} | {'yes' if c['passed'] else 'no'} |"
+                  for c in self.checks]
         verdict = {("promote", False): "**promote** (the policy passed)",
                    ("promote", True): "**promote, forced** (the policy said keep; --force overrode it)",
                    ("keep", False): "**keep the champion** (the policy did not pass)"}[(self.decision, self.forced)]
@@ -95,10 +112,55 @@ class Comparison:
         if self.disagreements:
             lines += ["| set | true | champion | challenger | message |", "|---|---|---|---|---|"]
             for d in self.disagreements[:max_rows]:
-                text = d["text"].replace("|", "\\|").replace("\n", " ")[:120]
-                lines.append(f"| {d['set']} | {d['label']} | {d['champion']} ({d['champion_score']:.3f}) | "
-                             f"{d['challenger']} ({d['challenger_score']:.3f}) | {text} |")
+                lines.append(f"| {d['set']} | {shown(d['label'])} | {shown(d['champion'])} "
+                             f"({d['champion_score']:.3f}) | {shown(d['challenger'])} ({d['challenger_score']:.3f}) | "
+                             f"{shown(d['text'], 120)} |")
         return "\n".join(lines) + "\n"
+
+
+def shown(text: str, width: int | None = None) -> str:
+    """A message as a Markdown table cell for a file or a terminal: control and bidi characters escaped, HTML
+    escaped, pipes escaped, cut to `width`."""
+    from spamtune.normalize import printable
+
+    return html.escape(printable(text, width), quote=False).replace("|", "\\|")
+
+
+def digest_files(run_dir: str | os.PathLike) -> str:
+    """sha256 over what decides in a run: its weights, n-gram stack, labels and manifest (without `data_dir`, which
+    a registry rewrites when it takes a run in). The identity a comparison is bound to."""
+    from spamtune.runs import WEIGHTS
+    from spamtune.stacking import STACK_FILE
+
+    h = hashlib.sha256()
+    for name in (WEIGHTS, STACK_FILE, "labels.json"):
+        path = Path(run_dir) / name
+        if path.is_file():
+            h.update(name.encode() + b"\0")
+            with open(path, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+    manifest = Path(run_dir) / "run.json"
+    if manifest.is_file():
+        try:
+            fields = json.loads(manifest.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            fields = {"unreadable": manifest.read_bytes().hex()}
+        if isinstance(fields, dict):
+            fields.pop("data_dir", None)
+        h.update(b"run.json\0" + json.dumps(fields, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def digest_sets(sets: dict[str, tuple[list[str], np.ndarray]]) -> str:
+    h = hashlib.sha256()
+    for name, (texts, y) in sorted(sets.items()):
+        h.update(json.dumps([name, texts, [int(v) for v in y]], ensure_ascii=True).encode())
+    return h.hexdigest()
+
+
+def digest_policy(policy: PromotionPolicy) -> str:
+    return hashlib.sha256(json.dumps(dataclasses.asdict(policy), sort_keys=True).encode()).hexdigest()
 
 
 def mcnemar(champion_right: np.ndarray, challenger_right: np.ndarray) -> dict[str, Any]:
@@ -157,7 +219,8 @@ def compare_runs(champion: TextClassifier, challenger: TextClassifier, data_dir:
     names, binary = champion.label_names, champion.binary
     sets, disagreements = {}, []
     rights: dict[str, list[np.ndarray]] = {"champion": [], "challenger": []}
-    for name, (texts, y) in evaluation_sets(data_dir).items():
+    data = evaluation_sets(data_dir)
+    for name, (texts, y) in data.items():
         per: dict[str, Any] = {"n": len(texts)}
         preds, probs = {}, {}
         for role, clf in (("champion", champion), ("challenger", challenger)):
@@ -176,34 +239,45 @@ def compare_runs(champion: TextClassifier, challenger: TextClassifier, data_dir:
                                   "challenger_score": float(probs["challenger"][i, b])})
     pooled = mcnemar(np.concatenate(rights["champion"]), np.concatenate(rights["challenger"]))
     checks = _checks(sets, pooled, policy, binary)
-    by_name = {c["name"]: c["passed"] for c in checks}
-    not_worse = all(passed for name, passed in by_name.items() if name.startswith("not worse"))
-    safe = all(passed for name, passed in by_name.items() if name.startswith("no FPR regression"))
-    promote = safe and (not_worse or by_name["significantly better over all sets"])
+    guards = all(c["passed"] for c in checks if c.get("guard"))
+    not_worse = all(c["passed"] for c in checks if c["name"].startswith("not worse"))
+    significant = next(c["passed"] for c in checks if c["name"] == "significantly better over all sets")
+    promote = guards and (not_worse or significant)
+    binding = {"champion": digest_files(champion.run.run_dir), "challenger": digest_files(challenger.run.run_dir),
+               "policy": digest_policy(policy), "data": digest_sets(data)}
     return Comparison(_model_info(champion), _model_info(challenger), sets, pooled, checks, promote,
-                      disagreements=disagreements, policy=dataclasses.asdict(policy))
+                      disagreements=disagreements, policy=dataclasses.asdict(policy), binding=binding)
 
 
 def _checks(sets: dict[str, dict[str, Any]], pooled: dict[str, Any], policy: PromotionPolicy,
             binary: bool) -> list[dict[str, Any]]:
+    """The policy's checks; `guard` ones (trusted sets only) must all pass, whatever the others say."""
     checks = []
 
-    def add(name: str, set_name: str, metric: str, passed) -> None:
-        s = sets[set_name]
-        a, b = s["champion"][metric], s["challenger"][metric]
+    def add(name: str, set_name: str, metric: str, passed, guard: bool = False) -> None:
+        s = sets.get(set_name)
+        a, b = (s["champion"].get(metric), s["challenger"].get(metric)) if s else (None, None)
         if a is not None and b is not None:
-            checks.append({"name": name, "champion": a, "challenger": b, "passed": bool(passed(a, b))})
+            checks.append({"name": name, "champion": a, "challenger": b, "passed": bool(passed(a, b)),
+                           "guard": guard})
+        elif guard:  # a guard that cannot be checked does not pass
+            checks.append({"name": name, "champion": a, "challenger": b, "passed": False, "guard": True})
 
-    if binary and "unused ham (report half)" in sets:
-        add(f"no FPR regression on the unused ham (at most +{policy.fpr_margin:.2%})", "unused ham (report half)",
-            "fpr", lambda a, b: b <= a + policy.fpr_margin + 1e-12)
     if binary:
+        fpr_set = "unused ham (report half)" if "unused ham (report half)" in sets else "test"
+        add(f"no FPR regression on the {'unused ham' if fpr_set != 'test' else 'test ham'} (at most "
+            f"+{policy.fpr_margin:.2%})", fpr_set, "fpr", lambda a, b: b <= a + policy.fpr_margin + 1e-12,
+            guard=True)
+        add(f"no recall collapse on test (at most -{policy.max_recall_drop:.2%})", "test", "recall",
+            lambda a, b: b >= a - policy.max_recall_drop - 1e-12, guard=True)
         add("not worse: recall on test", "test", "recall", lambda a, b: b >= a - policy.recall_margin - 1e-12)
     else:
+        add(f"no accuracy collapse on test (at most -{policy.max_recall_drop:.2%})", "test", "accuracy",
+            lambda a, b: b >= a - policy.max_recall_drop - 1e-12, guard=True)
         add("not worse: accuracy on test", "test", "accuracy", lambda a, b: b >= a - 1e-12)
     if "held-out corrections" in sets:
         add("not worse: accuracy on the held-out corrections", "held-out corrections", "accuracy",
             lambda a, b: b >= a - 1e-12)
-    checks.append({"name": "significantly better over all sets", "p": pooled["p"],
+    checks.append({"name": "significantly better over all sets", "p": pooled["p"], "guard": False,
                    "passed": pooled["p"] < policy.alpha and pooled["challenger_only"] > pooled["champion_only"]})
     return checks

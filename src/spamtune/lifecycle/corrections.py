@@ -15,9 +15,12 @@ The rules, in order (a correction leaves at the first that applies):
                                  `confident` sure: the shape of poisoning. Listed, neither learnt nor used as
                                  truth in the comparison, until an operator confirms it (`spamtune feedback ID
                                  LABEL`, or /admin) or the retrain is told to learn unreviewed ones
-    held out                     a fixed share of messages (by their sha256, so a message is always on the same
-                                 side) kept for the comparison, never learnt
+    held out                     a fixed share of operators' corrected messages (by their sha256, so a message
+                                 is always on the same side) kept for the comparison, never learnt; an end
+                                 user's correction is never ground truth for a comparison
     over the cap                 beyond `max_share` of the training rows (the newest are kept)
+    over the untrusted cap       end users' corrections beyond `untrusted_share` of the training rows: however
+                                 many a client posts, they cannot dominate what is learnt
 
 What remains goes to train and validation (by sha256 again, at the data's 7:1), with a provenance column.
 """
@@ -51,11 +54,12 @@ class CorrectionPolicy:
     holdout: float = 0.2  # share of corrected messages held out for the comparison
     validation: float = 0.125  # share of the learnt ones that go to validation (the data's 70:10)
     max_share: float = 0.2  # corrections at most this share of the training rows
+    untrusted_share: float = 0.02  # end users' (unreviewed) corrections at most this share of the training rows
     confident: float = 0.99  # an end user's correction against a prediction at least this sure needs review
     learn_unreviewed: bool = False  # learn those too (the report says so)
 
     def __post_init__(self) -> None:
-        for name in ("holdout", "max_share"):
+        for name in ("holdout", "max_share", "untrusted_share"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1)")
         if not 0 < self.validation < 1 or not 0.5 < self.confident <= 1:
@@ -161,16 +165,23 @@ def select_corrections(corrections: list[Correction], data_dir: str | Path, labe
         elif (c.source not in TRUSTED_SOURCES and c.label != c.predicted and c.confidence >= policy.confident
               and not policy.learn_unreviewed):
             out.left_out["needs review"].append(c)
-        elif _bucket(text, b"holdout:") < policy.holdout:
+        elif c.source in TRUSTED_SOURCES and _bucket(text, b"holdout:") < policy.holdout:
             out.holdout.append(c)
         else:
             candidates.append(c)
 
     n_data = len(splits["train"]) + len(splits["validation"])
-    cap = math.floor(policy.max_share * n_data / (1 - policy.max_share))  # corrections / all rows <= max_share
+
+    def cap(share: float) -> int:  # corrections / all rows <= share
+        return math.floor(share * n_data / (1 - share))
+
     candidates.sort(key=lambda c: c.updated_at, reverse=True)
-    out.left_out["over the cap"].extend(candidates[cap:])
-    for c in candidates[:cap]:
+    untrusted = [c for c in candidates if c.source not in TRUSTED_SOURCES]
+    dropped = {id(c) for c in untrusted[cap(policy.untrusted_share):]}
+    out.left_out["over the untrusted cap"].extend(c for c in untrusted if id(c) in dropped)
+    candidates = [c for c in candidates if id(c) not in dropped]
+    out.left_out["over the cap"].extend(candidates[cap(policy.max_share):])
+    for c in candidates[: cap(policy.max_share)]:
         assert c.text is not None
         (out.validation if _bucket(c.text, b"validation:") < policy.validation else out.train).append(c)
     out.left_out = {k: v for k, v in out.left_out.items() if v}
@@ -181,11 +192,11 @@ def write_data(out: Path, data_dir: str | Path, selected: CorrectionSet, label_s
                limit: int | None = None) -> None:
     """A data directory for the challenger: the champion's splits (train and validation cut at its --limit) with
     the learnt corrections appended and a provenance column; test, unused and labels.json as they were; the
-    held-out corrections in holdout.csv. `out` must not exist; it appears whole (temp dir, then a rename)."""
+    held-out corrections in holdout.csv. `out` is an empty directory the caller owns (a retrain claims it
+    exclusively, so two retrains can never write into one)."""
     data_dir = Path(data_dir)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = out
+    tmp.mkdir(parents=True, exist_ok=True)
     for name, added in (("train", selected.train), ("validation", selected.validation)):
         base = read_split(data_dir / f"{name}.csv")[:limit].assign(**{SOURCE: "data"})
         rows = pd.concat([base, pd.DataFrame([c.row(label_set) for c in added], columns=base.columns)])
@@ -195,7 +206,6 @@ def write_data(out: Path, data_dir: str | Path, selected: CorrectionSet, label_s
             shutil.copyfile(data_dir / name, tmp / name)
     pd.DataFrame([c.row(label_set) for c in selected.holdout], columns=["Label", "Text", SOURCE]).to_csv(
         tmp / HOLDOUT_FILE, index=False, quoting=csv.QUOTE_MINIMAL)
-    tmp.rename(out)
 
 
 def read_holdout(data_dir: str | Path) -> pd.DataFrame | None:

@@ -1,13 +1,17 @@
 """The model registry: numbered versions of runs and a `current` pointer that changes atomically.
 
-    REG/versions/0001/   a run directory (copied in, without its resume state), plus version.json
-    REG/versions/0002/   ...and compare.json / compare.md when it was compared with the version it would replace
+    REG/versions/0001/   a run directory (copied in, without its resume state), plus version.json (with the
+                         sha256 of its files when added: a version damaged since is refused)
+    REG/comparisons/     0002-vs-0001.json: each comparison spamtune made between two versions, bound to both
+                         versions' files, the policy and the data by sha256 (lifecycle.compare)
     REG/current.json     {"version": 2, "run_id": ..., "history": [1, 2]}: replaced with one rename
-    REG/log.jsonl        every add, promote and rollback: when, what, forced or not, why
+    REG/log.jsonl        every add, compare, promote and rollback: when, what, forced or not, why
 
 `serve --registry REG` follows current.json and swaps the new version in without dropping a request. Promoting
-needs a passing comparison with the current version (or force, recorded as such); rollback returns to the
-version promoted before. Changes take a lock (flock on REG/.lock), so two operators cannot interleave.
+needs the registry's own record of a passing comparison with the current version whose binding matches both
+versions as they are now (a compare.json shipped inside a run proves nothing), or force, recorded as such;
+rollback returns to the version promoted before. A version is checked when added (its weights load, complete and
+finite). Changes take a lock (flock on REG/.lock, never through a symlink), so two operators cannot interleave.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from typing import Any
 
 from spamtune.errors import CheckpointError, ConfigError, SpamtuneError
 from spamtune.fsutil import read_json, write_json
-from spamtune.lifecycle.compare import COMPARE_JSON
+from spamtune.lifecycle.compare import Comparison, digest_files
 from spamtune.runs import RESUME, RUN_DATA, WEIGHTS, RunConfig, is_run_dir
 
 FORMAT = "spamtune-registry/1"
-POINTER, LOG, VERSION_FILE = "current.json", "log.jsonl", "version.json"
+POINTER, LOG, VERSION_FILE, COMPARISONS = "current.json", "log.jsonl", "version.json", "comparisons"
 
 
 class RegistryError(SpamtuneError):
@@ -46,11 +50,21 @@ class Version:
     added: str
     note: str
     parent: str | None  # the run_id it was warm-started from
-    comparison: dict[str, Any] | None  # compare.json's decision, champion and checks, when there is one
+    comparison: dict[str, Any] | None  # the registry's record of its latest comparison, when there is one
 
     @property
     def name(self) -> str:
         return f"{self.number:04d}"
+
+
+def check_loads(run_dir: Path) -> None:
+    """The run loads for prediction: its weights complete and finite, its manifest and labels consistent."""
+    from spamtune.inference import load_run
+
+    try:
+        load_run(run_dir)
+    except SpamtuneError as e:
+        raise RegistryError(f"{run_dir} is not a loadable run: {e}") from None
 
 
 def parse_version(text: str | int) -> int:
@@ -71,6 +85,7 @@ class Registry:
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"--registry {self.root}: exists and is not a directory")
         self.versions_dir = self.root / "versions"
+        self.comparisons_dir = self.root / COMPARISONS
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -83,13 +98,18 @@ class Registry:
     def version(self, number: int) -> Version:
         path = self.version_dir(number)
         meta = read_json(path / VERSION_FILE, CheckpointError)
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{path / VERSION_FILE}: not a version record (damaged?)")
+        records = sorted(self.comparisons_dir.glob(f"{number:04d}-vs-*.json"))
         comparison = None
-        if (path / COMPARE_JSON).is_file():
-            c = read_json(path / COMPARE_JSON, CheckpointError)
+        if records:
+            c = read_json(records[-1], CheckpointError)
             comparison = {"decision": c.get("decision"), "forced": c.get("forced"),
-                          "champion_run_id": c.get("champion", {}).get("run_id")}
+                          "champion_version": c.get("champion_version"),
+                          "champion_run_id": c.get("champion_run_id")}
         run = RunConfig.from_dir(path)
-        return Version(number, path, run.run_id, meta.get("added", ""), meta.get("note", ""), run.parent, comparison)
+        return Version(number, path, run.run_id, str(meta.get("added", "")), str(meta.get("note", "")), run.parent,
+                       comparison)
 
     def versions(self) -> list[Version]:
         if not self.versions_dir.is_dir():
@@ -99,14 +119,24 @@ class Registry:
         return [self.version(n) for n in numbers]
 
     def pointer(self) -> dict[str, Any] | None:
-        """current.json, checked; None before the first promotion."""
+        """current.json, checked (a positive version that is the last of a history of versions that exist);
+        None before the first promotion."""
         path = self.root / POINTER
         if not path.exists():
             return None
         d = read_json(path, CheckpointError)
-        if (not isinstance(d, dict) or d.get("format") != FORMAT or not isinstance(d.get("version"), int)
-                or not isinstance(d.get("history"), list)):
-            raise CheckpointError(f"{path}: not a spamtune registry pointer (damaged?)")
+
+        def positive(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+        if (not isinstance(d, dict) or d.get("format") != FORMAT or not positive(d.get("version"))
+                or not isinstance(d.get("history"), list) or not d["history"]
+                or not all(positive(v) for v in d["history"]) or d["history"][-1] != d["version"]):
+            raise CheckpointError(f"{path}: not a spamtune registry pointer (damaged or edited by hand); restore it "
+                                  "from log.jsonl or promote a version again with --force")
+        for v in set(d["history"]):
+            if not (self.versions_dir / f"{v:04d}" / VERSION_FILE).is_file():
+                raise CheckpointError(f"{path}: names version {v}, which {self.root} does not have (damaged?)")
         return d
 
     def current(self) -> int | None:
@@ -128,13 +158,19 @@ class Registry:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
+        """An exclusive flock on REG/.lock, opened without following a symlink and without truncating: a link
+        planted there is refused, and no failing command can empty a file elsewhere."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise RegistryError(f"{self.root / '.lock'}: cannot open the registry's lock ({e.strerror}; a symlink "
+                                "there is refused)") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def add(self, run_dir: str | os.PathLike, note: str = "", move: bool = False) -> Version:
         """A finished run as the next version (copied, or moved when it is ours to move); not promoted."""
@@ -144,6 +180,7 @@ class Registry:
         run = RunConfig.from_dir(run_dir)
         if not (run_dir / WEIGHTS).is_file():
             raise CheckpointError(f"{run_dir}: not a finished run (no {WEIGHTS})")
+        check_loads(run_dir)  # truncated or non-finite weights, a wrong manifest: refused before it is a version
         with self.lock():
             if any(v.run_id == run.run_id for v in self.versions()):
                 raise RegistryError(f"run {run.run_id} is already in {self.root}")
@@ -161,17 +198,53 @@ class Registry:
                 run.data_dir = str((self.versions_dir / f"{number:04d}" / RUN_DATA).resolve())
                 run.write(staging)
             write_json(staging / VERSION_FILE, {"version": number, "run_id": run.run_id, "added": _now(),
-                                                "note": note, "source": str(run_dir.resolve())})
+                                                "note": note, "source": str(run_dir.resolve()),
+                                                "sha256": digest_files(staging)})
             os.rename(staging, self.versions_dir / f"{number:04d}")  # the version appears whole
             self._log({"action": "add", "version": number, "run_id": run.run_id, "note": note})
         return self.version(number)
 
+    def check_intact(self, version: Version) -> None:
+        """The version's files are the ones added (their sha256 in version.json)."""
+        meta = read_json(version.dir / VERSION_FILE, CheckpointError)
+        recorded = meta.get("sha256") if isinstance(meta, dict) else None
+        if recorded is not None and recorded != digest_files(version.dir):
+            raise RegistryError(f"version {version.number} was changed or damaged since it was added (its files' "
+                                f"sha256 differs from {version.dir / VERSION_FILE}); add the run again")
+
+    def record_comparison(self, challenger: int, comparison: Comparison) -> Path:
+        """Keep the registry's own record of a comparison spamtune made between version `challenger` and the
+        current version; its binding must match both versions' files as they are."""
+        with self.lock():
+            pointer = self.pointer()
+            if pointer is None:
+                raise RegistryError(f"{self.root} has no current version to compare with")
+            champion = self.version(pointer["version"])
+            target = self.version(challenger)
+            binding = comparison.binding
+            if (binding.get("champion") != digest_files(champion.dir)
+                    or binding.get("challenger") != digest_files(target.dir)):
+                raise RegistryError(f"this comparison was not made between version {challenger} and the current "
+                                    f"version {champion.number} as they are: compare them (spamtune compare "
+                                    f"--registry {self.root} {challenger})")
+            self.comparisons_dir.mkdir(parents=True, exist_ok=True)
+            path = self.comparisons_dir / f"{challenger:04d}-vs-{champion.number:04d}.json"
+            write_json(path, {"challenger_version": challenger, "champion_version": champion.number,
+                              "challenger_run_id": target.run_id, "champion_run_id": champion.run_id,
+                              "decision": comparison.decision, "promote": comparison.promote,
+                              "forced": comparison.forced, "policy": comparison.policy, "binding": binding,
+                              "checks": comparison.checks, "made": _now()})
+            self._log({"action": "compare", "version": challenger, "against": champion.number,
+                       "decision": comparison.decision})
+        return path
+
     def promote(self, number: int, force: bool = False, reason: str = "") -> dict[str, Any]:
-        """Make `number` current. Needs its comparison with the current version to say "promote" (compare.json
-        in the version, made against the current version's run), unless `force`; the first promotion needs
-        none."""
+        """Make `number` current. Needs the registry's record of a passing comparison with the current version,
+        bound to both as they are now, unless `force`; the first promotion needs none. A version whose files
+        changed since it was added is refused, forced or not."""
         with self.lock():
             target = self.version(number)
+            self.check_intact(target)
             pointer = self.pointer()
             if pointer is not None and pointer["version"] == number:
                 raise RegistryError(f"version {number} is current already")
@@ -205,13 +278,19 @@ class Registry:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def _require_passing(self, target: Version, current: Version) -> None:
-        c = target.comparison
         hint = (f"compare them first (spamtune compare --registry {self.root} {target.number}) or pass --force "
                 "(recorded)")
-        if c is None or c["champion_run_id"] != current.run_id:
+        path = self.comparisons_dir / f"{target.number:04d}-vs-{current.number:04d}.json"
+        if not path.is_file():
             raise RegistryError(f"version {target.number} has no comparison with the current version "
-                                f"{current.number} ({current.run_id}): {hint}")
-        if c["decision"] != "promote":
+                                f"{current.number} ({current.run_id}) made by this registry: {hint}")
+        c = read_json(path, CheckpointError)
+        binding = c.get("binding", {}) if isinstance(c, dict) else {}
+        if (binding.get("challenger") != digest_files(target.dir)
+                or binding.get("champion") != digest_files(current.dir)):
+            raise RegistryError(f"the comparison of versions {target.number} and {current.number} is not bound to "
+                                f"them as they are now: {hint}")
+        if c.get("decision") != "promote" or not c.get("promote"):
             raise RegistryError(f"version {target.number} did not pass the promotion policy against version "
                                 f"{current.number} (see {target.dir / 'compare.md'}): {hint}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from spamtune.monitoring.store import PredictionStore
 from spamtune.runs import RUN_DATA, TRAIN_ARGS, RunConfig, is_run_dir
 
 RETRAIN_JSON = "retrain.json"
+OWNER = ".owner"  # in a retrain's staging directory: the pid of the retrain writing it
 
 
 @dataclass
@@ -74,13 +76,48 @@ def champion_data_dir(run_dir: Path) -> Path:
 
 
 def check_out(out: Path) -> Path:
-    """Before any work: `out` must be new (or an empty directory); returns where its data is staged."""
+    """Before any work: `out` must be new (or an empty directory); returns where its data will be staged."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} already exists; give a new --out (a retrain never replaces a run)")
     staging = out.with_name(out.name + ".data")
     if staging.exists():
-        raise ConfigError(f"{staging} is left from an interrupted retrain: delete it (and {out}) and run again")
+        raise ConfigError(f"{staging} exists: another retrain is writing {out}, or one was interrupted (delete it "
+                          f"and {out}, then run again)")
     return staging
+
+
+def claim(staging: Path) -> None:
+    """Create the staging directory exclusively (mkdir fails if it exists: a second retrain with the same --out
+    stops here) and write our pid in it, so a later retrain can tell a killed one's leftovers (`clean_stale`)."""
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.mkdir()
+    except FileExistsError:
+        raise ConfigError(f"{staging} exists: another retrain is writing it") from None
+    (staging / OWNER).write_text(str(os.getpid()))
+
+
+def clean_stale(incoming: Path) -> list[Path]:
+    """Remove what retrains that were killed left in a registry's incoming directory: a staging directory whose
+    owner process is gone, and the challenger directory beside it. Returns what was removed."""
+    removed = []
+    for staging in sorted(incoming.glob("*.data")) if incoming.is_dir() else []:
+        try:
+            pid = int((staging / OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or being created right now
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        for path in (staging, staging.with_name(staging.name.removesuffix(".data"))):
+            if path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
 
 
 def plan(store: PredictionStore, champion_dir: Path, data_dir: Path,
@@ -97,11 +134,11 @@ def plan(store: PredictionStore, champion_dir: Path, data_dir: Path,
                           f"{options.min_feedback}"), None
     drift = None
     if options.if_drift:
-        from spamtune.monitoring.charts import load_frame
+        from spamtune.monitoring.report import FEATURE_SAMPLE
         from spamtune.monitoring.report import drift as drift_of
 
         clf = TextClassifier.load(champion_dir)
-        drift = drift_of(clf, load_frame(store, options.drift_since, clf.run_id))
+        drift = drift_of(clf, store.recent(clf.run_id, options.drift_since, FEATURE_SAMPLE))
         if not drift["alerts"]:
             return selected, "nothing to do: no drift alert on the champion's recent traffic (--if-drift)", drift
     return selected, None, drift
@@ -127,12 +164,19 @@ def retrain(store: PredictionStore, champion_dir: str | Path, out: str | Path, d
     args = dataclasses.replace(champion_args, limit=None, epochs=options.epochs or champion_args.epochs,
                                init_from=None if options.from_scratch else str(champion_dir.resolve()))
     label_set = read_label_set(data_dir)
-    write_data(staging, data_dir, selected, label_set, champion_args.limit)
-    print(f"retrain: learning {len(selected.train)} correction(s) (+{len(selected.validation)} in validation), "
-          f"{len(selected.holdout)} held out; "
-          + ("from the base model" if options.from_scratch else f"warm start from {champion_dir}"), flush=True)
-    train_run(args, staging, out)
+    claim(staging)
+    try:
+        write_data(staging, data_dir, selected, label_set, champion_args.limit)
+        print(f"retrain: learning {len(selected.train)} correction(s) (+{len(selected.validation)} in "
+              f"validation), {len(selected.holdout)} held out; "
+              + ("from the base model" if options.from_scratch else f"warm start from {champion_dir}"), flush=True)
+        train_run(args, staging, out)
+    except BaseException:  # a failed (or interrupted) retrain leaves nothing behind; kill -9: see clean_stale
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     # the run keeps its data: OUT/data, and the manifest says so
+    (staging / OWNER).unlink()
     shutil.move(staging, out / RUN_DATA)
     run = RunConfig.from_dir(out)
     run.data_dir = str((out / RUN_DATA).resolve())

@@ -18,12 +18,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import numpy as np
 
 from spamtune.drift import Reference, drift_summary, message_features
 from spamtune.errors import ConfigError
 from spamtune.fsutil import atomic_file, write_json
-from spamtune.monitoring.charts import CHARTS, figure, load_frame, png
+from spamtune.monitoring.charts import CHARTS, Traffic, figure, png
 from spamtune.monitoring.store import PredictionStore, now
 
 FEATURE_SAMPLE = 2000  # the most recent messages with text whose features are tested
@@ -43,7 +43,10 @@ def parse_since(value: str | None) -> datetime.datetime | None:
         return None
     if m := re.fullmatch(r"(\d+)\s*([smhdw])", value.strip()):
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m[2]]
-        return now() - datetime.timedelta(**{unit: int(m[1])})
+        try:
+            return now() - datetime.timedelta(**{unit: int(m[1])})
+        except (OverflowError, ValueError):  # more than datetime can count back (about 10,000 years)
+            raise ConfigError(f"--since {value!r}: too far back; give a duration like 24h or 7d") from None
     try:
         t = datetime.datetime.fromisoformat(value)
     except ValueError:
@@ -51,45 +54,33 @@ def parse_since(value: str | None) -> datetime.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=datetime.UTC)
 
 
-def corrected_metrics(df: pd.DataFrame, positive: str | None) -> dict[str, Any]:
-    """Accuracy of the decisions people corrected or confirmed, and FPR / FNR among them (binary runs)."""
-    fb = df.dropna(subset=["feedback_label"])
-    out: dict[str, Any] = {"n": len(fb)}
-    if fb.empty:
-        return out
-    out["accuracy"] = float((fb["label"] == fb["feedback_label"]).mean())
-    if positive is not None:
-        neg, pos = fb[fb["feedback_label"] != positive], fb[fb["feedback_label"] == positive]
-        out["fpr"] = float((neg["label"] == positive).mean()) if len(neg) else None
-        out["fnr"] = float((pos["label"] != positive).mean()) if len(pos) else None
-    return out
-
-
 def monitor(store: PredictionStore, out_dir: str | Path, run_dir: str | Path | None = None,
             since: datetime.datetime | None = None) -> MonitorResult:
-    """Write OUT/monitor.html and OUT/monitor.json; see the module docstring."""
+    """Write OUT/monitor.html and OUT/monitor.json; see the module docstring. Memory stays bounded: the answers are
+    aggregated as they stream by (charts.Traffic); only the most recent FEATURE_SAMPLE texts are read, for drift."""
     from spamtune.inference import TextClassifier
 
     out_dir = Path(out_dir)
     clf = TextClassifier.load(run_dir) if run_dir is not None else None
     run_id = clf.run_id if clf else None
-    df = load_frame(store, since, run_id)
-    positive = clf.label_names[-1] if clf is not None and clf.binary else None
+    traffic = Traffic.of(store, since, run_id)
+    positive = clf.positive_label if clf is not None else None
+    p50, p95 = traffic.latency_quantile(0.5), traffic.latency_quantile(0.95)
     summary: dict[str, Any] = {
         "generated": now().isoformat(timespec="seconds"), "store": store.url, "run_id": run_id,
-        "since": since.isoformat() if since else None, "n": len(df),
-        "decisions": {str(k): int(v) for k, v in df["decision"].value_counts().items()},
-        "labels": {str(k): int(v) for k, v in df["label"].value_counts().items()},
-        "latency_ms": {"p50": float(df["latency_ms"].quantile(0.5)), "p95": float(df["latency_ms"].quantile(0.95))}
-        if len(df) else None,
-        "corrected": corrected_metrics(df, positive), "by_run": by_run(df, positive),
+        "since": since.isoformat() if since else None, "n": traffic.n,
+        "decisions": {str(k): int(v) for k, v in traffic.decisions.most_common()},
+        "labels": {str(k): int(v) for k, v in traffic.labels.most_common()},
+        "latency_ms": {"p50": p50, "p95": p95, "note": "upper edge of a log-spaced bin (about 12 % wide)"}
+        if traffic.n else None,
+        "corrected": traffic.corrected_metrics(positive), "by_run": by_run(traffic, positive),
         "shadow": shadow_report(store, since), "alerts": []}
     if clf is not None:
-        summary["drift"] = drift(clf, df)
+        summary["drift"] = drift(clf, store.recent(run_id, since, FEATURE_SAMPLE))
         summary["alerts"] = summary["drift"]["alerts"]
-    charts = {name: png(figure(df, name)) for name in CHARTS}
-    if "corrected" in summary and summary["corrected"]["n"] and positive is not None:
-        charts["corrected"] = png(corrected_figure(df, positive))
+    charts = {name: png(figure(traffic, name)) for name in CHARTS}
+    if summary["corrected"]["n"] and positive is not None:
+        charts["corrected"] = png(corrected_figure(traffic, positive))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "monitor.json", summary)
     with atomic_file(out_dir / "monitor.html", encoding="utf-8") as f:
@@ -97,14 +88,15 @@ def monitor(store: PredictionStore, out_dir: str | Path, run_dir: str | Path | N
     return MonitorResult(summary, out_dir / "monitor.html", out_dir / "monitor.json")
 
 
-def drift(clf: Any, df: pd.DataFrame) -> dict[str, Any]:
-    """`drift.drift_summary` on the most recent messages, against the run's reference."""
+def drift(clf: Any, recent: list[dict[str, Any]]) -> dict[str, Any]:
+    """`drift.drift_summary` on the most recent answers (`PredictionStore.recent`), against the run's reference."""
     ref = Reference.load(clf.run.run_dir)
     if ref is None:
         return {"alerts": [], "note": "this run has no drift reference (trained before spamtune stored one)"}
-    recent = df.tail(FEATURE_SAMPLE)
-    scores = recent["positive_score"].dropna().to_numpy(dtype=float) if clf.binary else None
-    texts = [t for t in recent["text"] if isinstance(t, str) and t.strip()]
+    recent = recent[-FEATURE_SAMPLE:]
+    scores = (np.array([r["positive_score"] for r in recent if r["positive_score"] is not None], dtype=float)
+              if clf.binary else None)
+    texts = [r["text"] for r in recent if isinstance(r["text"], str) and r["text"].strip()]
     features = message_features(texts, clf.tokenizer) if texts else None
     embeddings = clf.embeddings(texts[-EMBEDDING_SAMPLE:]) if texts else None
     out = drift_summary(ref, scores, features, embeddings)
@@ -114,55 +106,48 @@ def drift(clf: Any, df: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def by_run(df: pd.DataFrame, positive: str | None) -> list[dict[str, Any]]:
+def by_run(traffic: Traffic, positive: str | None) -> list[dict[str, Any]]:
     """Per answering run: volume, blocked share and the corrected-message figures (a canary vs the primary)."""
-    out = []
-    for run_id, g in df.groupby("run_id", sort=False):
-        row: dict[str, Any] = {"run_id": str(run_id), "n": len(g),
-                               "blocked": float((g["decision"] == "block").mean()) if len(g) else None,
-                               "corrected": corrected_metrics(g, positive)}
-        out.append(row)
+    out = [{"run_id": str(run_id), "n": c["n"], "blocked": c["blocked"] / c["n"] if c["n"] else None,
+            "corrected": traffic.corrected_metrics(positive, run_id=run_id)} for run_id, c in traffic.runs.items()]
     return sorted(out, key=lambda r: -r["n"])
 
 
 def shadow_report(store: PredictionStore, since: datetime.datetime | None, examples: int = 20) -> list[dict[str, Any]]:
-    """Per (answering run, shadow run): how often the shadow decided the same label and band, and the messages
-    where it did not (the most recent `examples`)."""
-    pairs = pd.DataFrame(store.shadow_pairs(since))
-    if pairs.empty:
-        return []
+    """Per (answering run, shadow run): how often the shadow decided the same label and band (counted in the
+    database), and the most recent `examples` messages where it did not."""
     out = []
-    for (run_id, shadow_id), g in pairs.groupby(["run_id", "shadow_run_id"], sort=False):
-        differ = g[g["label"] != g["shadow_label"]]
+    differ = store.shadow_pairs(since, limit=examples * 10, disagreeing=True)
+    for g in store.shadow_agreement(since):
+        n = int(g["n"])
+        mine = [r for r in differ if r["run_id"] == g["run_id"] and r["shadow_run_id"] == g["shadow_run_id"]]
         out.append({
-            "run_id": run_id, "shadow_run_id": shadow_id, "n": len(g),
-            "label_agreement": float((g["label"] == g["shadow_label"]).mean()),
-            "decision_agreement": float((g["decision"] == g["shadow_decision"]).mean()),
-            "disagreements": len(differ),
-            "examples": [{"id": r.id, "text": r.text, "label": r.label, "score": r.positive_score,
-                          "shadow_label": r.shadow_label, "shadow_score": r.shadow_positive_score}
-                         for r in differ.tail(examples).itertuples()]})
-    return out
+            "run_id": g["run_id"], "shadow_run_id": g["shadow_run_id"], "n": n,
+            "label_agreement": int(g["same_label"]) / n, "decision_agreement": int(g["same_band"]) / n,
+            "disagreements": n - int(g["same_label"]),
+            "examples": [{"id": r["id"], "text": r["text"], "label": r["label"], "score": r["positive_score"],
+                          "shadow_label": r["shadow_label"], "shadow_score": r["shadow_positive_score"]}
+                         for r in mine[-examples:]]})
+    return sorted(out, key=lambda r: -r["n"])
 
 
-def corrected_figure(df: pd.DataFrame, positive: str):
+def corrected_figure(traffic: Traffic, positive: str):
     """Accuracy, FPR and FNR on the corrected messages, per day."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fb = df.dropna(subset=["feedback_label"])
     fig, ax = plt.subplots(figsize=(6, 2.8))
-    days = fb.groupby(pd.Grouper(freq="1D"))
-    rows = [(t, corrected_metrics(g, positive)) for t, g in days if len(g)]
+    days = sorted({day for _, day, _, _ in traffic.corrected})
+    rows = [(datetime.date.fromisoformat(d), traffic.corrected_metrics(positive, day=d)) for d in days]
     for key, name in (("accuracy", "accuracy"), ("fpr", "false-positive rate"), ("fnr", "false-negative rate")):
         pts = [(t, m[key]) for t, m in rows if m.get(key) is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=name)
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize=7)
-    ax.set_title(f"On corrected messages ({len(fb)})")
+    ax.set_title(f"On corrected messages ({sum(traffic.corrected.values())})")
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig

@@ -28,6 +28,9 @@ predictions = Table(
     # source "shadow": a second model's decision on the request whose answer has this id (never shown to the
     # client; `serve --shadow`); NULL for every answer
     Column("shadow_of", String(32), nullable=True),
+    # the decision pipeline's verdicts: [{"check", "label", "score", "reason", "evidence", "final"}, ...] in
+    # pipeline order; NULL for decisions recorded before revision 0003
+    Column("checks", JSON, nullable=True),
     Index("ix_predictions_created_at", "created_at"),
     Index("ix_predictions_run_id", "run_id"),
     Index("ix_predictions_text_sha256", "text_sha256"),

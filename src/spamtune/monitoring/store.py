@@ -9,17 +9,20 @@ SQLite runs in WAL mode with a busy timeout, so `serve` and `classify --db` can 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import hashlib
 import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, func, select, update
+from sqlalchemy import Engine, and_, case, create_engine, event, func, select, tuple_, update
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from spamtune.errors import ConfigError, DataError, SpamtuneError
@@ -82,7 +85,7 @@ class PredictionRecord:
     id: str = field(default_factory=new_id)
     created_at: datetime.datetime = field(default_factory=now)
     shadow_of: str | None = None  # a shadow model's record: the id of the answer it shadows
-
+    checks: list[dict[str, Any]] | None = None  # the decision pipeline's verdicts, in order
 
     @classmethod
     def of(cls, decision: Any, text: str, run_id: str, source: str, latency_ms: float, store_text: bool = True,
@@ -94,7 +97,8 @@ class PredictionRecord:
                      scores=decision.scores,
                      positive_score=decision.scores.get(positive_label) if positive_label else None,
                      threshold=decision.threshold, review_threshold=decision.review_threshold, latency_ms=latency_ms,
-                     truncated=decision.truncated, shadow_of=shadow_of)
+                     truncated=decision.truncated, shadow_of=shadow_of,
+                     checks=[dataclasses.asdict(v) for v in decision.checks])
         if id is not None:
             record.id = id
         return record
@@ -122,24 +126,69 @@ class PredictionStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.url = engine.url.render_as_string(hide_password=True)
+        db = engine.url.database if engine.dialect.name == "sqlite" else None
+        self.path = Path(db) if db and db != ":memory:" else None  # a SQLite file: its identity is watched
+        self._identity: tuple[int, int] | None = None
+
+    def check_file(self) -> None:
+        """A SQLite store's file must still be the one opened: deleted or replaced while open, writes would go to
+        an unlinked file and be lost at the next restart, so they are refused (a `StoreError`: "not recorded")."""
+        if self.path is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self._identity is None:  # not created yet: the first connection creates it
+                return
+            raise StoreError(f"the prediction store {self.path} was deleted while open") from None
+        identity = (st.st_dev, st.st_ino)
+        if self._identity is None:
+            self._identity = identity
+        elif identity != self._identity:
+            raise StoreError(f"the prediction store {self.path} was replaced while open") from None
 
     @classmethod
-    def open(cls, url: str | None = None, upgrade: bool = True) -> PredictionStore:
-        """Connect (creating a SQLite file's directory) and bring the schema to the newest revision."""
+    def open(cls, url: str | None = None, upgrade: bool = True, read_only: bool = False,
+             must_exist: bool = False) -> PredictionStore:
+        """Connect (creating a SQLite file's directory) and bring the schema to the newest revision.
+
+        Args:
+            read_only: for readers (monitor, retrain): never upgrade or switch the journal mode (a read-only file
+                can be read); a store at an older revision is an error that says how to upgrade it.
+            must_exist: a store that is not there (a mistyped --db) is an error, not a new empty store.
+        """
         url = url or default_url()
+        shown = display_url(url)
+        sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///:memory:"
+        path = Path(url.removeprefix("sqlite:///")) if sqlite_file else None
+        if path is not None and (must_exist or read_only) and not path.is_file():
+            raise ConfigError(f"--db {shown}: no prediction store there (mistyped? `spamtune serve` or `classify "
+                              "--db` create one)")
         try:
-            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, pool_pre_ping=True)
+            if path is not None and not read_only:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            if path is not None and read_only:  # SQLite's read-only URI: no write, no journal switch
+                engine = create_engine("sqlite://", creator=lambda: _sqlite_read_only(path), pool_pre_ping=True)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+        except ImportError as e:
+            raise ConfigError(f"--db {shown}: its database driver is not installed ({e.name}; PostgreSQL: pip "
+                              "install 'spamtune[postgres]' and use postgresql+psycopg://)") from None
         except (ArgumentError, NoSuchModuleError, ValueError) as e:
-            raise ConfigError(f"--db {url!r}: not a database URL SQLAlchemy can use ({e})") from None
+            raise ConfigError(f"--db {shown}: not a database URL SQLAlchemy can use "
+                              f"({_without_password(str(e), url)})") from None
         except OSError as e:
-            raise ConfigError(f"--db {url!r}: cannot create its directory ({e.strerror})") from None
-        if engine.dialect.name == "sqlite":
+            raise ConfigError(f"--db {shown}: cannot create its directory ({e.strerror})") from None
+        if engine.dialect.name == "sqlite" and not read_only:
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
-        if upgrade:
+        if path is not None:
+            store.path = path
+        if upgrade and not read_only:
             store.upgrade()
+        if read_only or must_exist:
+            store.require_current()
+        store.check_file()  # remembers which file it is
         return store
 
     def upgrade(self) -> None:
@@ -156,6 +205,21 @@ class PredictionStore:
         except SQLAlchemyError as e:
             raise StoreError(f"cannot open the prediction store {self.url}: {_reason(e)}") from None
 
+    def require_current(self) -> None:
+        """The schema must be there and at this spamtune's revision (readers do not upgrade)."""
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory(str(Path(__file__).with_name("migrations"))).get_current_head()
+        try:
+            revision = self.revision()
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot open the prediction store {self.url}: {_reason(e)}") from None
+        if revision is None:
+            raise ConfigError(f"--db {self.url}: not a spamtune prediction store (no schema)")
+        if revision != head:
+            raise ConfigError(f"--db {self.url}: the store is at schema revision {revision}, this spamtune reads "
+                              f"{head}; open it once with a writable spamtune (serve, feedback) to upgrade it")
+
     def revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
@@ -168,15 +232,29 @@ class PredictionStore:
         """One transaction for the whole batch: all rows are written or none."""
         if not records:
             return
-        with self.engine.begin() as conn:
-            conn.execute(predictions.insert(), [asdict(r) for r in records])
+        self.check_file()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(predictions.insert(), [asdict(r) for r in records])
+        except SQLAlchemyError as e:  # the database's reason only: SQLAlchemy's message would carry the texts
+            raise StoreError(f"cannot write to the prediction store {self.url}: {_reason(e)}") from None
+
+    def check_writable(self) -> None:
+        """Take and release the write lock once (within the busy timeout): a store another process holds locked,
+        or a read-only one, is an error before any work is done."""
+        try:
+            with self.engine.begin() as conn:  # a no-op write: it needs the lock a real one would
+                conn.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot write to the prediction store {self.url}: {_reason(e)}") from None
 
     def add_feedback(self, prediction_id: str, label: str, learn: bool = True, source: str = "api",
                      replace: bool = False) -> dict[str, Any]:
         """Record a correction. The merge rule: the same label again changes nothing ("unchanged"), except that an
         operator repeating an end user's correction marks it reviewed ("confirmed": its source becomes the
         operator's); another label for a prediction that already has one is a `FeedbackConflict` unless `replace`
-        ("replaced"); an unknown id is `UnknownPrediction`. Returns {"status", "previous", "prediction_label"}."""
+        ("replaced"), and always when an end user would replace an operator's; an unknown id is
+        `UnknownPrediction`. Returns {"status", "previous", "prediction_label"}."""
         with self.engine.begin() as conn:
             pred = conn.execute(select(predictions.c.label).where(predictions.c.id == prediction_id,
                                                                   predictions.c.shadow_of.is_(None))).first()
@@ -198,6 +276,9 @@ class PredictionStore:
                     conn.execute(update(feedback).where(feedback.c.prediction_id == prediction_id)
                                  .values(source=source, updated_at=t))
                     status = "confirmed"
+            elif old.source in TRUSTED_SOURCES and source not in TRUSTED_SOURCES:
+                raise FeedbackConflict(f"prediction {prediction_id} was corrected by an operator to "
+                                       f"{old.label!r}; only an operator can change it")
             elif not replace:
                 raise FeedbackConflict(f"prediction {prediction_id} was already corrected to {old.label!r}; "
                                        "replace it explicitly (--replace, or \"replace\": true over HTTP)")
@@ -255,28 +336,56 @@ class PredictionStore:
         with self.engine.connect() as conn:
             return [_row(r._mapping) for r in conn.execute(q)]
 
-    def iter_all(self, run_id: str | None = None, since: datetime.datetime | None = None,
-                 chunk: int = 5000) -> Iterator[dict[str, Any]]:
-        """Every matching answer (no shadow decisions), oldest first, in chunks (the monitor reads millions this
-        way)."""
-        offset = 0
+    def _answers(self, run_id: str | None, since: datetime.datetime | None) -> list[Any]:
+        conds: list[Any] = [predictions.c.shadow_of.is_(None)]
+        if run_id:
+            conds.append(predictions.c.run_id == run_id)
+        if since is not None:
+            conds.append(predictions.c.created_at >= since)
+        return conds
+
+    def span(self, run_id: str | None = None, since: datetime.datetime | None = None
+             ) -> tuple[datetime.datetime | None, datetime.datetime | None, int]:
+        """The first and last answer's time and their number (one aggregate query)."""
+        c = predictions.c
+        q = select(func.min(c.created_at), func.max(c.created_at), func.count()).where(
+            and_(*self._answers(run_id, since)))
+        with self.engine.connect() as conn:
+            first, last, n = conn.execute(q).one()
+        return _utc(first), _utc(last), int(n)
+
+    def iter_all(self, run_id: str | None = None, since: datetime.datetime | None = None, chunk: int = 5000,
+                 with_text: bool = True) -> Iterator[dict[str, Any]]:
+        """Every matching answer (no shadow decisions) with its correction, oldest first, in chunks read by key
+        (each chunk starts after the last one's (created_at, id): no offset to skip, so millions read at a steady
+        pace); `with_text=False` never reads the texts (what the charts need)."""
+        c = predictions.c
+        columns = [col for col in predictions.c if with_text or col.name != "text"]
+        j = predictions.outerjoin(feedback, feedback.c.prediction_id == c.id)
+        after: tuple[Any, str] | None = None
         while True:
-            conds: list[Any] = [predictions.c.shadow_of.is_(None)]
-            if run_id:
-                conds.append(predictions.c.run_id == run_id)
-            if since is not None:
-                conds.append(predictions.c.created_at >= since)
-            j = predictions.outerjoin(feedback, feedback.c.prediction_id == predictions.c.id)
-            q = (select(*predictions.c, feedback.c.label.label("feedback_label"),
-                        feedback.c.learn.label("feedback_learn")).select_from(j)
-                 .where(and_(*conds)).order_by(predictions.c.created_at, predictions.c.id)
-                 .offset(offset).limit(chunk))
+            conds = self._answers(run_id, since)
+            if after is not None:
+                conds.append(tuple_(c.created_at, c.id) > tuple_(*after))
+            q = (select(*columns, feedback.c.label.label("feedback_label"), feedback.c.learn.label("feedback_learn"))
+                 .select_from(j).where(and_(*conds)).order_by(c.created_at, c.id).limit(chunk))
             with self.engine.connect() as conn:
-                rows = [_row(r._mapping) for r in conn.execute(q)]
-            yield from rows
-            if len(rows) < chunk:
+                raw = list(conn.execute(q))
+            if not raw:
                 return
-            offset += chunk
+            after = (raw[-1].created_at, raw[-1].id)
+            yield from (_row(r._mapping) for r in raw)
+            if len(raw) < chunk:
+                return
+
+    def recent(self, run_id: str | None = None, since: datetime.datetime | None = None,
+               limit: int = 2000) -> list[dict[str, Any]]:
+        """The `limit` most recent answers, oldest first: text, positive_score (drift tests read these)."""
+        c = predictions.c
+        q = (select(c.created_at, c.text, c.positive_score).where(and_(*self._answers(run_id, since)))
+             .order_by(c.created_at.desc(), c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [_row(r._mapping) for r in conn.execute(q)][::-1]
 
     def corrections(self, learnable_only: bool = False) -> list[dict[str, Any]]:
         """Corrected predictions (with their text when stored), oldest correction first: id, text, text_sha256,
@@ -290,28 +399,55 @@ class PredictionStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q.order_by(feedback.c.updated_at))]
 
-    def shadow_pairs(self, since: datetime.datetime | None = None) -> list[dict[str, Any]]:
-        """Each answer that a shadow model also decided, oldest first: id, created_at, text, the answer's run_id,
-        label, decision and positive_score, and the shadow's (shadow_run_id, shadow_label, ...)."""
+    def shadow_pairs(self, since: datetime.datetime | None = None, limit: int | None = None,
+                     disagreeing: bool = False) -> list[dict[str, Any]]:
+        """Answers that a shadow model also decided, oldest first (the most recent `limit`; only where the labels
+        differ with `disagreeing`): id, created_at, text, the answer's run_id, label, decision and positive_score,
+        and the shadow's (shadow_run_id, shadow_label, ...)."""
         a, s = predictions.alias("a"), predictions.alias("s")
         q = (select(a.c.id, a.c.created_at, a.c.text, a.c.run_id, a.c.label, a.c.decision, a.c.positive_score,
                     s.c.run_id.label("shadow_run_id"), s.c.label.label("shadow_label"),
                     s.c.decision.label("shadow_decision"), s.c.positive_score.label("shadow_positive_score"))
-             .select_from(a.join(s, s.c.shadow_of == a.c.id)).order_by(a.c.created_at, a.c.id))
+             .select_from(a.join(s, s.c.shadow_of == a.c.id)).order_by(a.c.created_at.desc(), a.c.id.desc()))
+        if since is not None:
+            q = q.where(a.c.created_at >= since)
+        if disagreeing:
+            q = q.where(a.c.label != s.c.label)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [_row(r._mapping) for r in conn.execute(q)][::-1]
+
+    def shadow_agreement(self, since: datetime.datetime | None = None) -> list[dict[str, Any]]:
+        """Per (answering run, shadow run), aggregated in the database: n, same label, same band."""
+        a, s = predictions.alias("a"), predictions.alias("s")
+        same_label = func.sum(case((a.c.label == s.c.label, 1), else_=0))
+        same_band = func.sum(case((a.c.decision == s.c.decision, 1), (and_(a.c.decision.is_(None),
+                                                                             s.c.decision.is_(None)), 1), else_=0))
+        q = (select(a.c.run_id, s.c.run_id.label("shadow_run_id"), func.count().label("n"),
+                    same_label.label("same_label"), same_band.label("same_band"))
+             .select_from(a.join(s, s.c.shadow_of == a.c.id)).group_by(a.c.run_id, s.c.run_id))
         if since is not None:
             q = q.where(a.c.created_at >= since)
         with self.engine.connect() as conn:
-            return [_row(r._mapping) for r in conn.execute(q)]
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def close(self) -> None:
         self.engine.dispose()
 
 
+def _utc(t: Any) -> Any:
+    if isinstance(t, str):  # SQLite's min()/max() of a DateTime column come back as text
+        t = datetime.datetime.fromisoformat(t)
+    if isinstance(t, datetime.datetime) and t.tzinfo is None:  # SQLite keeps no zone: it is UTC
+        return t.replace(tzinfo=datetime.UTC)
+    return t
+
+
 def _row(m: Any) -> dict[str, Any]:
     d = dict(m)
-    created = d.get("created_at")
-    if isinstance(created, datetime.datetime) and created.tzinfo is None:  # SQLite keeps no zone: it is UTC
-        d["created_at"] = created.replace(tzinfo=datetime.UTC)
+    if "created_at" in d:
+        d["created_at"] = _utc(d["created_at"])
     return d
 
 
@@ -321,6 +457,33 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def display_url(url: str) -> str:
+    """A database URL fit to print: the password hidden, even in one SQLAlchemy cannot parse."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: hide whatever sits between "user:" and "@"
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _without_password(message: str, url: str) -> str:
+    """An error message with the URL's password (if any) masked."""
+    from sqlalchemy.engine import make_url
+
+    with contextlib.suppress(Exception):
+        if password := make_url(url).password:
+            message = message.replace(str(password), "***")
+    m = re.search(r"://[^:/@]*:([^@]*)@", url)
+    return message.replace(m.group(1), "***") if m and m.group(1) else message
+
+
+def _sqlite_read_only(path: Path) -> Any:
+    import sqlite3
+
+    return sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, check_same_thread=False)
 
 
 def _reason(e: Exception) -> str:

@@ -1,58 +1,41 @@
 """Corrections and the admin page: `POST /feedback` (a user's "this was wrong"), and `/admin` with its JSON API —
-recent decisions with filters, relabelling in place, the corrections as CSV in `spamtune prepare`'s format, the
-current run and thresholds, and the monitoring charts. Everything here sits behind the API key when one is set.
+recent decisions with filters and every check's verdict, relabelling in place, the corrections as CSV in `spamtune
+prepare`'s format, the current run and thresholds, and the monitoring charts. Everything here sits behind the API
+key when one is set. The routes receive the service object through the `service` dependency.
 
 No `from __future__ import annotations`: FastAPI reads the request models from the handlers' annotations.
 """
 
-import asyncio
 import csv
-import hmac
 import io
-from collections.abc import Callable
 from importlib.resources import files
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field, StrictBool, StrictStr, StringConstraints
 
-from spamtune.inference import TextClassifier
+from spamtune.inference.files import neutralize_formula
 from spamtune.monitoring.store import FeedbackConflict, PredictionStore, StoreError, UnknownPrediction
-from spamtune.monitoring.writer import StoreWriter
-from spamtune.serving.metrics import ServiceMetrics
+from spamtune.serving.access import given_key, too_many
+from spamtune.serving.schemas import FeedbackRequest, FeedbackResponse, RelabelRequest
+from spamtune.serving.service import ClassifierService, service
 
-PredictionId = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
-
-
-def key_guard(api_key: str | None, exempt: tuple[str, ...] = ()) -> Callable[[Request], None]:
-    """A dependency that lets a request through only with the API key (X-API-Key: KEY or Authorization: Bearer
-    KEY); a no-op when no key is set, and for the `exempt` paths."""
-
-    def check(request: Request) -> None:
-        if api_key is None or request.url.path in exempt:
-            return
-        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise HTTPException(401, "an API key is required (X-API-Key or Authorization: Bearer)",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    return check
+Service = Annotated[ClassifierService, Depends(service)]
 
 
-class FeedbackBase(BaseModel):
-    id: PredictionId = Field(description="the `id` of a result from /classify or /predict")
-    learn: StrictBool = Field(True, description="false: act on it but keep it out of training data")
-    replace: StrictBool = Field(False, description="change an earlier correction of this prediction")
+def require_admin(request: Request, svc: Service) -> None:
+    """The dependency of everything that reads stored messages: the admin key, when the server has keys."""
+    svc.keys.require_admin(request)
 
 
-class FeedbackResponse(BaseModel):
-    status: str = Field(description="recorded / unchanged / replaced")
-    id: str
-    label: str
-    previous: str | None = Field(description="the earlier correction this one replaced")
-    type: str = Field(description="false_positive / false_negative / confirmation / relabel")
+def require_key_all(request: Request, svc: Service) -> None:
+    """--api-key-all: every route but /health (a liveness probe carries no key) needs a key, admin or feedback."""
+    if svc.opts.api_key_all and request.url.path != "/health":
+        keys = svc.keys
+        given = given_key(request)
+        if given is None or not any(k is not None and given == k for k in (keys.admin, keys.feedback)):
+            keys.require_admin(request)  # the 401 (or 403) with its message
 
 
 def feedback_type(predicted: str, corrected: str, positive: str | None) -> str:
@@ -63,117 +46,139 @@ def feedback_type(predicted: str, corrected: str, positive: str | None) -> str:
     return "false_positive" if predicted == positive else "false_negative"
 
 
-def build_router(current: Callable[[], TextClassifier], store: PredictionStore | None, writer: StoreWriter | None,
-                 metrics: ServiceMetrics, api_key: str | None, settings: Callable[[], dict[str, Any]]) -> APIRouter:
-    """`current()`: the model answering now (its labels never change; its run id does with a registry swap)."""
-    guard = [Depends(key_guard(api_key))]
-    clf = current()
-    positive = clf.label_names[-1] if clf.binary else None
-    names = list(clf.label_names)
-    enum: list[Any] = list(names)
+def need_store(svc: ClassifierService) -> PredictionStore:
+    if svc.opts.store is None:
+        raise HTTPException(503, "this server records no predictions (started with --no-store)")
+    return svc.opts.store
 
-    class FeedbackRequest(FeedbackBase):
-        # the run's labels as an enum in the schema: a client (and a fuzzer) knows what a valid correction is
-        label: StrictStr = Field(description="the right label", json_schema_extra={"enum": enum})
-    router = APIRouter()
-    errors: dict[int | str, dict[str, Any]] = {400: {"description": "a body that is not JSON, or malformed framing"},
-                                               401: {"description": "API key missing or wrong"},
-                                               503: {"description": "no prediction store, or it is unavailable"}}
 
-    def need_store() -> PredictionStore:
-        if store is None:
-            raise HTTPException(503, "this server records no predictions (started with --no-store)")
-        return store
+guard = [Depends(require_admin)]
+ERRORS: dict[int | str, dict[str, Any]] = {400: {"description": "a body that is not JSON, or malformed framing"},
+                                           401: {"description": "API key missing or wrong"},
+                                           403: {"description": "the feedback key cannot read stored messages"},
+                                           503: {"description": "no prediction store, or it is busy or down"}}
+FEEDBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 404: {"description": "unknown prediction id"},
+    409: {"description": "already corrected to another label, or by an operator"},
+    429: {"description": "too many corrections from this client or credential"}}
+router = APIRouter()
 
-    @router.post("/feedback", response_model=FeedbackResponse, dependencies=guard,
-                 responses={**errors, 404: {"description": "unknown prediction id"},
-                            409: {"description": "already corrected to another label"}})
-    async def post_feedback(req: FeedbackRequest) -> FeedbackResponse:
-        """Correct a decision. The same correction twice changes nothing; a different label for a corrected
-        prediction is a 409 unless `replace` is true."""
-        s = need_store()
-        if req.label not in names:
-            raise RequestValidationError([{"type": "enum", "loc": ("body", "label"),
-                                           "msg": f"Input should be one of {', '.join(names)}"}])
+
+async def correct(svc: ClassifierService, prediction_id: str, label: str, learn: bool, source: str,
+                  replace: bool) -> FeedbackResponse:
+    """Record a correction through the store's threads (bounded waits), as `source`."""
+    s = need_store(svc)
+    names = svc.clf.label_names
+    if label not in names:
+        raise RequestValidationError([{"type": "enum", "loc": ("body", "label"),
+                                       "msg": f"Input should be one of {', '.join(names)}"}])
+    writer = svc.writer
+    try:
         try:
-            try:
-                out = await asyncio.to_thread(s.add_feedback, req.id, req.label, req.learn, "api", req.replace)
-            except UnknownPrediction:
-                if writer is None or not await asyncio.to_thread(writer.flush, 5.0):
-                    raise
-                out = await asyncio.to_thread(s.add_feedback, req.id, req.label, req.learn, "api", req.replace)
-        except UnknownPrediction as e:
-            raise HTTPException(404, str(e)) from None
-        except FeedbackConflict as e:
-            raise HTTPException(409, str(e)) from None
-        except StoreError as e:
-            raise HTTPException(503, str(e)) from None
-        except Exception as e:  # the database is down: say so, as the writer does
-            raise HTTPException(503, f"the prediction store is unavailable ({type(e).__name__})") from None
-        kind = feedback_type(out["prediction_label"], req.label, positive)
-        if out["status"] != "unchanged":
-            metrics.feedback.labels(kind).inc()
-        return FeedbackResponse(status=out["status"], id=req.id, label=req.label, previous=out["previous"],
-                                type=kind)
+            out = await svc.store_call(s.add_feedback, prediction_id, label, learn, source, replace)
+        except UnknownPrediction:  # the answer's record may still be in the writer's queue
+            if writer is None or not await svc.store_call(writer.flush, 1.5):
+                raise
+            out = await svc.store_call(s.add_feedback, prediction_id, label, learn, source, replace)
+    except UnknownPrediction as e:
+        raise HTTPException(404, str(e)) from None
+    except FeedbackConflict as e:
+        raise HTTPException(409, str(e)) from None
+    except StoreError as e:
+        raise HTTPException(503, str(e)) from None
+    except HTTPException:
+        raise
+    except Exception as e:  # the database is down: say so, as the writer does
+        raise HTTPException(503, f"the prediction store is unavailable ({type(e).__name__})") from None
+    kind = feedback_type(out["prediction_label"], label, svc.positive)
+    if out["status"] != "unchanged":
+        svc.metrics.feedback.labels(kind).inc()
+    return FeedbackResponse(status=out["status"], id=prediction_id, label=label, previous=out["previous"],
+                            type=kind)
 
-    page = files("spamtune").joinpath("static/admin.html").read_text(encoding="utf-8")  # package data
 
-    @router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
-    async def admin_page() -> str:
-        return page  # static: the data comes from /admin/api/*, behind the key
+@router.post("/feedback", response_model=FeedbackResponse, responses=FEEDBACK_ERRORS)
+async def post_feedback(req: FeedbackRequest, request: Request, svc: Service) -> FeedbackResponse:
+    """Correct a decision: with the result's `feedback_token` (no key), the feedback key or the admin key. The
+    same correction twice changes nothing; a different label for a corrected prediction is a 409 unless `replace`
+    is true, and an operator's correction is never replaced from here. Rate-limited per client and credential."""
+    who = svc.keys.feedback_credential(request, req.id, req.token)
+    client = request.client.host if request.client else "unknown"
+    for kind, name in (("client", client), ("credential", f"{who}:{req.id if who == 'token' else ''}")):
+        if (wait := svc.feedback_limits[kind].wait_s(name)) > 0:
+            svc.metrics.rejected.labels("feedback_rate").inc()
+            raise too_many(wait)
+    return await correct(svc, req.id, req.label, req.learn, "admin" if who == "admin" else "api", req.replace)
 
-    @router.get("/admin/api/summary", dependencies=guard, responses=errors)
-    async def summary() -> dict[str, Any]:
-        """The run that answers, its thresholds, and what the store holds."""
-        out: dict[str, Any] = {**settings(), "store": None}
-        if store is not None:
-            try:
-                total = await asyncio.to_thread(store.count)
-                out["store"] = {"url": store.url, "predictions": total,
-                                "written": writer.written if writer else None,
-                                "not_recorded": (writer.failed + writer.dropped) if writer else None}
-            except Exception as e:
-                out["store"] = {"url": store.url, "error": type(e).__name__}
-        return out
 
-    @router.get("/admin/api/predictions", dependencies=guard, responses=errors)
-    async def recent(decision: str | None = None, label: str | None = None, corrected: bool | None = None,
-                     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
-                     max_score: Annotated[float | None, Query(ge=0, le=1)] = None,
-                     q: Annotated[str | None, Query(max_length=200)] = None,
-                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict[str, Any]]:
-        """Recent decisions, newest first, with their correction if any."""
-        from spamtune.monitoring.store import Query as StoreQuery
+@router.post("/admin/api/relabel", response_model=FeedbackResponse, dependencies=guard,
+             responses={**FEEDBACK_ERRORS})
+async def relabel(req: RelabelRequest, svc: Service) -> FeedbackResponse:
+    """An operator's correction (source "admin", trusted): it replaces an end user's and confirms an equal one."""
+    return await correct(svc, req.id, req.label, req.learn, "admin", req.replace)
 
-        s = need_store()
-        rows = await asyncio.to_thread(s.query, StoreQuery(decision=decision, label=label, corrected=corrected,
-                                                           min_score=min_score, max_score=max_score, text=q,
-                                                           limit=limit, offset=offset))
-        return [{**r, "created_at": r["created_at"].isoformat()} for r in rows]
 
-    @router.get("/admin/api/corrections.csv", dependencies=guard, responses=errors,
-                response_class=Response)
-    async def corrections(learnable: bool = True) -> Response:
-        """The corrections with their text as `text,label` CSV: `spamtune prepare --data corrections.csv
-        --text-col text --label-col label` reads it (predictions stored without text are left out)."""
-        rows = await asyncio.to_thread(need_store().corrections, learnable)
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["text", "label", "prediction_id", "predicted", "learn"])
-        w.writerows([r["text"], r["label"], r["id"], r["predicted"], int(r["learn"])] for r in rows if r["text"])
-        return Response(buf.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="corrections.csv"'})
+@router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
+async def admin_page() -> str:
+    # static: the data comes from /admin/api/*, behind the key
+    return files("spamtune").joinpath("static/admin.html").read_text(encoding="utf-8")
 
-    @router.get("/admin/api/charts/{name}.png", dependencies=guard, response_class=Response,
-                responses={**errors, 404: {"description": "no such chart"}})
-    async def chart(name: str, hours: Annotated[int, Query(ge=1, le=24 * 366)] = 24) -> Response:
-        """A monitoring chart over the last `hours`: volume, decisions, scores or latency."""
-        from spamtune.monitoring.charts import CHARTS, render_chart
 
-        if name not in CHARTS:
-            raise HTTPException(404, f"no chart {name!r} (charts: {', '.join(CHARTS)})")
-        png = await asyncio.to_thread(render_chart, need_store(), name, hours, current().run_id)
-        return Response(png, media_type="image/png")
+@router.get("/admin/api/summary", dependencies=guard, responses=ERRORS)
+async def summary(svc: Service) -> dict[str, Any]:
+    """The run that answers, its thresholds and checks, and what the store holds."""
+    out: dict[str, Any] = {**svc.settings(), "store": None}
+    store, writer = svc.opts.store, svc.writer
+    if store is not None:
+        try:
+            total = await svc.store_call(store.count)
+            out["store"] = {"url": store.url, "predictions": total,
+                            "written": writer.written if writer else None,
+                            "not_recorded": (writer.failed + writer.dropped) if writer else None}
+        except Exception as e:
+            out["store"] = {"url": store.url, "error": type(e).__name__}
+    return out
 
-    return router
+
+@router.get("/admin/api/predictions", dependencies=guard, responses=ERRORS)
+async def recent(svc: Service, decision: str | None = None, label: str | None = None, corrected: bool | None = None,
+                 min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
+                 max_score: Annotated[float | None, Query(ge=0, le=1)] = None,
+                 q: Annotated[str | None, Query(max_length=200)] = None,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                 offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict[str, Any]]:
+    """Recent decisions, newest first, with every check's verdict and their correction if any."""
+    from spamtune.monitoring.store import Query as StoreQuery
+
+    s = need_store(svc)
+    rows = await svc.store_call(s.query, StoreQuery(decision=decision, label=label, corrected=corrected,
+                                                    min_score=min_score, max_score=max_score, text=q,
+                                                    limit=limit, offset=offset))
+    return [{**r, "created_at": r["created_at"].isoformat()} for r in rows]
+
+
+@router.get("/admin/api/corrections.csv", dependencies=guard, responses=ERRORS, response_class=Response)
+async def corrections(svc: Service, learnable: bool = True) -> Response:
+    """The corrections with their text as `text,label` CSV: `spamtune prepare --data corrections.csv
+    --text-col text --label-col label` reads it (predictions stored without text are left out). A cell a
+    spreadsheet would run as a formula gets a leading ' (OWASP), as `classify --out` does."""
+    rows = await svc.store_call(need_store(svc).corrections, learnable, timeout=30.0)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["text", "label", "prediction_id", "predicted", "learn", "source"])
+    w.writerows([neutralize_formula(r["text"]), neutralize_formula(r["label"]), r["id"],
+                 neutralize_formula(r["predicted"]), int(r["learn"]), r["source"]] for r in rows if r["text"])
+    return Response(buf.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="corrections.csv"'})
+
+
+@router.get("/admin/api/charts/{name}.png", dependencies=guard, response_class=Response,
+            responses={**ERRORS, 404: {"description": "no such chart"}})
+async def chart(svc: Service, name: str, hours: Annotated[int, Query(ge=1, le=24 * 366)] = 24) -> Response:
+    """A monitoring chart over the last `hours`: volume, decisions, scores or latency."""
+    from spamtune.monitoring.charts import CHARTS, render_chart
+
+    if name not in CHARTS:
+        raise HTTPException(404, f"no chart {name!r} (charts: {', '.join(CHARTS)})")
+    png = await svc.store_call(render_chart, need_store(svc), name, hours, svc.clf.run_id, timeout=30.0)
+    return Response(png, media_type="image/png")

@@ -1,6 +1,8 @@
 """The micro-batcher: texts from concurrent requests are queued and classified together in one forward pass (up
 to `max_batch` texts, waiting at most `window_ms` for company), on one worker thread, so the model never runs
-twice at once and throughput under load is that of batched inference rather than one pass per request.
+twice at once and throughput under load is that of batched inference rather than one pass per request. Each pass
+runs the run's decision pipeline (inference/pipeline.py) up to its threshold-free `Scored`; work that needs the
+model alone (an explanation's gradients) is queued with `exclusive` and runs between two passes.
 
 The model can be swapped while requests flow (`swap`): each forward pass reads the model once, and every request
 gets back the model that scored it, so an answer is always wholly one model's."""
@@ -12,10 +14,10 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Any
 
 from spamtune.inference import TextClassifier
+from spamtune.inference.pipeline import Scored as PipelineScored
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +28,18 @@ class Overloaded(Exception):
 
 @dataclass
 class Scored:
-    """One request's share of a forward pass."""
+    """One request's share of a pass."""
 
-    logits: np.ndarray  # (N, C)
-    truncated: list[bool]
-    clf: TextClassifier  # the model that computed them: decide with its temperature and operating point
+    scored: PipelineScored  # the checks' verdicts and the combined logits of this request's messages
+    clf: TextClassifier  # the model that computed them: decide with its pipeline (temperature, operating point)
+
+
+@dataclass
+class _Exclusive:
+    """A callable that needs the model to itself, and where its result goes."""
+
+    fn: Callable[[], Any]
+    future: asyncio.Future
 
 
 class MicroBatcher:
@@ -44,7 +53,7 @@ class MicroBatcher:
     def __init__(self, clf: TextClassifier, max_batch: int, window_ms: float, max_queue: int = 2_048,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.clf, self.max_batch, self.window, self.max_queue = clf, max_batch, window_ms / 1000, max_queue
-        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future[Scored]]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future[Scored]] | _Exclusive] = asyncio.Queue()
         self.waiting = 0  # texts queued or in the forward pass now (the queue-depth gauge)
         self._on_batch = on_batch
         self.batches_run = 0  # observable in /health: proof that requests share passes
@@ -68,9 +77,16 @@ class MicroBatcher:
         old, self.clf = self.clf, clf
         return old
 
+    async def exclusive(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn()` on the worker thread between two passes: work on a model this batcher runs (an explanation's
+        gradients) never overlaps a forward pass."""
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Exclusive(fn, future))
+        return await future
+
     async def classify(self, texts: list[str]) -> Scored:
-        """(N, C) logits of `texts`, whether each was truncated, and the model that computed them; in a shared
-        forward pass."""
+        """The pipeline's pass over `texts` (verdicts, combined logits, truncation) and the model that made it; in
+        a shared forward pass."""
         if self.waiting + len(texts) > self.max_queue:
             raise Overloaded(f"{self.waiting} messages are waiting already")
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
@@ -84,8 +100,12 @@ class MicroBatcher:
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            jobs = [await self.queue.get()]
-            n = len(jobs[0][0])
+            first = await self.queue.get()
+            if isinstance(first, _Exclusive):
+                await self._run_exclusive(first)
+                continue
+            jobs, later = [first], []
+            n = len(first[0])
             deadline = loop.time() + self.window
             while n < self.max_batch:
                 timeout = deadline - loop.time()
@@ -95,26 +115,43 @@ class MicroBatcher:
                     job = await asyncio.wait_for(self.queue.get(), timeout)
                 except TimeoutError:  # not the builtin TimeoutError before Python 3.11
                     break
+                if isinstance(job, _Exclusive):
+                    later.append(job)  # after this pass: requests already waiting go first
+                    continue
                 jobs.append(job)
                 n += len(job[0])
-            texts = [t for job_texts, _ in jobs for t in job_texts]
-            if self._on_batch:
-                self._on_batch(len(texts))
-            clf = self.clf  # one model per pass, whatever `swap` does meanwhile
-            try:
-                logits, truncated = await asyncio.to_thread(clf.logits, texts)
-            except Exception as e:  # never leave a request hanging; the handler turns this into a 500 JSON
-                log.exception("classification failed")
-                self.last_error = f"{type(e).__name__}: {e}"
-                for _, fut in jobs:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            self.batches_run += 1
-            self.last_error = None
-            start = 0
-            for job_texts, fut in jobs:
-                if not fut.done():  # the client may have gone away
-                    end = start + len(job_texts)
-                    fut.set_result(Scored(logits[start:end], truncated[start:end], clf))
-                start += len(job_texts)
+            await self._run_pass(jobs)
+            for job in later:
+                await self._run_exclusive(job)
+
+    async def _run_pass(self, jobs: list[tuple[list[str], asyncio.Future[Scored]]]) -> None:
+        texts = [t for job_texts, _ in jobs for t in job_texts]
+        if self._on_batch:
+            self._on_batch(len(texts))
+        clf = self.clf  # one model per pass, whatever `swap` does meanwhile
+        try:
+            scored = await asyncio.to_thread(clf.score, texts)
+        except Exception as e:  # never leave a request hanging; the handler turns this into a 500 JSON
+            log.exception("classification failed")
+            self.last_error = f"{type(e).__name__}: {e}"
+            for _, fut in jobs:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        self.batches_run += 1
+        self.last_error = None
+        start = 0
+        for job_texts, fut in jobs:
+            if not fut.done():  # the client may have gone away
+                fut.set_result(Scored(scored[start : start + len(job_texts)], clf))
+            start += len(job_texts)
+
+    async def _run_exclusive(self, job: _Exclusive) -> None:
+        try:
+            result = await asyncio.to_thread(job.fn)
+        except Exception as e:
+            if not job.future.done():
+                job.future.set_exception(e)
+            return
+        if not job.future.done():
+            job.future.set_result(result)

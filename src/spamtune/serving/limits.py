@@ -19,6 +19,10 @@ class ServeLimits:
     batch_window_ms: float = 5.0
     max_queue: int = 2_048  # texts waiting for a forward pass; more: 503 with Retry-After, not an endless queue
     request_timeout_s: float = 30.0  # a request waiting longer for its forward pass gets a 503
+    explain_budget_s: float = 5.0  # "explain": true: seconds of explanation per request; what runs out says so
+    store_timeout_s: float = 2.0  # the longest a request waits for the prediction store (feedback, admin): 503
+    feedback_per_minute_client: float = 30.0  # corrections per client address (token bucket)
+    feedback_per_minute_key: float = 120.0  # ...and per credential (a key, or one decision's token)
 
 
 class BodyLimit:
@@ -36,7 +40,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         lengths = [v for k, v in scope["headers"] if k.lower() == b"content-length"]
         chunked = any(k.lower() == b"transfer-encoding" for k, _ in scope["headers"])
-        if lengths and chunked:
+        if lengths and chunked:  # refused before a byte of the body is read; the connection closes with it
             return await self._reply(scope, receive, send, 400, "a request may not carry both Content-Length and "
                                                                  "Transfer-Encoding")
         if lengths and (len(set(lengths)) > 1 or not lengths[0].isdigit()):
@@ -80,4 +84,9 @@ class BodyLimit:
 
     @staticmethod
     async def _reply(scope, receive, send, status: int, detail: str) -> None:
-        await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+        from spamtune.serving.schemas import error_body
+
+        # Connection: close, so the server drops what the client still sends instead of reading it to reuse the
+        # connection (a 4xx here means the body is not wanted)
+        await JSONResponse(error_body(scope["path"], detail), status_code=status,
+                           headers={"Connection": "close"})(scope, receive, send)

@@ -1,0 +1,332 @@
+"""Decisions as a pipeline of named checks, each explaining itself (Rspamd's symbols, SpamAssassin's `tests=`,
+tg-spam's per-check verdicts).
+
+A check sees a batch of messages and gives each a `Verdict`: the label it votes for (or none), its own score, and a
+short reason with its evidence. Checks run in order; a *final* verdict decides its message (a deny-list entry, say)
+and the checks after it skip that message. The combiner turns what is left into the decision: the model's logits,
+stacked with the n-gram model's margin when the run has one, then the run's temperature, the operating point and
+the bands (decisions.py). Every path decides through here: `TextClassifier` (decide / predict / __call__ /
+predict_proba), `classify` (arguments, stdin, files, Ray), the service (answers, shadow, canary), the ONNX runtime
+and `evaluate`.
+
+Two phases, so the service can share a forward pass between requests and still decide each at its own thresholds:
+
+    scored = pipeline.score(texts)                      # threshold-free: verdicts, combined logits, truncation
+    decided = pipeline.decide(scored, threshold, review)  # a Decision per message, its verdicts attached
+    pipeline.explain(texts, decided, budget_s=5)          # on demand: the words / n-grams behind each verdict
+
+Today's configuration is [ModelCheck "model", NgramCheck "ngrams" (stacked runs)] + the operating point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from spamtune.decisions import Band, bands
+from spamtune.tasks import SingleLabel
+
+if TYPE_CHECKING:
+    from spamtune.inference.api import TextClassifier
+    from spamtune.stacking import NgramStack
+
+log = logging.getLogger(__name__)
+
+TOP_EVIDENCE = 5  # words / n-grams listed per explained verdict
+
+
+@dataclass
+class Verdict:
+    """One check's say on one message."""
+
+    check: str  # the check's name ("model", "ngrams"; later "lists", "memory", ...)
+    label: str | None  # the label it votes for; None: no opinion
+    score: float | None  # the check's own score (the model's P(positive) alone; the n-gram SVM's margin)
+    reason: str  # one line for people
+    evidence: dict[str, Any] = field(default_factory=dict)  # filled by `explain`: {"words": [[w, weight], ...]}
+    final: bool = False  # decides the message: the checks after it and the combiner's model score are skipped
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Decision:
+    """One message's outcome in a form people and tools read: the label at the operating point, the band, the
+    calibrated probabilities it came from, and every check's verdict."""
+
+    label: str  # the decided label (binary runs: the positive label only in the "block" band)
+    score: float  # calibrated probability of `label`
+    scores: dict[str, float]  # calibrated probability of every label
+    decision: Band | None  # allow / review / block for binary runs; None for more classes
+    threshold: float | None  # P(positive) at or above it: block
+    review_threshold: float | None  # P(positive) at or above it: review
+    truncated: bool  # the message was longer than the model reads (max_length tokens)
+    checks: list[Verdict] = field(default_factory=list)  # in pipeline order
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Decision:
+        return cls(**{**d, "checks": [Verdict(**v) for v in d.get("checks", [])]})
+
+
+@dataclass
+class Scored:
+    """A batch through the checks, before any threshold: what `decide` needs."""
+
+    logits: np.ndarray  # (N, C) the combined logits (the model's, stacked with the n-grams'): raw, uncalibrated
+    truncated: list[bool]
+    verdicts: list[list[Verdict]]  # per message, in check order
+
+    def __getitem__(self, rows: slice) -> Scored:
+        """The rows of one request in a shared pass (the micro-batcher)."""
+        return Scored(self.logits[rows], self.truncated[rows], self.verdicts[rows])
+
+
+@dataclass
+class BatchOptions:
+    """How a pass runs (not what it decides): the model's batch size and a progress bar."""
+
+    batch_size: int = 16
+    progress: bool = False
+
+
+@dataclass
+class CheckOutput:
+    """What a check gives for the messages it was shown: a verdict each, and the signal the combiner reads."""
+
+    verdicts: list[Verdict | None]
+    signal: np.ndarray | None = None  # model: (n, C) logits; ngrams: (n,) margins
+    truncated: list[bool] | None = None  # the model's: the message was cut to max_length tokens
+
+
+class Check(Protocol):
+    """A named check: `run` scores messages (cheap or not), `explain` fills in the evidence on demand."""
+
+    name: str
+
+    def run(self, texts: Sequence[str], options: BatchOptions) -> CheckOutput: ...
+
+    def explain(self, texts: Sequence[str], verdicts: Sequence[Verdict], deadline: float) -> None:
+        """Fill `verdict.evidence` for each message, stopping at `deadline` (time.monotonic())."""
+        ...
+
+
+def missing(verdict: Verdict, why: str) -> None:
+    """The explanation is missing (failed, ran out of time, not possible here): the decision stands."""
+    verdict.evidence = {"missing": why}
+    if "explanation missing" not in verdict.reason:
+        verdict.reason += f" (explanation missing: {why})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fine-tuned model
+
+
+class ModelCheck:
+    """The fine-tuned LLM: its logits, and on demand the words that pushed a message towards its label (captum's
+    word occlusion by default, or layer integrated gradients; inference/explain.py)."""
+
+    name = "model"
+
+    def __init__(self, clf: TextClassifier, stacked: bool, method: str = "occlusion", n_steps: int = 16) -> None:
+        self.clf, self.method, self.n_steps = clf, method, n_steps
+        # the run's temperature was fitted on the logits the combiner decides with: the model's own only when
+        # nothing is stacked on them
+        self.calibrated = not stacked
+        self.temperature = clf.temperature if self.calibrated else 1.0
+        self.what = f"fine-tuned {clf.run.run_config.model}"
+
+    def run(self, texts: Sequence[str], options: BatchOptions) -> CheckOutput:
+        logits, truncated = self.clf.model_logits(texts, options.batch_size, options.progress)
+        probs = self.clf.scores_from_logits(logits, calibrated=self.calibrated)
+        names, positive = self.clf.label_names, self.clf.positive_id
+        verdicts: list[Verdict | None] = []
+        for p in probs:
+            k = int(p.argmax())
+            shown = positive if positive is not None else k  # binary: always P(positive), as the bands read it
+            verdicts.append(Verdict(self.name, names[k], float(p[shown]),
+                                    f"{self.what}: P({names[shown]}) {p[shown]:.3f}"))
+        return CheckOutput(verdicts, logits, truncated)
+
+    def explain(self, texts: Sequence[str], verdicts: Sequence[Verdict], deadline: float) -> None:
+        from spamtune.inference.explain import WordAttributor
+
+        try:
+            attributor = WordAttributor(self.clf, self.temperature, self.n_steps, self.method)
+        except ExplanationUnavailable as e:
+            for v in verdicts:
+                missing(v, str(e))
+            return
+        names = self.clf.label_names
+        for text, v in zip(texts, verdicts):
+            if time.monotonic() > deadline:
+                missing(v, "the time budget ran out")
+                continue
+            try:
+                words = attributor.words(text, names.index(v.label or names[0]))
+            except Exception as e:  # never fail a decision for its explanation; a bug still shows in the log
+                log.exception("explaining the model's verdict failed")
+                missing(v, f"{type(e).__name__}")
+                continue
+            v.evidence = {"words": [[w, round(a, 6)] for w, a in words[:TOP_EVIDENCE]],
+                          "method": attributor.describe()}
+
+
+class ExplanationUnavailable(Exception):
+    """This model cannot be explained here (no gradients: the ONNX runtime, an int8 model)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The n-gram model of a stacked run
+
+
+class NgramCheck:
+    """The word + character n-gram SVM of a `--stack ngrams` run: its margin, and on demand the n-grams that
+    contributed most to it (exact: a linear model's margin is the sum of its features' contributions)."""
+
+    name = "ngrams"
+
+    def __init__(self, stack: NgramStack, label_names: Sequence[str], char_cap: int) -> None:
+        self.stack, self.names, self.char_cap = stack, list(label_names), char_cap
+
+    def run(self, texts: Sequence[str], options: BatchOptions) -> CheckOutput:
+        # the n-grams read what the tokenizer read: the first char_cap characters
+        margin = self.stack.ngram_margin([t[: self.char_cap] for t in texts])
+        verdicts: list[Verdict | None] = [
+            Verdict(self.name, self.names[int(m > 0)], float(m), f"n-gram SVM: margin {m:+.3f}") for m in margin]
+        return CheckOutput(verdicts, margin)
+
+    def explain(self, texts: Sequence[str], verdicts: Sequence[Verdict], deadline: float) -> None:
+        for text, v in zip(texts, verdicts):
+            if time.monotonic() > deadline:
+                missing(v, "the time budget ran out")
+                continue
+            top = self.stack.contributions(text[: self.char_cap])
+            towards = 1.0 if v.label == self.names[1] else -1.0  # a positive margin votes for label id 1
+            top.sort(key=lambda gc: -towards * gc[1])
+            v.evidence = {"ngrams": [[g, round(c, 6)] for g, c in top[:TOP_EVIDENCE]],
+                          "method": "exact contributions of the linear model (tf-idf value x weight)"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+class DecisionPipeline:
+    """Ordered checks and the combiner at the run's operating point (see the module docstring).
+
+    Args:
+        clf: the classifier whose model, temperature and operating point decide.
+        checks: in order; default: the run's own (the model, then the n-grams of a stacked run).
+    """
+
+    def __init__(self, clf: TextClassifier, checks: list[Check] | None = None) -> None:
+        self.clf = clf
+        stack = clf.run.stack
+        self.stack = stack
+        self.checks: list[Check] = checks if checks is not None else [ModelCheck(clf, stacked=stack is not None)]
+        if checks is None and stack is not None:
+            self.checks.append(NgramCheck(stack, clf.label_names, clf.char_cap))
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.checks]
+
+    def score(self, texts: Sequence[str], options: BatchOptions | None = None) -> Scored:
+        """Every check on the messages no earlier check decided, then the combined logits."""
+        options = options or BatchOptions()
+        n, n_classes = len(texts), len(self.clf.label_set)
+        verdicts: list[list[Verdict]] = [[] for _ in range(n)]
+        pending = np.ones(n, dtype=bool)
+        signals: dict[str, np.ndarray] = {}
+        truncated = [False] * n
+        for check in self.checks:
+            rows = np.flatnonzero(pending)
+            if not len(rows):
+                break
+            out = check.run([texts[int(i)] for i in rows], options)
+            for i, v in zip(rows, out.verdicts):
+                if v is not None:
+                    verdicts[i].append(v)
+                    pending[i] &= not v.final
+            if out.signal is not None:
+                full = np.full((n, *out.signal.shape[1:]), np.nan, dtype=out.signal.dtype)
+                full[rows] = out.signal
+                signals[check.name] = full
+            for i, t in zip(rows, out.truncated or ()):
+                truncated[i] = t
+        return Scored(self.combine(signals, verdicts, n, n_classes), truncated, verdicts)
+
+    def combine(self, signals: dict[str, np.ndarray], verdicts: list[list[Verdict]], n: int,
+                n_classes: int) -> np.ndarray:
+        """(N, C) logits: the model's (stacked with the n-grams' margin); a final verdict's label otherwise."""
+        logits = signals.get("model")
+        if logits is None:
+            logits = np.zeros((n, n_classes), dtype=np.float32)
+        if self.stack is not None and "ngrams" in signals:
+            logits = self.stack.combine_margins(logits, signals["ngrams"])
+        logits = np.array(logits, dtype=np.float32, copy=True)
+        names = self.clf.label_names
+        for i, vs in enumerate(verdicts):
+            final = next((v for v in vs if v.final), None)
+            if final is not None:  # a certain label: a margin far beyond any threshold
+                logits[i] = -50.0
+                logits[i, names.index(final.label or names[0])] = 50.0
+        return logits
+
+    def decide(self, scored: Scored, threshold: float | None = None,
+               review_threshold: float | None = None) -> list[Decision]:
+        """A `Decision` per message at the operating point (or the given thresholds), its verdicts attached."""
+        clf = self.clf
+        probs = clf.scores_from_logits(scored.logits)
+        block = clf.block_threshold(threshold)
+        review = clf.review_threshold(review_threshold, threshold)
+        if block is not None and review is not None:
+            review = min(review, block)  # a review threshold above the block one: no review band
+        names = clf.label_names
+        ids = SingleLabel.predict_ids(probs, block)
+        band: list[Band | None] = [None] * len(probs)
+        if clf.binary:  # no stored operating point: argmax, i.e. 0.5, and no review band
+            band = list(bands(probs[:, 1], 0.5 if block is None else block, 0.5 if review is None else review))
+        return [Decision(label=names[k], score=float(p[k]), scores=dict(zip(names, map(float, p))), decision=b,
+                         threshold=block, review_threshold=review, truncated=bool(t),
+                         checks=[dataclasses.replace(v) for v in vs])
+                for p, k, b, t, vs in zip(probs, ids, band, scored.truncated, scored.verdicts)]
+
+    def explain(self, texts: Sequence[str], decided: Sequence[Decision], budget_s: float = 10.0) -> None:
+        """Fill in each verdict's evidence within `budget_s` seconds in all; what is not explained by then (or
+        fails) says why, and the decisions stand."""
+        deadline = time.monotonic() + budget_s
+        for check in self.checks:
+            rows = [(t, v) for t, d in zip(texts, decided) for v in d.checks if v.check == check.name]
+            if not rows:
+                continue
+            try:
+                check.explain([t for t, _ in rows], [v for _, v in rows], deadline)
+            except Exception as e:  # never fail a decision for its explanation
+                log.exception("check %s failed to explain", check.name)
+                for _, v in rows:
+                    missing(v, type(e).__name__)
+
+
+def format_checks(checks: Sequence[Verdict], indent: str = "  ") -> list[str]:
+    """Rspamd-style lines: check, verdict, score, reason; then the evidence."""
+    lines = []
+    for v in checks:
+        score = "" if v.score is None else f"{v.score:+.3f}"
+        lines.append(f"{indent}{v.check:<8} {v.label or '-':<8} {score:>7}  {v.reason}")
+        for key in ("words", "ngrams"):
+            if v.evidence.get(key):
+                shown = ", ".join(f"{w!r} {a:+.3f}" for w, a in v.evidence[key])
+                lines.append(f"{indent}{'':<8} {key} towards {v.label}: {shown}")
+    return lines
+
