@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Set up, lint (ruff, mypy, import-linter), and run every test tier (unit, parity, golden values, real-model
-# smoke). Extra arguments go to pytest,
-# e.g. `scripts/test.sh -m "not real_model"` for the fast tiers only.
+# smoke, the container). Extra arguments go to pytest,
+# e.g. `scripts/test.sh -m "not real_model and not container"` for the fast tiers only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # real components, from Debian's packages: headless Chromium for the web pages (driven by Playwright, no
-# browser download) and PostgreSQL for the prediction store (the tests start a throw-away server)
+# browser download), PostgreSQL for the prediction store (the tests start a throw-away server), and Docker's
+# daemon with debootstrap for the container tier (the tests start their own daemon and make their own base image)
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null

@@ -87,7 +87,8 @@ def test_ngram_contributions_are_exact(stacked_run):
 
 
 def test_word_attributions_are_complete(tiny_run):
-    """Integrated gradients' completeness: the attributions sum to P(label | message) - P(label | baseline)."""
+    """Integrated gradients' completeness: the attributions sum to the label's log-odds for the message minus for
+    the baseline."""
     clf = TextClassifier.load(tiny_run)
     text = "URGENT! You have won a £2000 prize. Call 09058095201 now"
     attributor = WordAttributor(clf, clf.temperature, n_steps=200, method="integrated_gradients")
@@ -141,7 +142,8 @@ def test_occlusion_explains_an_int8_model_and_gradients_say_they_cannot(tiny_run
 
 
 def test_occlusion_is_what_removing_each_word_costs(tiny_run):
-    """Occlusion's attribution of a word is P(label) minus P(label) with the word's tokens replaced by pads."""
+    """Occlusion's attribution of a word is the label's log-odds minus the same with the word's tokens replaced by
+    pads; the log-odds are log P / (1 - P)."""
     clf = TextClassifier.load(tiny_run)
     text = "free entry in a weekly competition"
     attributor = WordAttributor(clf, clf.temperature)
@@ -151,6 +153,8 @@ def test_occlusion_is_what_removing_each_word_costs(tiny_run):
     lengths = torch.tensor([len(ids)])
     with torch.no_grad():
         p = float(attributor._forward(torch.tensor([ids]), lengths)[0, 1])
+        prob = float(clf.predict_proba([text])[0, 1])
+        assert p == pytest.approx(np.log(prob / (1 - prob)), abs=1e-4)
         for k, word in enumerate(text.split()):
             masked = [clf.tokenizer.pad_id if w == k else t for t, w in zip(ids, owner)]
             assert got[word] == pytest.approx(p - float(attributor._forward(torch.tensor([masked]), lengths)[0, 1]),

@@ -18,13 +18,13 @@ def build(run: RunConfig, label_set: LabelSet, allow_download: bool = False) -> 
     cfg = run.architecture
     if cfg is None:
         raise CheckpointError("a scratch run needs its architecture")
-    base_cfg, tokenizer = resolve_config(run.model)  # metadata only: no weights read yet
-    if tokenizer != run.tokenizer:
-        raise CheckpointError(f"the manifest's tokenizer {run.tokenizer!r} is not the one of its base model "
-                              f"{run.model!r} ({tokenizer!r}): damaged manifest")
-    if run.weights == "full":
+    if run.weights == "full":  # every tensor is in the run: the base model's files are not needed at all
         backbone = build_model(cfg)
     else:
+        _, tokenizer = resolve_config(run.model)  # metadata only: no weights read yet
+        if tokenizer != run.tokenizer:
+            raise CheckpointError(f"the manifest's tokenizer {run.tokenizer!r} is not the one of its base model "
+                                  f"{run.model!r} ({tokenizer!r}): damaged manifest")
         backbone = load_backbone(run.model, allow_download=allow_download).model
         if backbone.cfg.to_dict() != cfg.to_dict():
             raise CheckpointError(f"the base model {run.model!r} no longer has the architecture this run was "

@@ -51,7 +51,8 @@ def add_parser(sub) -> None:
     p.add_argument("--canary-share", type=float, default=0.05, help="share of requests the canary answers "
                                                                     "(default: 0.05)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=os.environ.get("SPAMTUNE_PORT") or "8000",
+                   help="port to listen on (default: $SPAMTUNE_PORT, else 8000)")
     p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: 64)")
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default: 20000)")
     p.add_argument("--max-queue", type=int, default=2048,
@@ -63,11 +64,11 @@ def add_parser(sub) -> None:
     p.add_argument("--db", help="prediction store URL (default: sqlite in $XDG_DATA_HOME/spamtune)")
     p.add_argument("--no-store", action="store_true", help="record nothing")
     p.add_argument("--no-store-text", action="store_true", help="keep only each message's sha256, not its text")
-    p.add_argument("--api-key", default=os.environ.get("SPAMTUNE_API_KEY"),
+    p.add_argument("--api-key", default=os.environ.get("SPAMTUNE_API_KEY") or None,
                    help="the admin key: /admin/api/* and the corrections CSV (default: $SPAMTUNE_API_KEY)")
-    p.add_argument("--feedback-key", default=os.environ.get("SPAMTUNE_FEEDBACK_KEY"),
+    p.add_argument("--feedback-key", default=os.environ.get("SPAMTUNE_FEEDBACK_KEY") or None,
                    help="a key that may post /feedback only (default: $SPAMTUNE_FEEDBACK_KEY)")
-    p.add_argument("--feedback-secret", default=os.environ.get("SPAMTUNE_FEEDBACK_SECRET"),
+    p.add_argument("--feedback-secret", default=os.environ.get("SPAMTUNE_FEEDBACK_SECRET") or None,
                    help="signs each answer's feedback_token; give every server process the same one (default: "
                         "$SPAMTUNE_FEEDBACK_SECRET, else derived from --api-key, else random per process)")
     p.add_argument("--feedback-rate", type=float, default=30.0,

@@ -21,7 +21,7 @@ import torch
 from spamtune.batching import char_cap, encode_texts
 from spamtune.classifier import Classifier, batched_logits
 from spamtune.decisions import check_thresholds
-from spamtune.devices import resolve_device
+from spamtune.devices import resolve_device, resolve_dtype
 from spamtune.errors import ConfigError, DataError
 from spamtune.inference.loading import LoadedRun, load_run
 from spamtune.inference.onnx_runtime import OnnxPredictor, load_onnx_run
@@ -52,6 +52,8 @@ class TextClassifier:
                  device: str = "cpu") -> None:
         self.run = run
         where = resolve_device(device)
+        if not isinstance(run.predictor, OnnxPredictor):
+            dtype = resolve_dtype(dtype, where)
         if isinstance(run.predictor, OnnxPredictor):  # already exported at its precision
             self.module: Any = run.predictor
         else:
@@ -75,11 +77,12 @@ class TextClassifier:
     @classmethod
     def load(cls, run_dir: str | os.PathLike, dtype: str = "fp32", quantize: str | None = None,
              device: str = "cpu", runtime: str = "torch") -> TextClassifier:
-        """Args: dtype: fp32 | bf16 (weights and activations); quantize: None | int8 (torch: dynamic, Linear
+        """Args: dtype: fp32 | bf16 (weights and activations) | auto (bf16 where the device computes it natively);
+        quantize: None | int8 (torch: dynamic, Linear
         layers; onnx: the export's ONNX Runtime int8 model); device: auto (CUDA if present) | cpu | cuda | mps;
         runtime: torch (a run directory) | onnx (a directory written by `spamtune export --format onnx`)."""
         if runtime == "onnx":
-            if dtype != "fp32":
+            if dtype not in ("fp32", "auto"):
                 raise ConfigError("--runtime onnx runs the exported fp32 model (or --quantize int8); drop --dtype")
             where = resolve_device(device).type
             return cls(load_onnx_run(run_dir, quantize, "cuda" if where == "cuda" else "cpu"), device="cpu")

@@ -2,14 +2,17 @@
 tokenizer read (runs of non-space characters):
 
 - occlusion (the default): captum's `FeatureAblation` with one feature per word: each word's tokens replaced by
-  pad tokens, all words in one batched pass; a word's attribution is how much P(label) falls without it. Costs
-  one forward pass per word, no gradients, so it also explains an int8 or ONNX model.
+  pad tokens, all words in one batched pass; a word's attribution is how much the label's log-odds fall without
+  it. Costs one forward pass per word, no gradients, so it also explains an int8 or ONNX model.
 - integrated_gradients: captum's `LayerIntegratedGradients` on the token embeddings (Sundararajan et al. 2017):
-  the gradient of P(label) integrated along a straight path from pad-token embeddings to the message's, summed
-  over each token's dimensions and a word's tokens; the attributions sum to P(message) - P(baseline) up to the
-  integral's error. Costs `n_steps` forward and backward passes of the whole model.
+  the gradient of the label's log-odds integrated along a straight path from pad-token embeddings to the
+  message's, summed over each token's dimensions and a word's tokens; the attributions sum to the log-odds'
+  change from the baseline up to the integral's error. Costs `n_steps` forward and backward passes of the whole
+  model.
 
-Positive: towards the label. benchmarks/explain.py measures both on the test spam: milliseconds per message and
+Attributions are in log-odds (nats) of the label, log P / (1 - P) at the model check's temperature: a message the
+model is sure of (P 0.9999) still shows which words carry it, where probabilities would all round to 0. Positive:
+towards the label. benchmarks/explain.py measures both on the test spam: milliseconds per message and
 faithfulness (removing a message's top-3 words lowers P(spam) more than removing 3 random words); the default
 is the one that measured better here.
 """
@@ -63,7 +66,7 @@ class WordAttributor:
     """Word attributions for one classifier (see the module docstring).
 
     Args:
-        temperature: the model check's: attributions are to its calibrated P(label).
+        temperature: the model check's: attributions are to the log-odds of its calibrated P(label).
         n_steps: integrated gradients' steps.
     """
 
@@ -80,12 +83,15 @@ class WordAttributor:
 
     def describe(self) -> str:
         if self.method == "occlusion":
-            return "word occlusion: how much P(label) falls when the word's tokens are pads"
+            return "word occlusion: how much the label's log-odds fall when the word's tokens are pads"
         return f"layer integrated gradients on the token embeddings, {self.n_steps} steps"
 
     def _forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        logits = self.clf.module(ids, lengths).float()
-        return torch.softmax(logits / self.temperature, dim=-1)
+        """(B, C) each label's log-odds: z_k - logsumexp of the other labels' z, z = logits / temperature."""
+        z = self.clf.module(ids, lengths).float() / self.temperature
+        others = z.unsqueeze(1).expand(-1, z.shape[1], -1).masked_fill(
+            torch.eye(z.shape[1], dtype=torch.bool, device=z.device), float("-inf"))
+        return z - torch.logsumexp(others, dim=-1)
 
     def _inputs(self, text: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """(1, T) ids as the model reads them (padded to the training width for the book's `last` pooling),
@@ -97,8 +103,8 @@ class WordAttributor:
         return torch.tensor([row], device=clf.device), torch.tensor([len(ids)], device=clf.device), ids
 
     def path_gap(self, text: str, target: int) -> float:
-        """P(target | message) - P(target | baseline): what the attributions sum to (integrated gradients'
-        completeness), up to the integral's discretisation error."""
+        """The target's log-odds for the message minus for the baseline: what the attributions sum to (integrated
+        gradients' completeness), up to the integral's discretisation error."""
         x, lengths, _ = self._inputs(text)
         with torch.no_grad():
             both = self._forward(torch.cat([x, torch.full_like(x, self.clf.tokenizer.pad_id)]), lengths.repeat(2))

@@ -25,7 +25,7 @@ from spamtune.classifier import CachedSuffix, Classifier, apply_trainable, defau
 from spamtune.config import TrainArgs
 from spamtune.data import LabelSet, read_label_set, read_split
 from spamtune.data.perturb import augment
-from spamtune.devices import Dist, autocast, resolve_device, width_multiple
+from spamtune.devices import Dist, autocast, resolve_device, resolve_dtype, width_multiple
 from spamtune.errors import ConfigError, DataError
 from spamtune.normalize import normalizing
 from spamtune.runs import (
@@ -189,6 +189,7 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: Pre
     process on --device)."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     device = device or resolve_device(args.device)
+    resolve_dtype(args.dtype, device)  # bf16 on a CPU that emulates it: one warning line
     label_set = read_label_set(data_dir)
     if args.stack != "none" and (label_set.task != "single_label" or len(label_set) != 2):
         raise ConfigError(f"--stack {args.stack} needs two labels (a binary single-label task); {data_dir} has "
