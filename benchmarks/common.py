@@ -26,7 +26,12 @@ def machine() -> str:
         model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         model = cpu
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    from spamtune.devices import native_bf16
+
+    # one marketing name covers CPUs with and without bf16 in hardware, which decides what bf16 costs here
+    bf16 = "bf16 native" if native_bf16(torch.device("cpu")) else "bf16 emulated"
+    return (f"{model} ({bf16}), {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads)")
 
 
 def commit() -> str:

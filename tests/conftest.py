@@ -75,6 +75,21 @@ def tiny_run(tmp_path_factory, tiny_gpt2_dir, data_dir) -> Path:
     return run
 
 
+@pytest.fixture(scope="session")
+def smollm2_run(tmp_path_factory, data_dir) -> Path:
+    """A short run of the embedded SmolLM2 (20 steps: a partly trained head and last block), shared by the real-model
+    export and container checks."""
+    from spamtune.config import TrainArgs
+    from spamtune.training import train_run
+
+    run = tmp_path_factory.mktemp("smollm2") / "run"
+    train_run(TrainArgs(epochs=1, max_steps=20, limit=160), data_dir, run)
+    return run
+
+
+REAL_MODEL_TEXTS = 120  # test messages a real-model parity check reads (59 of them spam): ~8 s a pass on 2 cores
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -111,8 +126,11 @@ def server(tiny_run, tmp_path_factory):
 
     clf = TextClassifier.load(tiny_run)
     store = PredictionStore.open(f"sqlite:///{tmp_path_factory.mktemp('store') / 'predictions.sqlite'}")
-    app = create_app(clf, ServeLimits(max_texts=8, max_chars=500, max_body_bytes=20_000, batch_window_ms=20),
-                     ServeOptions(store=store))
+    # shared by every test of the session, all from 127.0.0.1: the correction rate limit is tested on its own
+    # server (tests/serving/test_access.py), not here where it would count every test's corrections together
+    limits = ServeLimits(max_texts=8, max_chars=500, max_body_bytes=20_000, batch_window_ms=20,
+                         feedback_per_minute_client=1e6, feedback_per_minute_key=1e6)
+    app = create_app(clf, limits, ServeOptions(store=store))
     with running(app) as url:
         yield url, app, clf
 

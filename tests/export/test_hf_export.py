@@ -18,6 +18,7 @@ from spamtune.export import export_hf
 from spamtune.inference import TextClassifier
 from spamtune.normalize import normalize_text
 from spamtune.training import train_run
+from tests.conftest import REAL_MODEL_TEXTS
 from tests.helpers import minilm_args
 
 
@@ -73,11 +74,10 @@ def test_export_refuses_pooling_that_hf_cannot_compute(tmp_path, tiny_gpt2_dir, 
 
 
 @pytest.mark.real_model
-def test_export_smollm2_matches_the_run_on_the_test_split(tmp_path, data_dir):
-    run = tmp_path / "run"
-    train_run(TrainArgs(epochs=1, max_steps=20, limit=160), data_dir, run)  # a partly trained head and block
+def test_export_smollm2_matches_the_run_on_the_test_split(tmp_path, data_dir, smollm2_run):
+    run = smollm2_run
     assert main(["export", str(run), "--format", "hf", "--out", str(tmp_path / "hf")]) == 0
-    texts = list(read_split(data_dir / "test.csv")["Text"])
+    texts = list(read_split(data_dir / "test.csv")["Text"])[:REAL_MODEL_TEXTS]
     ours = TextClassifier.load(run).predict_proba(texts)
     theirs, id2label = hf_probs(tmp_path / "hf", texts)
     assert id2label == {0: "ham", 1: "spam"}

@@ -46,6 +46,9 @@ def test_ray_engine_writes_what_the_local_engine_writes(local_ray, tiny_run, inp
     assert len(local) >= 40 and [_exact(r) for r in distributed] == [_exact(r) for r in local]
     # scores: a message's logits can differ in the last bit with its batch mates' padding width
     assert sum(map(_floats, distributed), []) == pytest.approx(sum(map(_floats, local), []), abs=2e-6)
+    # a check's score is written with 4 decimals in a CSV cell: a last-bit difference may round either way
+    check_scores = ([c["score"] for r in rows for c in _checks(r)] for rows in (distributed, local))
+    assert next(check_scores) == pytest.approx(next(check_scores), abs=1e-4 + 2e-6)
 
 
 def _rows(path) -> list[dict]:
@@ -57,12 +60,22 @@ def _rows(path) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
 
 
+def _checks(row: dict) -> list[dict]:
+    """Per-check verdicts: a list in a jsonl row, `check:label:score;...` in a CSV/TSV cell."""
+    value = row.get("checks", [])
+    if not isinstance(value, str):
+        return value
+    cells = [cell.split(":") for cell in value.split(";") if cell]  # check:label:score
+    return [{"check": c, "label": label, "score": float(score)} for c, label, score in cells]
+
+
 def _floats(row: dict) -> list[float]:
     return [float(row[k]) for k in sorted(row) if k == "score" or k.startswith("p_")]
 
 
 def _exact(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k != "score" and not k.startswith("p_")}
+    return {**{k: v for k, v in row.items() if k not in ("score", "checks") and not k.startswith("p_")},
+            "checks": [{k: v for k, v in c.items() if k != "score"} for c in _checks(row)]}
 
 
 def test_ray_engine_errors_are_one_line(tiny_run, inputs, tmp_path, capsys):

@@ -4,6 +4,8 @@ key, the access log, a store that fails, a server killed mid-load, and the admin
 from __future__ import annotations
 
 import concurrent.futures
+import csv
+import io
 import json
 import logging
 import os
@@ -294,7 +296,9 @@ def test_admin_page_in_headless_chromium(tiny_run, tmp_path):
             with page.expect_download() as dl:
                 page.click("#export")
             csv_text = Path(dl.value.path()).read_text()
-            assert csv_text.splitlines()[0] == "text,label,prediction_id,predicted,learn" and first_id in csv_text
+            exported = list(csv.DictReader(io.StringIO(csv_text)))
+            assert list(exported[0]) == ["text", "label", "prediction_id", "predicted", "learn", "source"]
+            assert [(r["label"], r["source"]) for r in exported if r["prediction_id"] == first_id] == [("ham", "admin")]
             page.wait_for_function("document.querySelectorAll('#charts img').length === 4", polling=100)
             page.select_option("#f-decision", "")
             page.click("#apply")

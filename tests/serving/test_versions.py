@@ -92,11 +92,13 @@ def test_a_promotion_swaps_the_model_under_load_without_an_error(tiny_run, secon
 
 def test_a_version_that_fails_to_load_is_skipped_and_the_old_one_keeps_answering(tiny_run, second_run, tmp_path):
     reg = registry_with(tmp_path, tiny_run, second_run)
+    serving = TextClassifier.load(reg.current_dir())
+    reg.promote(2, force=True)
+    # damaged after its promotion (the registry refuses to promote a damaged version), before the server loads it
     (reg.version_dir(2) / "model.safetensors").write_bytes(b"damaged")
     opts = ServeOptions(source=ModelSource(registry=str(reg.root), poll_s=0.05), registry_version=1)
-    app = create_app(TextClassifier.load(reg.current_dir()), ServeLimits(), opts)
+    app = create_app(serving, ServeLimits(), opts)
     with running(app) as url:
-        reg.promote(2, force=True)
         deadline = time.monotonic() + 10
         while app.state.service.deployment.last_swap_error is None and time.monotonic() < deadline:
             time.sleep(0.05)

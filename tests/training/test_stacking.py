@@ -58,11 +58,9 @@ def test_stack_matches_scikit_learn_and_a_logistic_regression(stacked_run, data_
     np.testing.assert_allclose(stack.ngram_margin(texts), reference, atol=1e-5)
 
     # the stacker: a logistic regression on (LLM margin, n-gram margin) over the validation split
-    clf.run.stack = None
-    llm = clf.logits(texts)[0]
+    llm = clf.model_logits(texts)[0]  # the fine-tuned model's own logits, nothing stacked
     val = read_split(data_dir / "validation.csv")[:LIMIT]
-    val_llm = clf.logits(list(val["Text"]))[0]
-    clf.run.stack = stack
+    val_llm = clf.model_logits(list(val["Text"]))[0]
     x_val = np.stack([val_llm[:, 1] - val_llm[:, 0], stack.ngram_margin(list(val["Text"]))], axis=1)
     lr = LogisticRegression(C=1.0).fit(x_val, val["Label"])
     x_test = np.stack([llm[:, 1] - llm[:, 0], reference], axis=1)

@@ -59,13 +59,17 @@ def add_runtime_arg(parser: argparse.ArgumentParser) -> None:
                              "scored by ONNX Runtime (default: torch)")
 
 
-def add_inference_args(parser: argparse.ArgumentParser) -> None:
-    add_device_arg(parser)
-    add_runtime_arg(parser)
+def add_dtype_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "auto"),
                         help="inference precision: bf16 is faster only where the hardware computes it (a GPU, a "
                              "CPU with AMX or AVX512-BF16), several times slower elsewhere; auto picks it only "
                              "there (default: fp32)")
+
+
+def add_inference_args(parser: argparse.ArgumentParser) -> None:
+    add_device_arg(parser)
+    add_runtime_arg(parser)
+    add_dtype_arg(parser)
     parser.add_argument("--quantize", choices=("int8",),
                         help="int8: with --runtime onnx the export's ONNX Runtime int8 model; with torch, "
                              "experimental dynamic int8 of the Linear layers (below the 99.5 %% label-agreement "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from spamtune.cli.args import add_device_arg, add_runtime_arg
+from spamtune.cli.args import add_device_arg, add_dtype_arg, add_runtime_arg
 
 EPILOG = """\
 examples:
@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
                         "leetspeak, zero_width, spaced, url_disguise, phone_disguise, case)")
     add_device_arg(p)
     add_runtime_arg(p)
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="inference precision (default: fp32)")
+    add_dtype_arg(p)
     p.set_defaults(func=run)
 
 
