@@ -79,9 +79,10 @@ def docker_daemon() -> Iterator[Any]:
 
 def clean_up(client, tags: tuple[str, ...]) -> None:
     """What we made: labelled containers and volumes, the given images, dangling layers (the base stays)."""
-    for c in client.containers.list(all=True, filters={"label": "spamtune-test"}):
+    mine = {"label": list(LABEL)}
+    for c in client.containers.list(all=True, filters=mine):
         c.remove(force=True, v=True)
-    for v in client.volumes.list(filters={"label": "spamtune-test"}):
+    for v in client.volumes.list(filters=mine):
         v.remove(force=True)
     for tag in tags:
         with contextlib.suppress(Exception):  # never built (a failed build): nothing to remove

@@ -30,7 +30,16 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmarks.container import base_image, build, build_context, clean_up, docker_daemon, run_container, wait_healthy
+from benchmarks.container import (
+    LABEL,
+    base_image,
+    build,
+    build_context,
+    clean_up,
+    docker_daemon,
+    run_container,
+    wait_healthy,
+)
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +115,7 @@ def count_rows(client, volume: str) -> int:
 def test_the_image_serves_like_the_run_outside_it(docker_client, image, portable_run):
     from spamtune.inference import TextClassifier
 
-    volume = docker_client.volumes.create(labels={"spamtune-test": "1"}).name
+    volume = docker_client.volumes.create(labels=LABEL).name
     port = free_port()
     check = docker_client.images.get(image).attrs["Config"]["Healthcheck"]
     assert check["Interval"] == 30 * 10**9 and "/health" in " ".join(check["Test"])
@@ -139,7 +148,7 @@ def test_the_image_serves_like_the_run_outside_it(docker_client, image, portable
         c.reload()
         assert c.attrs["State"]["ExitCode"] == 0 and time.monotonic() - stop < 20  # not killed after the grace
     finally:
-        c.remove(force=True)
+        c.remove(force=True, v=True)
     assert count_rows(docker_client, volume) == 3 + answered
 
 
@@ -165,7 +174,7 @@ def test_the_image_serves_a_smollm2_run_like_the_host(docker_client, image, smol
         got = np.array([[r["scores"][k] for k in ("ham", "spam")] for r in json.loads(body)["results"]])
         np.testing.assert_allclose(got, TextClassifier.load(run).predict_proba(texts), atol=1e-5)
     finally:
-        c.remove(force=True)
+        c.remove(force=True, v=True)  # with the anonymous /data volume it was given
 
 
 @pytest.fixture(scope="session")
@@ -188,7 +197,7 @@ def test_the_compose_wiring_records_into_postgres_and_monitor_reads_it(docker_cl
     pg_port, port = free_port(), free_port()
     password = "container-test-pw"
     db = docker_client.containers.run(
-        postgres_image, detach=True, network_mode="host", labels={"spamtune-test": "1"},
+        postgres_image, detach=True, network_mode="host", labels=LABEL,
         command=["sh", "-c", f"echo {password} > /tmp/pw && bin=$(ls -d /usr/lib/postgresql/*/bin) && $bin/initdb "
                  f"-D /tmp/pg -U spamtune -E UTF8 --locale=C --auth=md5 --pwfile=/tmp/pw >/dev/null && exec "
                  f"$bin/postgres -D /tmp/pg "
@@ -212,4 +221,4 @@ def test_the_compose_wiring_records_into_postgres_and_monitor_reads_it(docker_cl
     finally:
         for c in (app, db):
             if c is not None:
-                c.remove(force=True)
+                c.remove(force=True, v=True)

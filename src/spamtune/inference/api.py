@@ -52,13 +52,12 @@ class TextClassifier:
                  device: str = "cpu") -> None:
         self.run = run
         where = resolve_device(device)
-        if not isinstance(run.predictor, OnnxPredictor):
-            dtype = resolve_dtype(dtype, where)
         if isinstance(run.predictor, OnnxPredictor):  # already exported at its precision
             self.module: Any = run.predictor
         else:
             if quantize and where.type != "cpu":
                 raise ConfigError("--quantize int8 runs on the CPU only; drop --quantize or use --device cpu")
+            dtype = resolve_dtype(dtype, where)
             self.module = prepare_for_inference(run.predictor, dtype, quantize).to(where)
         self.dtype, self.quantize = dtype, quantize
         self.tokenizer = run.tokenizer
