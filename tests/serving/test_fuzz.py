@@ -11,10 +11,30 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from spamtune.monitoring.lists import OperatorLists
+
+# Operations whose input has a validity JSON Schema cannot state: a list entry's value must be a domain name, a
+# sender, or a pattern RE2 compiles within its memory bound. A schema-valid request may get its clear 422 there
+# (tested in tests/inference/test_lists.py); every other check (no 5xx, answers conform) still runs on them.
+SEMANTIC_422 = {"POST /admin/api/lists"}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_openapi_fuzz(server_url, mode):
+def test_openapi_fuzz(server, mode):
+    server_url, app, _ = server
+    try:
+        fuzz(server_url, mode)
+    finally:  # the session's server is shared: the entries the fuzzer added to its lists must not decide later tests
+        svc = app.state.service
+        lists = OperatorLists(svc.opts.store)
+        if active := [e.id for e in lists.entries()]:
+            lists.remove(active, by="fuzz")
+        svc.lists.invalidate()
+
+
+def fuzz(server_url: str, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(server_url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {"POST /classify", "GET /health"}
@@ -26,6 +46,7 @@ def test_openapi_fuzz(server_url, mode):
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
                   database=None)
         def check(case):
-            case.call_and_validate(timeout=60)
+            case.call_and_validate(timeout=60, excluded_checks=[positive_data_acceptance]
+                                   if op.label in SEMANTIC_422 else None)
 
         check()

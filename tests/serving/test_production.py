@@ -274,7 +274,7 @@ def test_admin_page_in_headless_chromium(tiny_run, tmp_path):
             page.on("dialog", lambda d: d.accept(KEY))  # the key prompt after the first 401
             page.goto(url + "/admin")
             page.wait_for_function("document.body.dataset.ready === '1'", timeout=30_000, polling=100)
-            assert clf.run_id in page.text_content("#run") and "checks model" in page.text_content("#run")
+            assert clf.run_id in page.text_content("#run") and "checks lists → model" in page.text_content("#run")
             assert page.locator("#rows > tr").count() == 7
             assert page.locator("#rows td.symbol", has_text="model").count() == 7  # every decision's symbols
             symbols = page.locator("#rows > tr").first  # newest first: the explained one

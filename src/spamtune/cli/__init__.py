@@ -17,6 +17,7 @@ from spamtune.cli import (
     export,
     feedback,
     generate,
+    lists,
     monitor,
     prepare,
     registry,
@@ -27,7 +28,7 @@ from spamtune.cli import (
 from spamtune.cli.args import printable
 from spamtune.errors import SpamtuneError
 
-VERBS = (prepare, train, evaluate, classify, serve, feedback, monitor, retrain, compare, registry, export,
+VERBS = (prepare, train, evaluate, classify, serve, feedback, lists, monitor, retrain, compare, registry, export,
          generate, cache)  # generate: +zero-shot
 
 EXAMPLES = """\

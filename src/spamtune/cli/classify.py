@@ -18,13 +18,15 @@ examples:
   spamtune classify runs/smollm2 --file inbox.csv --text-col body --out scored.csv
   spamtune classify runs/smollm2 --explain "WINNER!! Claim your £900 prize: call 09061701461"   # why?
   spamtune classify runs/smollm2 --file inbox.jsonl --out scored.jsonl --overwrite
+  spamtune classify runs/smollm2 --file inbox.csv --sender-col from --db sqlite:///predictions.sqlite  # + lists
   spamtune classify runs/smollm2 --file /shared/big.csv --out scored.csv --engine ray --address auto \
       --num-workers 8                            # a Ray cluster; the file must be readable by its workers
 
 Inputs: .txt (one message per line), .csv/.tsv (--text-col), .jsonl (a string or an object per line).
 Outputs: .jsonl, .csv or .tsv by --out's extension, JSON lines on stdout without --out. Blank lines are
 skipped and counted; text in .csv/.tsv cells that a spreadsheet would run as a formula gets a leading '.
-Every decision carries each check's verdict (the fine-tuned model; the n-gram model of a stacked run): printed
+With --db, the store's operator lists (`spamtune lists`) decide listed messages before the model runs.
+Every decision carries each check's verdict (the lists; the fine-tuned model; the n-grams of a stacked run): printed
 with --explain, in the JSON lines' "checks", in the CSV's checks column. --explain also works out which words
 pushed the model (word occlusion with captum: about 3 s a message for SmolLM2 on 2 cores) and which n-grams
 weighed most.
@@ -51,6 +53,10 @@ def add_parser(sub) -> None:
     p.add_argument("--db", help="record every decision in this prediction store (an SQLAlchemy URL, e.g. "
                                 "sqlite:///predictions.sqlite); ids appear in the output")
     p.add_argument("--no-store-text", action="store_true", help="with --db: keep only each message's sha256")
+    p.add_argument("--sender", help="who sent the messages (arguments, stdin): the operator lists' sender entries "
+                                    "apply (with --db), and it is recorded")
+    p.add_argument("--sender-col", help="with --file: the column (CSV/TSV) or field (JSON lines) naming each "
+                                        "message's sender")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="with --file: score here, or on Ray (Ray Data reads the file, one model per worker; "
                         "pip install 'spamtune[ray]')")
@@ -71,6 +77,12 @@ def run(args: argparse.Namespace) -> None:
         raise ConfigError("--engine ray scores a --file")
     if args.engine != "local" and args.explain:
         raise ConfigError("--explain runs with the local engine; drop --engine ray")
+    if args.sender_col and not args.file:
+        raise ConfigError("--sender-col goes with --file (give --sender for messages as arguments or on stdin)")
+    if args.sender and args.file:
+        raise ConfigError("--sender is for messages as arguments or on stdin; a --file names them with --sender-col")
+    if args.sender_col and args.engine != "local":
+        raise ConfigError("--sender-col runs with the local engine (the operator lists are in the --db store)")
     if args.file:
         if args.texts:
             raise ConfigError("give messages as arguments or with --file, not both")
@@ -81,6 +93,7 @@ def run(args: argparse.Namespace) -> None:
         texts = TextClassifier.check_messages(args.texts)  # before the model loads
         store = _open_store(args)
         clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
+        _with_lists(clf, store)
         _print(clf, texts, args, _recorder(clf, store, args, "cli"))
         return
     _classify_stdin(args)
@@ -96,15 +109,26 @@ def _open_store(args: argparse.Namespace):
     return store
 
 
+def _with_lists(clf, store) -> None:
+    """With --db, the store's operator lists decide first (as in `serve`)."""
+    if store is None or clf.pipeline is None or not clf.binary:
+        return
+    from spamtune.inference.lists import ListCheck
+    from spamtune.monitoring.lists import OperatorLists
+
+    clf.pipeline.put_first(ListCheck(OperatorLists(store), clf.label_names))
+
+
 def _recorder(clf, store, args: argparse.Namespace, source: str):
     """decisions, texts, ms per message -> their ids in the store (None without --db)."""
     if store is None:
         return None
     from spamtune.monitoring.store import PredictionRecord
 
-    def record(decisions, texts, ms):
-        records = [PredictionRecord.of(d, t, clf.run_id, source, ms, not args.no_store_text, clf.positive_label)
-                   for d, t in zip(decisions, texts)]
+    def record(decisions, texts, ms, senders=None):
+        senders = senders or [args.sender] * len(texts)
+        records = [PredictionRecord.of(d, t, clf.run_id, source, ms, not args.no_store_text, clf.positive_label,
+                                       sender=s) for d, t, s in zip(decisions, texts, senders)]
         store.insert(records)
         return [r.id for r in records]
 
@@ -124,9 +148,10 @@ def _classify_file(args: argparse.Namespace) -> None:
         check_output_format(args.out)
     store = _open_store(args)
     clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
+    _with_lists(clf, store)
     r = classify_file(clf, args.file, args.out, args.threshold, args.text_col,
                       review_threshold=args.review_threshold, record=_recorder(clf, store, args, "file"),
-                      explain=args.explain)
+                      explain=args.explain, sender_col=args.sender_col)
     skipped = f" (skipped {r.skipped_blank} blank)" if r.skipped_blank else ""
     if args.out:
         print(f"classified {r.classified} messages{skipped} -> {printable(args.out)}", file=sys.stderr)
@@ -166,6 +191,7 @@ def _classify_stdin(args: argparse.Namespace) -> None:
 
     store = _open_store(args)
     clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
+    _with_lists(clf, store)
     record = _recorder(clf, store, args, "cli")
     stream = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())  # a test's StringIO
     lines = read_lines(stream, "stdin", clf.line_cap)
@@ -196,7 +222,8 @@ def _print(clf, texts: list[str], args: argparse.Namespace, record=None) -> None
                   else f"{row['label'] or '(none)':<12} {row['score']:8.4f}  {printable(text, 70)}")
         return
     start = time.perf_counter()
-    decided = clf.decide(texts, args.threshold, args.review_threshold, explain=args.explain)
+    decided = clf.decide(texts, args.threshold, args.review_threshold, explain=args.explain,
+                         senders=[args.sender] * len(texts) if args.sender else None)
     ids = (record(decided, texts, (time.perf_counter() - start) * 1000 / len(texts)) if record
            else [None] * len(texts))
     for text, d, rid in zip(texts, decided, ids):

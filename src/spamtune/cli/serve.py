@@ -31,6 +31,9 @@ lets an app post /feedback only; and each answer's feedback_token lets whoever r
 without a key (the page's "Wrong?"). Feedback is rate-limited per client and per credential. A server bound to
 127.0.0.1 answers only to loopback Host names (no DNS rebinding); behind a proxy, name yours with --allowed-host.
 
+The store's operator lists (`spamtune lists`, /admin) decide listed messages first, in every process serving
+that store; say who sent a request's messages with "sender" in /classify.
+
 Every decision is recorded in the prediction store: by default a SQLite file in $XDG_DATA_HOME/spamtune
 (~/.local/share/spamtune/predictions.sqlite); --db takes any SQLAlchemy URL, e.g. PostgreSQL. Writes happen in
 the background: a store that is down costs records ("not recorded" in /metrics and the log), never answers.

@@ -157,10 +157,12 @@ class TextClassifier:
         scored = self.score(texts, batch_size, progress)
         return scored.logits, scored.truncated
 
-    def score(self, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> Scored:
-        """The decision pipeline's threshold-free pass over checked messages (single-label runs)."""
+    def score(self, texts: Sequence[str], batch_size: int = 16, progress: bool = False,
+              senders: Sequence[str | None] | None = None) -> Scored:
+        """The decision pipeline's threshold-free pass over checked messages (single-label runs); `senders`: who
+        sent each message, for the operator lists."""
         assert self.pipeline is not None, "single-label runs only"
-        return self.pipeline.score(texts, BatchOptions(batch_size, progress))
+        return self.pipeline.score(texts, BatchOptions(batch_size, progress), senders)
 
     def model_logits(self, texts: Sequence[str], batch_size: int = 16,
                      progress: bool = False) -> tuple[np.ndarray, list[bool]]:
@@ -219,15 +221,16 @@ class TextClassifier:
 
     def decide(self, texts: str | Sequence[str], threshold: float | None = None,
                review_threshold: float | None = None, batch_size: int = 16, explain: bool = False,
-               explain_budget_s: float = 30.0) -> list[Decision]:
+               explain_budget_s: float = 30.0, senders: Sequence[str | None] | None = None) -> list[Decision]:
         """A `Decision` per message (single-label runs): label, calibrated scores, band, thresholds, truncation and
         every check's verdict; with `explain`, each verdict's evidence, within `explain_budget_s` seconds (what
-        runs out of time says so in its reason; the decision stands)."""
+        runs out of time says so in its reason; the decision stands). `senders`: who sent each message (the
+        operator lists' sender entries)."""
         self.require_single_label("decide")
         check_thresholds(threshold, review_threshold)
         texts = self.check_messages(texts)
         assert self.pipeline is not None
-        decided = self.pipeline.decide(self.score(texts, batch_size), threshold, review_threshold)
+        decided = self.pipeline.decide(self.score(texts, batch_size, senders=senders), threshold, review_threshold)
         if explain:
             self.pipeline.explain(texts, decided, explain_budget_s)
         return decided

@@ -38,6 +38,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 class Message:
     where: int  # line (or CSV row) number in the input
     text: str
+    sender: str | None = None  # --sender-col: who sent it (the operator lists' sender entries)
 
 
 def neutralize_formula(cell: str) -> str:
@@ -76,8 +77,9 @@ def read_lines(f: BinaryIO, where: str, cap: int) -> Iterator[Message]:
         yield Message(number, decode_line(raw, where, number, cap))
 
 
-def read_jsonl(f: BinaryIO, where: str, cap: int, text_col: str) -> Iterator[Message]:
-    """Messages of a .jsonl file: each line a JSON string, or an object whose `text_col` (or "text") is one."""
+def read_jsonl(f: BinaryIO, where: str, cap: int, text_col: str, sender_col: str | None = None) -> Iterator[Message]:
+    """Messages of a .jsonl file: each line a JSON string, or an object whose `text_col` (or "text") is one (and
+    whose `sender_col`, when asked for, a string or null)."""
     for number, raw in bounded_lines(f, cap):
         line = decode_line(raw, where, number, cap)
         if not line.strip():
@@ -87,22 +89,30 @@ def read_jsonl(f: BinaryIO, where: str, cap: int, text_col: str) -> Iterator[Mes
         except json.JSONDecodeError as e:
             raise DataError(f"{where} line {number}: not valid JSON ({e.msg}; a line over {cap} bytes is cut)") \
                 from None
+        sender = None
         if isinstance(obj, dict):
+            sender = obj.get(sender_col) if sender_col else None
             obj = obj.get(text_col, obj.get("text"))
         if not isinstance(obj, str):
             raise DataError(f"{where} line {number}: expected a JSON string or an object with a string "
                             f"{text_col!r} field")
-        yield Message(number, obj)
+        if sender is not None and not isinstance(sender, str):
+            raise DataError(f"{where} line {number}: the {sender_col!r} field is a {type(sender).__name__}, not "
+                            "text")
+        yield Message(number, obj, sender or None)
 
 
-def read_table_messages(f: IO[str], where: str, text_col: str, delimiter: str) -> Iterator[Message]:
-    """Messages of a .csv/.tsv file's `text_col` (header row first); a field over csv's limit is an error."""
+def read_table_messages(f: IO[str], where: str, text_col: str, delimiter: str,
+                        sender_col: str | None = None) -> Iterator[Message]:
+    """Messages of a .csv/.tsv file's `text_col` (and `sender_col`) (header row first); a field over csv's limit is
+    an error."""
     reader = csv.DictReader(f, delimiter=delimiter)
     try:
-        if reader.fieldnames is None or text_col not in reader.fieldnames:
-            raise DataError(f"{where}: no column {text_col!r} (columns: {', '.join(reader.fieldnames or [])})")
+        for col in (text_col, sender_col):
+            if col is not None and (reader.fieldnames is None or col not in reader.fieldnames):
+                raise DataError(f"{where}: no column {col!r} (columns: {', '.join(reader.fieldnames or [])})")
         for row_no, row in enumerate(reader, start=2):
-            yield Message(row_no, row[text_col] or "")
+            yield Message(row_no, row[text_col] or "", (row[sender_col] or None) if sender_col else None)
     except csv.Error as e:
         raise DataError(f"{where} line {reader.line_num}: {e}") from None
     except UnicodeDecodeError as e:
@@ -135,15 +145,18 @@ def _is_stream(out: str | os.PathLike) -> bool:
     return is_sink(out)
 
 
-def read_messages(path: Path, text_col: str, cap: int) -> Iterator[Message]:
+def read_messages(path: Path, text_col: str, cap: int, sender_col: str | None = None) -> Iterator[Message]:
     """The messages of an input file by its extension (see INPUT_FORMATS)."""
     suffix = path.suffix.lower()
+    if sender_col is not None and suffix not in (".csv", ".tsv", ".jsonl"):
+        raise DataError(f"{path}: --sender-col needs a .csv, .tsv or .jsonl file (a .txt line is only a message)")
     if suffix in (".csv", ".tsv"):
         with open(path, newline="", encoding="utf-8-sig", errors="strict") as f:
-            yield from read_table_messages(f, str(path), text_col, "\t" if suffix == ".tsv" else ",")
+            yield from read_table_messages(f, str(path), text_col, "\t" if suffix == ".tsv" else ",", sender_col)
         return
     with open(path, "rb") as fb:
-        yield from (read_jsonl(fb, str(path), cap, text_col) if suffix == ".jsonl" else read_lines(fb, str(path), cap))
+        yield from (read_jsonl(fb, str(path), cap, text_col, sender_col) if suffix == ".jsonl"
+                    else read_lines(fb, str(path), cap))
 
 
 @dataclass
@@ -195,12 +208,12 @@ def write_output(out: str | os.PathLike | None, names: list[str], with_id: bool,
 def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str | os.PathLike | None,
                     threshold: float | None = None, chunk: int = 256, desc: str = "classifying",
                     review_threshold: float | None = None,
-                    record: Callable[[list[Decision], list[str], float], list[str]] | None = None,
+                    record: Callable[..., list[str]] | None = None,
                     explain: bool = False) -> StreamResult:
     """Classify messages in chunks into .jsonl / .csv / .tsv (atomic) or JSON lines on stdout: per message its
     line, the decided label, the band (binary runs), the calibrated score of the label and of every label, whether
     it was truncated, and every check's verdict (with `explain`, their evidence, in the JSON lines).
-    `record(decisions, texts, ms_per_message)` stores them and gives their ids (the `id` column)."""
+    `record(decisions, texts, ms_per_message, senders)` stores them and gives their ids (the `id` column)."""
     from tqdm.auto import tqdm
 
     clf.require_single_label("--file", " (pass the messages instead)")
@@ -214,9 +227,11 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
                 if not kept:
                     continue
                 start = time.perf_counter()
-                decided = clf.decide([m.text for m in kept], threshold, review_threshold, explain=explain)
+                senders = [m.sender for m in kept]
+                decided = clf.decide([m.text for m in kept], threshold, review_threshold, explain=explain,
+                                     senders=senders)
                 ms = (time.perf_counter() - start) * 1000 / len(kept)
-                ids = record(decided, [m.text for m in kept], ms) if record else [None] * len(kept)
+                ids = record(decided, [m.text for m in kept], ms, senders) if record else [None] * len(kept)
                 for m, d, rid in zip(kept, decided, ids):
                     rows.row(m, d, rid)
                 result.classified += len(kept)
@@ -229,12 +244,13 @@ def classify_stream(clf: TextClassifier, messages: Iterator[Message], out: str |
 def classify_file(clf: TextClassifier, src: str | os.PathLike, out: str | os.PathLike | None,
                   threshold: float | None = None, text_col: str = "Text", chunk: int = 256,
                   review_threshold: float | None = None,
-                  record: Callable[[list[Decision], list[str], float], list[str]] | None = None,
-                  explain: bool = False) -> StreamResult:
-    """Classify an input file (see INPUT_FORMATS) in chunks; see `classify_stream`."""
+                  record: Callable[..., list[str]] | None = None,
+                  explain: bool = False, sender_col: str | None = None) -> StreamResult:
+    """Classify an input file (see INPUT_FORMATS) in chunks; see `classify_stream`. `sender_col`: the column (or
+    JSON field) saying who sent each message."""
     src = Path(src)
     check_input_file(src)
     check_output_format(out)
-    return classify_stream(clf, read_messages(src, text_col, clf.line_cap), out, threshold, chunk,
+    return classify_stream(clf, read_messages(src, text_col, clf.line_cap, sender_col), out, threshold, chunk,
                            desc=f"classifying {src.name}", review_threshold=review_threshold, record=record,
                            explain=explain)

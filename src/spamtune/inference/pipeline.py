@@ -15,7 +15,8 @@ Two phases, so the service can share a forward pass between requests and still d
     decided = pipeline.decide(scored, threshold, review)  # a Decision per message, its verdicts attached
     pipeline.explain(texts, decided, budget_s=5)          # on demand: the words / n-grams behind each verdict
 
-Today's configuration is [ModelCheck "model", NgramCheck "ngrams" (stacked runs)] + the operating point.
+Today's configuration is [ListCheck "lists" (where a store holds operator lists: inference/lists.py), ModelCheck
+"model", NgramCheck "ngrams" (stacked runs)] + the operating point.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ TOP_EVIDENCE = 5  # words / n-grams listed per explained verdict
 class Verdict:
     """One check's say on one message."""
 
-    check: str  # the check's name ("model", "ngrams"; later "lists", "memory", ...)
+    check: str  # the check's name ("lists", "model", "ngrams")
     label: str | None  # the label it votes for; None: no opinion
     score: float | None  # the check's own score (the model's P(positive) alone; the n-gram SVM's margin)
     reason: str  # one line for people
@@ -113,7 +114,8 @@ class Check(Protocol):
 
     name: str
 
-    def run(self, texts: Sequence[str], options: BatchOptions) -> CheckOutput: ...
+    def run(self, texts: Sequence[str], options: BatchOptions,
+            senders: Sequence[str | None] | None = None) -> CheckOutput: ...
 
     def explain(self, texts: Sequence[str], verdicts: Sequence[Verdict], deadline: float) -> None:
         """Fill `verdict.evidence` for each message, stopping at `deadline` (time.monotonic())."""
@@ -145,7 +147,8 @@ class ModelCheck:
         self.temperature = clf.temperature if self.calibrated else 1.0
         self.what = f"fine-tuned {clf.run.run_config.model}"
 
-    def run(self, texts: Sequence[str], options: BatchOptions) -> CheckOutput:
+    def run(self, texts: Sequence[str], options: BatchOptions,
+            senders: Sequence[str | None] | None = None) -> CheckOutput:
         logits, truncated = self.clf.model_logits(texts, options.batch_size, options.progress)
         probs = self.clf.scores_from_logits(logits, calibrated=self.calibrated)
         names, positive = self.clf.label_names, self.clf.positive_id
@@ -198,7 +201,8 @@ class NgramCheck:
     def __init__(self, stack: NgramStack, label_names: Sequence[str], char_cap: int) -> None:
         self.stack, self.names, self.char_cap = stack, list(label_names), char_cap
 
-    def run(self, texts: Sequence[str], options: BatchOptions) -> CheckOutput:
+    def run(self, texts: Sequence[str], options: BatchOptions,
+            senders: Sequence[str | None] | None = None) -> CheckOutput:
         # the n-grams read what the tokenizer read: the first char_cap characters
         margin = self.stack.ngram_margin([t[: self.char_cap] for t in texts])
         verdicts: list[Verdict | None] = [
@@ -241,9 +245,18 @@ class DecisionPipeline:
     def names(self) -> list[str]:
         return [c.name for c in self.checks]
 
-    def score(self, texts: Sequence[str], options: BatchOptions | None = None) -> Scored:
-        """Every check on the messages no earlier check decided, then the combined logits."""
+    def put_first(self, check: Check) -> None:
+        """Run `check` before all others (the operator lists: what they decide, the model never sees); once."""
+        if all(c.name != check.name for c in self.checks):
+            self.checks.insert(0, check)
+
+    def score(self, texts: Sequence[str], options: BatchOptions | None = None,
+              senders: Sequence[str | None] | None = None) -> Scored:
+        """Every check on the messages no earlier check decided, then the combined logits. `senders`: who sent
+        each message (None: unknown), for the operator lists."""
         options = options or BatchOptions()
+        if senders is not None and len(senders) != len(texts):
+            raise ValueError(f"{len(senders)} senders for {len(texts)} messages")
         n, n_classes = len(texts), len(self.clf.label_set)
         verdicts: list[list[Verdict]] = [[] for _ in range(n)]
         pending = np.ones(n, dtype=bool)
@@ -253,7 +266,8 @@ class DecisionPipeline:
             rows = np.flatnonzero(pending)
             if not len(rows):
                 break
-            out = check.run([texts[int(i)] for i in rows], options)
+            out = check.run([texts[int(i)] for i in rows], options,
+                            None if senders is None else [senders[int(i)] for i in rows])
             for i, v in zip(rows, out.verdicts):
                 if v is not None:
                     verdicts[i].append(v)
@@ -328,5 +342,8 @@ def format_checks(checks: Sequence[Verdict], indent: str = "  ") -> list[str]:
             if v.evidence.get(key):
                 shown = ", ".join(f"{w!r} {a:+.3f}" for w, a in v.evidence[key])
                 lines.append(f"{indent}{'':<8} {key} towards {v.label}: {shown}")
+        for e in v.evidence.get("entries", ()):
+            lines.append(f"{indent}{'':<8} entry #{e['id']} {e['action']} {e['kind']} {e['value']!r} matched "
+                         f"{e['matched']!r}")
     return lines
 

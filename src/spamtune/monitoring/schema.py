@@ -3,7 +3,7 @@ the definitions here are what the code reads and writes, and what a new migratio
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -31,6 +31,7 @@ predictions = Table(
     # the decision pipeline's verdicts: [{"check", "label", "score", "reason", "evidence", "final"}, ...] in
     # pipeline order; NULL for decisions recorded before revision 0003
     Column("checks", JSON, nullable=True),
+    Column("sender", String(256), nullable=True),  # who sent it, when the client said (revision 0004)
     Index("ix_predictions_created_at", "created_at"),
     Index("ix_predictions_run_id", "run_id"),
     Index("ix_predictions_text_sha256", "text_sha256"),
@@ -47,3 +48,22 @@ feedback = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Operator lists (inference/lists.py): allow / deny entries for senders, domains and patterns, each with who, when
+# and why. A removed entry is kept with who removed it and when (the history), and no longer matches; at most one
+# active entry per (action, kind, value).
+list_entries = Table(
+    "list_entries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action", String(8), nullable=False),  # allow / deny
+    Column("kind", String(8), nullable=False),  # sender / domain / pattern
+    Column("value", String(1000), nullable=False),  # normalised (a pattern as given)
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("removed_at", DateTime(timezone=True), nullable=True),
+    Column("removed_by", String(64), nullable=True),
+)
+ACTIVE_ENTRY = list_entries.c.removed_at.is_(None)
+Index("ux_list_entries_active", list_entries.c.action, list_entries.c.kind, list_entries.c.value, unique=True,
+      sqlite_where=ACTIVE_ENTRY, postgresql_where=ACTIVE_ENTRY)

@@ -86,18 +86,19 @@ class PredictionRecord:
     created_at: datetime.datetime = field(default_factory=now)
     shadow_of: str | None = None  # a shadow model's record: the id of the answer it shadows
     checks: list[dict[str, Any]] | None = None  # the decision pipeline's verdicts, in order
+    sender: str | None = None  # who sent it, when the client said
 
     @classmethod
     def of(cls, decision: Any, text: str, run_id: str, source: str, latency_ms: float, store_text: bool = True,
            positive_label: str | None = None, id: str | None = None,
-           shadow_of: str | None = None) -> PredictionRecord:
+           shadow_of: str | None = None, sender: str | None = None) -> PredictionRecord:
         """From an inference `Decision` and its message."""
         record = cls(run_id=run_id, source=source, text=text if store_text else None,
                      text_sha256=text_sha256(text), label=decision.label, decision=decision.decision,
                      scores=decision.scores,
                      positive_score=decision.scores.get(positive_label) if positive_label else None,
                      threshold=decision.threshold, review_threshold=decision.review_threshold, latency_ms=latency_ms,
-                     truncated=decision.truncated, shadow_of=shadow_of,
+                     truncated=decision.truncated, shadow_of=shadow_of, sender=sender,
                      checks=[dataclasses.asdict(v) for v in decision.checks])
         if id is not None:
             record.id = id

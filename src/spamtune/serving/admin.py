@@ -1,7 +1,8 @@
 """Corrections and the admin page: `POST /feedback` (a user's "this was wrong"), and `/admin` with its JSON API —
 recent decisions with filters and every check's verdict, relabelling in place, the corrections as CSV in `spamtune
-prepare`'s format, the current run and thresholds, and the monitoring charts. Everything here sits behind the API
-key when one is set. The routes receive the service object through the `service` dependency.
+prepare`'s format, the current run and thresholds, the operator lists (add, remove), and the monitoring charts.
+Everything here sits behind the API key when one is set. The routes receive the service object through the
+`service` dependency.
 
 No `from __future__ import annotations`: FastAPI reads the request models from the handlers' annotations.
 """
@@ -11,14 +12,17 @@ import io
 from importlib.resources import files
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 
+from spamtune.errors import DataError
 from spamtune.inference.files import neutralize_formula
+from spamtune.inference.lists import entry
+from spamtune.monitoring.lists import WHO, ListConflict, OperatorLists
 from spamtune.monitoring.store import FeedbackConflict, PredictionStore, StoreError, UnknownPrediction
 from spamtune.serving.access import given_key, too_many
-from spamtune.serving.schemas import FeedbackRequest, FeedbackResponse, RelabelRequest
+from spamtune.serving.schemas import FeedbackRequest, FeedbackResponse, ListEntryRequest, RelabelRequest
 from spamtune.serving.service import ClassifierService, service
 
 Service = Annotated[ClassifierService, Depends(service)]
@@ -182,3 +186,56 @@ async def chart(svc: Service, name: str, hours: Annotated[int, Query(ge=1, le=24
         raise HTTPException(404, f"no chart {name!r} (charts: {', '.join(CHARTS)})")
     png = await svc.store_call(render_chart, need_store(svc), name, hours, svc.clf.run_id, timeout=30.0)
     return Response(png, media_type="image/png")
+
+
+# -- operator lists ------------------------------------------------------------------------------------------------
+
+LIST_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 404: {"description": "no active entry has this id"},
+    409: {"description": "the entry is on the lists already"},
+    422: {"description": "not a valid entry (a domain that is not one, a pattern RE2 cannot compile)"}}
+
+
+def need_lists(svc: ClassifierService) -> OperatorLists:
+    return OperatorLists(need_store(svc))
+
+
+@router.get("/admin/api/lists", dependencies=guard, responses=ERRORS)
+async def list_entries(svc: Service, removed: bool = False) -> list[dict[str, Any]]:
+    """The operator lists' entries, oldest first (with `removed`, the retired ones too)."""
+    rows = await svc.store_call(need_lists(svc).entries, removed)
+    return [e.to_json() for e in rows]
+
+
+@router.post("/admin/api/lists", status_code=201, dependencies=guard, responses=LIST_ERRORS)
+async def add_list_entry(req: ListEntryRequest, svc: Service) -> dict[str, Any]:
+    """Add an allow or deny entry: it decides from the next request on, in every process serving this store."""
+    try:
+        new = entry(req.action, req.kind, req.value, req.reason)
+        (added,), _ = await svc.store_call(need_lists(svc).add, [new], req.by)
+    except DataError as e:
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "value"), "msg": str(e)}]) from None
+    except ListConflict as e:
+        raise HTTPException(409, str(e)) from None
+    except StoreError as e:
+        raise HTTPException(503, str(e)) from None
+    if svc.lists is not None:
+        svc.lists.invalidate()
+    return added.to_json()
+
+
+@router.delete("/admin/api/lists/{entry_id}", dependencies=guard, responses=LIST_ERRORS)
+async def remove_list_entry(entry_id: Annotated[int, Path(ge=1, le=2**31 - 1)], svc: Service,
+                            by: Annotated[str, Query(pattern=WHO)] = "admin") -> dict[str, Any]:
+    """Retire an entry (kept in the history with who and when): it stops deciding from the next request on."""
+    try:
+        (removed,) = await svc.store_call(need_lists(svc).remove, [entry_id], by)
+    except ListConflict as e:
+        raise HTTPException(404, str(e)) from None
+    except DataError as e:
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", "by"), "msg": str(e)}]) from None
+    except StoreError as e:
+        raise HTTPException(503, str(e)) from None
+    if svc.lists is not None:
+        svc.lists.invalidate()
+    return removed.to_json()

@@ -35,6 +35,15 @@ class Scored:
 
 
 @dataclass
+class _Job:
+    """One request's messages (and their senders) waiting for a pass, and where the result goes."""
+
+    texts: list[str]
+    senders: list[str | None]
+    future: asyncio.Future[Scored]
+
+
+@dataclass
 class _Exclusive:
     """A callable that needs the model to itself, and where its result goes."""
 
@@ -53,7 +62,7 @@ class MicroBatcher:
     def __init__(self, clf: TextClassifier, max_batch: int, window_ms: float, max_queue: int = 2_048,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.clf, self.max_batch, self.window, self.max_queue = clf, max_batch, window_ms / 1000, max_queue
-        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future[Scored]] | _Exclusive] = asyncio.Queue()
+        self.queue: asyncio.Queue[_Job | _Exclusive] = asyncio.Queue()
         self.waiting = 0  # texts queued or in the forward pass now (the queue-depth gauge)
         self._on_batch = on_batch
         self.batches_run = 0  # observable in /health: proof that requests share passes
@@ -84,15 +93,15 @@ class MicroBatcher:
         await self.queue.put(_Exclusive(fn, future))
         return await future
 
-    async def classify(self, texts: list[str]) -> Scored:
+    async def classify(self, texts: list[str], senders: list[str | None] | None = None) -> Scored:
         """The pipeline's pass over `texts` (verdicts, combined logits, truncation) and the model that made it; in
-        a shared forward pass."""
+        a shared forward pass. `senders`: who sent each message (the operator lists)."""
         if self.waiting + len(texts) > self.max_queue:
             raise Overloaded(f"{self.waiting} messages are waiting already")
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
         self.waiting += len(texts)
         try:
-            await self.queue.put((texts, future))
+            await self.queue.put(_Job(texts, senders or [None] * len(texts), future))
             return await future
         finally:
             self.waiting -= len(texts)
@@ -105,7 +114,7 @@ class MicroBatcher:
                 await self._run_exclusive(first)
                 continue
             jobs, later = [first], []
-            n = len(first[0])
+            n = len(first.texts)
             deadline = loop.time() + self.window
             while n < self.max_batch:
                 timeout = deadline - loop.time()
@@ -119,32 +128,33 @@ class MicroBatcher:
                     later.append(job)  # after this pass: requests already waiting go first
                     continue
                 jobs.append(job)
-                n += len(job[0])
+                n += len(job.texts)
             await self._run_pass(jobs)
             for job in later:
                 await self._run_exclusive(job)
 
-    async def _run_pass(self, jobs: list[tuple[list[str], asyncio.Future[Scored]]]) -> None:
-        texts = [t for job_texts, _ in jobs for t in job_texts]
+    async def _run_pass(self, jobs: list[_Job]) -> None:
+        texts = [t for job in jobs for t in job.texts]
+        senders = [s for job in jobs for s in job.senders]
         if self._on_batch:
             self._on_batch(len(texts))
         clf = self.clf  # one model per pass, whatever `swap` does meanwhile
         try:
-            scored = await asyncio.to_thread(clf.score, texts)
+            scored = await asyncio.to_thread(clf.score, texts, senders=senders)
         except Exception as e:  # never leave a request hanging; the handler turns this into a 500 JSON
             log.exception("classification failed")
             self.last_error = f"{type(e).__name__}: {e}"
-            for _, fut in jobs:
-                if not fut.done():
-                    fut.set_exception(e)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(e)
             return
         self.batches_run += 1
         self.last_error = None
         start = 0
-        for job_texts, fut in jobs:
-            if not fut.done():  # the client may have gone away
-                fut.set_result(Scored(scored[start : start + len(job_texts)], clf))
-            start += len(job_texts)
+        for job in jobs:
+            if not job.future.done():  # the client may have gone away
+                job.future.set_result(Scored(scored[start : start + len(job.texts)], clf))
+            start += len(job.texts)
 
     async def _run_exclusive(self, job: _Exclusive) -> None:
         try:

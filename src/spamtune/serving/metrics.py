@@ -37,5 +37,9 @@ class ServiceMetrics:
         self.swaps = Counter("spamtune_model_swaps", "Registry versions swapped in while serving", registry=r)
         self.shadow_agreement = Counter("spamtune_shadow_decisions", "Shadow decisions: same label as the answer "
                                         "or not", ["agreement"], registry=r)
+        self.list_entries = Gauge("spamtune_list_entries", "Active operator-list entries this process decides with",
+                                  registry=r)
+        self.decided_by = Counter("spamtune_decided_by", "Messages decided by a final check (the lists) instead of "
+                                  "the model", ["check", "label"], registry=r)
         self.shadow_skipped = Counter("spamtune_shadow_skipped", "Messages the shadow did not score (busy or "
                                       "failed)", registry=r)

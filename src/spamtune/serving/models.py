@@ -80,6 +80,7 @@ class Deployment:
     swaps: int = 0
     last_swap_error: str | None = None
     on_swap: Callable[[TextClassifier], None] | None = None
+    prepare: Callable[[TextClassifier], None] | None = None  # readies a loaded version before it answers
     _failed_version: int | None = None
     _task: asyncio.Task | None = None
 
@@ -120,6 +121,8 @@ class Deployment:
             return False
         try:
             clf = await asyncio.to_thread(self.source.load, reg.version_dir(number))
+            if self.prepare is not None:
+                self.prepare(clf)
             old = self.primary.swap(clf)
         except Exception as e:
             log.error("registry version %s not swapped in: %s: %s", number, type(e).__name__, e)

@@ -65,7 +65,7 @@ async def classify(req: ClassifyRequest, svc: Service) -> ClassifyResponse:
     """spamtune's shape: {"texts": [...]} -> {"results": [...]}: per message the decision, its band, its
     calibrated scores and every check's verdict (with "explain": true, their evidence)."""
     svc.check_texts(req.texts)
-    answers = await svc.decide(req.texts, req.threshold, req.review_threshold, req.explain)
+    answers = await svc.decide(req.texts, req.threshold, req.review_threshold, req.explain, req.sender)
     return ClassifyResponse(results=[Result(**a.to_json()) for a in answers])
 
 

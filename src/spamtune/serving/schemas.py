@@ -25,6 +25,8 @@ from pydantic import (
 )
 
 from spamtune.decisions import Band
+from spamtune.inference.lists import MAX_SENDER, MAX_VALUE
+from spamtune.monitoring.lists import WHO
 
 
 def _not_blank(text: str) -> str:
@@ -52,10 +54,13 @@ class ClassifyRequest(Thresholds):
                                                         "most max_chars characters, not blank)")
     explain: StrictBool = Field(False, description="fill in each check's evidence: the words that pushed the "
                                                    "model, the n-grams that weighed most (costs time; bounded)")
+    sender: Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_SENDER)] | None = Field(
+        None, description="who sent the messages (a phone number, an address): the operator lists' sender "
+                          "entries apply, and it is recorded")
 
 
 class VerdictOut(BaseModel):
-    check: str = Field(description="the check's name: model, ngrams, ...")
+    check: str = Field(description="the check's name: lists, model, ngrams")
     label: str | None = Field(description="the label this check votes for (null: no opinion)")
     score: float | None = Field(description="the check's own score (the model's P(positive), the n-gram margin)")
     reason: str
@@ -148,6 +153,18 @@ class RelabelRequest(BaseModel):
     label: StrictStr
     learn: StrictBool = True
     replace: StrictBool = True
+
+
+class ListEntryRequest(BaseModel):
+    """An operator's allow or deny entry (inference/lists.py says how each kind matches)."""
+
+    action: Literal["allow", "deny"]
+    kind: Literal["sender", "domain", "pattern"]
+    value: Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_VALUE)] = Field(
+        description="a sender (phone number, address), a domain or URL, or an RE2 pattern (case-insensitive)")
+    reason: Annotated[StrictStr, StringConstraints(max_length=MAX_VALUE)] = Field("", description="why, for the "
+                                                                                               "record")
+    by: Annotated[StrictStr, StringConstraints(pattern=WHO)] = Field("admin", description="who adds it (recorded)")
 
 
 class FeedbackResponse(BaseModel):

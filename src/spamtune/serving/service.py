@@ -18,6 +18,8 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from spamtune.inference import Decision, TextClassifier
+from spamtune.inference.lists import ListCheck
+from spamtune.monitoring.lists import OperatorLists
 from spamtune.monitoring.store import PredictionRecord, PredictionStore
 from spamtune.monitoring.writer import StoreWriter
 from spamtune.serving.access import Keys, RateLimiter
@@ -48,6 +50,7 @@ class ServeOptions:
     registry_version: int | None = None  # the registry version the primary model is
     shadow: TextClassifier | None = None  # scores every answered request too; recorded, never returned
     canary: TextClassifier | None = None  # answers source.canary_share of the requests
+    lists: bool = True  # the store's operator lists decide first (binary runs with a store)
 
 
 @dataclass
@@ -79,15 +82,27 @@ class ClassifierService:
         self.store_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="spamtune-store")
         self.writer = (StoreWriter(opts.store, on_written=metrics.store_written.inc,
                                    on_failed=metrics.store_failures.inc) if opts.store is not None else None)
+        # the operator lists, read from the store's database by every model this service runs (the first check)
+        self.lists = (ListCheck(OperatorLists(opts.store), clf.label_names)
+                      if opts.store is not None and opts.lists and clf.binary else None)
+        for model in (clf, opts.shadow, opts.canary):
+            self.prepare(model)
         batcher = self._batcher(clf)
         assert batcher is not None
         self.batcher = batcher
         self.deployment = Deployment(batcher, opts.source, shadow=self._batcher(opts.shadow),
                                      canary=self._batcher(opts.canary), version=opts.registry_version)
-        self.deployment.on_swap = self._swapped
+        self.deployment.on_swap, self.deployment.prepare = self._swapped, self.prepare
         self._shadow_tasks: set[asyncio.Task] = set()
         self._model_info(clf)
         metrics.queue_depth.set_function(lambda: sum(b.waiting for b in self.deployment.batchers))
+        if self.lists is not None:
+            metrics.list_entries.set_function(lambda: self.lists.compiled.size if self.lists else 0)
+
+    def prepare(self, model: TextClassifier | None) -> None:
+        """A model this service will run: the operator lists go first in its pipeline."""
+        if model is not None and self.lists is not None and model.pipeline is not None:
+            model.pipeline.put_first(self.lists)
 
     def _batcher(self, model: TextClassifier | None) -> MicroBatcher | None:
         if model is None:
@@ -161,29 +176,32 @@ class ClassifierService:
                 self.opts.review_threshold if review is None else review)
 
     async def decide(self, texts: list[str], threshold: float | None = None, review: float | None = None,
-                     explain: bool = False) -> list[Answer]:
-        """Decide `texts` in a shared pass (the canary's or the primary's), explain on request within the budget,
-        record, count, and let the shadow decide them after the answer."""
+                     explain: bool = False, sender: str | None = None) -> list[Answer]:
+        """Decide `texts` (all from `sender`, when given) in a shared pass (the canary's or the primary's), explain
+        on request within the budget, record, count, and let the shadow decide them after the answer."""
+        senders: list[str | None] = [sender] * len(texts)
         start = time.perf_counter()
         threshold, review = self.thresholds(threshold, review)
         answering, role = self.deployment.route(texts)
-        part = await asyncio.wait_for(answering.classify(texts), self.limits.request_timeout_s)
+        part = await asyncio.wait_for(answering.classify(texts, senders), self.limits.request_timeout_s)
         model = part.clf  # the model that scored this request decides it and is recorded as the answer's
         assert model.pipeline is not None
         decided = model.pipeline.decide(part.scored, threshold, review)
         if explain:
             await self._explain(answering, model, texts, decided)
         ms = (time.perf_counter() - start) * 1000
-        ids = [self.record(d, text, model, "serve", ms).id for text, d in zip(texts, decided)]
+        ids = [self.record(d, text, model, "serve", ms, sender=sender).id for text, d in zip(texts, decided)]
         answers = [Answer(d, model.run_id, rid, self.keys.token(rid), row.tolist())
                    for d, rid, row in zip(decided, ids, part.scored.logits)]
         for d in decided:
             self.metrics.predictions.labels(d.label, d.decision or "none").inc()
+            if final := next((v for v in d.checks if v.final), None):
+                self.metrics.decided_by.labels(final.check, final.label or "").inc()
             if self.positive is not None:
                 self.metrics.positive_score.observe(d.scores[self.positive])
         self.metrics.answers.labels(role).inc(len(texts))
         if self.deployment.shadow is not None:  # after the answer: the client never waits for the shadow
-            task = asyncio.create_task(self.shadow(texts, answers, threshold, review))
+            task = asyncio.create_task(self.shadow(texts, answers, threshold, review, sender))
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
         return answers
@@ -208,22 +226,22 @@ class ClassifierService:
                                 else type(e).__name__)
 
     def record(self, d: Decision, text: str, model: TextClassifier, source: str, ms: float,
-               shadow_of: str | None = None) -> PredictionRecord:
+               shadow_of: str | None = None, sender: str | None = None) -> PredictionRecord:
         """The store's record of a decision, queued for the background writer (never waits for the database)."""
         record = PredictionRecord.of(d, text, model.run_id, source, ms, self.opts.store_text, model.positive_label,
-                                     shadow_of=shadow_of)
+                                     shadow_of=shadow_of, sender=sender)
         if self.writer is not None:
             self.writer.submit(record)
         return record
 
     async def shadow(self, texts: list[str], answers: list[Answer], threshold: float | None,
-                     review: float | None) -> None:
+                     review: float | None, sender: str | None = None) -> None:
         """The shadow model's decisions on an answered request: recorded beside the answers, compared, never
         returned; its failure never touches answers."""
         assert self.deployment.shadow is not None
         start = time.perf_counter()
         try:
-            part = await self.deployment.shadow.classify(texts)
+            part = await self.deployment.shadow.classify(texts, [sender] * len(texts))
         except Overloaded:
             self.metrics.shadow_skipped.inc(len(texts))
             return
@@ -238,7 +256,7 @@ class ClassifierService:
         for text, d, answer in zip(texts, decided, answers):
             agree = "agree" if d.label == answer.decision.label else "disagree"
             self.metrics.shadow_agreement.labels(agree).inc()
-            self.record(d, text, model, "shadow", ms, shadow_of=answer.id)
+            self.record(d, text, model, "shadow", ms, shadow_of=answer.id, sender=sender)
 
     # -- what it says about itself ---------------------------------------------------------------------------------
 
@@ -246,6 +264,7 @@ class ClassifierService:
         now, opts, lim = self.clf, self.opts, self.limits
         return {"run_id": now.run_id, "model": now.run.run_config.model, "labels": now.label_names,
                 "checks": now.pipeline.names if now.pipeline else [],
+                "list_entries": self.lists.compiled.size if self.lists else None,
                 "max_length": now.max_length, "max_chars": lim.max_chars, "max_texts": lim.max_texts,
                 "positive_label": self.positive,
                 "threshold": now.block_threshold(opts.threshold),
