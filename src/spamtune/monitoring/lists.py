@@ -110,7 +110,8 @@ class OperatorLists:
                              .values(removed_at=t, removed_by=by))
         except SQLAlchemyError as e:
             raise StoreError(f"cannot write to the prediction store {self.store.url}: {_reason(e)}") from None
-        return [ListEntry(**{**dict(rows[i]._mapping), "removed_at": t, "removed_by": by}) for i in ids]
+        return [ListEntry(**{**dict(rows[i]._mapping), "created_at": _utc(rows[i].created_at), "removed_at": t,
+                             "removed_by": by}) for i in ids]
 
 
 WHO = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$"  # who made a change: 1 to 64 characters, no control characters
