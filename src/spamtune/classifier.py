@@ -112,6 +112,11 @@ class Classifier(nn.Module):
         """(B, T) right-padded ids and (B,) lengths -> (B, num_classes) logits."""
         return self.suffix(self.prefix(input_ids), lengths)
 
+    def frozen_features(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids and (B,) lengths -> (B, D): the frozen layers' output averaged over real tokens. The fine-tuning
+        never changed these layers, so the features carry no trace of the training labels (`spamtune audit`)."""
+        return pool(self.prefix(input_ids), lengths, "mean")
+
 
 class CachedSuffix(nn.Module):
     """The trainable part of a `Classifier` as a module of its own: (B, T, D) cached prefix output + (B,) lengths

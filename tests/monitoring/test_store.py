@@ -30,7 +30,7 @@ def record(i: int, label: str = "ham", decision: str = "allow", p: float = 0.1, 
 
 def test_schema_is_created_and_upgrading_again_changes_nothing(store_url):
     store = PredictionStore.open(store_url)
-    assert store.revision() == "0004"
+    assert store.revision() == "0005"
     tables = set(sqlalchemy.inspect(store.engine).get_table_names())
     assert {"predictions", "feedback", "alembic_version"} <= tables
     store.insert([record(1)])
@@ -54,8 +54,8 @@ def test_a_first_schema_store_is_migrated_in_place_with_its_rows(store_url):
             "'serve', 'an old message', 'h', 'ham', 'allow', '{\"ham\": 0.9, \"spam\": 0.1}', 0.1, 0.5, 0.2, "
             "3.0, false)"), {"t": datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)})
     assert old.revision() == "0001"
-    store = PredictionStore.open(store_url)  # opening upgrades: 0001 -> ... -> 0004
-    assert store.revision() == "0004"
+    store = PredictionStore.open(store_url)  # opening upgrades: 0001 -> ... -> 0005
+    assert store.revision() == "0005"
     row = store.get("a1")
     assert row["text"] == "an old message" and row["shadow_of"] is None and store.count() == 1
     assert row["checks"] is None  # decided before the pipeline recorded its checks

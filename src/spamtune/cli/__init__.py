@@ -10,6 +10,7 @@ import sys
 from importlib.metadata import version
 
 from spamtune.cli import (
+    audit,
     cache,
     classify,
     compare,
@@ -28,8 +29,8 @@ from spamtune.cli import (
 from spamtune.cli.args import printable
 from spamtune.errors import SpamtuneError
 
-VERBS = (prepare, train, evaluate, classify, serve, feedback, lists, monitor, retrain, compare, registry, export,
-         generate, cache)  # generate: +zero-shot
+VERBS = (prepare, train, evaluate, classify, serve, feedback, lists, monitor, retrain, audit, compare, registry,
+         export, generate, cache)  # generate: +zero-shot
 
 EXAMPLES = """\
 examples:

@@ -4,6 +4,7 @@
     compare.py       champion vs challenger on the same messages; McNemar's exact test; the promotion policy
     retrain.py       the whole `spamtune retrain`: plan, data, warm-started training, comparison
     registry.py      numbered versions and an atomically changed `current` pointer (promote, rollback)
+    audit.py         likely label errors in the data and the corrections (cleanlab, out-of-fold probabilities)
 """
 
 from spamtune.lifecycle.compare import Comparison, PromotionPolicy, compare_runs

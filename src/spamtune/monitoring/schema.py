@@ -67,3 +67,18 @@ list_entries = Table(
 ACTIVE_ENTRY = list_entries.c.removed_at.is_(None)
 Index("ux_list_entries_active", list_entries.c.action, list_entries.c.kind, list_entries.c.value, unique=True,
       sqlite_where=ACTIVE_ENTRY, postgresql_where=ACTIVE_ENTRY)
+
+# The latest `spamtune audit --db`'s findings (likely label errors), shown in /admin for review; each audit replaces
+# the previous one's rows.
+audit_findings = Table(
+    "audit_findings", metadata,
+    Column("rank", Integer, primary_key=True, autoincrement=False),  # 1 = the likeliest error
+    Column("audited_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(64), nullable=False),  # whose frozen layers gave the features
+    Column("source", String(32), nullable=False),  # a split's name, or "correction"
+    Column("location", String(64), nullable=False),  # the split's data row (from 1), or the prediction id
+    Column("label", String(200), nullable=False),  # as given
+    Column("suggested", String(200), nullable=False),
+    Column("p_label", Float, nullable=False),  # out-of-fold probability of the given label
+    Column("text", Text, nullable=False),
+)

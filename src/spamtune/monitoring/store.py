@@ -26,7 +26,7 @@ from sqlalchemy import Engine, and_, case, create_engine, event, func, select, t
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from spamtune.errors import ConfigError, DataError, SpamtuneError
-from spamtune.monitoring.schema import feedback, predictions
+from spamtune.monitoring.schema import audit_findings, feedback, predictions
 
 log = logging.getLogger(__name__)
 
@@ -432,6 +432,27 @@ class PredictionStore:
             q = q.where(a.c.created_at >= since)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def replace_audit(self, run_id: str, findings: Sequence[dict[str, Any]]) -> None:
+        """Keep `findings` (rank, source, location, label, suggested, p_label, text) as the latest audit, in one
+        transaction: the previous audit's rows go."""
+        t = now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(audit_findings.delete())
+                if findings:
+                    conn.execute(audit_findings.insert(), [{**f, "audited_at": t, "run_id": run_id} for f in findings])
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot write to the prediction store {self.url}: {_reason(e)}") from None
+
+    def audit(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest audit's findings, likeliest error first, with the correction's current label where the
+        finding is a correction (an operator may have fixed it since)."""
+        j = audit_findings.outerjoin(feedback, feedback.c.prediction_id == audit_findings.c.location)
+        q = (select(*audit_findings.c, feedback.c.label.label("feedback_label")).select_from(j)
+             .order_by(audit_findings.c.rank).limit(limit))
+        with self.engine.connect() as conn:
+            return [{**dict(r._mapping), "audited_at": _utc(r.audited_at)} for r in conn.execute(q)]
 
     def close(self) -> None:
         self.engine.dispose()

@@ -239,3 +239,11 @@ async def remove_list_entry(entry_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
     if svc.lists is not None:
         svc.lists.invalidate()
     return removed.to_json()
+
+
+@router.get("/admin/api/audit", dependencies=guard, responses=ERRORS)
+async def audit_findings(svc: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
+    """The latest `spamtune audit --db`'s likely label errors, likeliest first (a correction's current label as
+    `feedback_label`: relabel it from the page)."""
+    rows = await svc.store_call(need_store(svc).audit, limit)
+    return [{**r, "audited_at": r["audited_at"].isoformat()} for r in rows]
