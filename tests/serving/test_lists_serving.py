@@ -17,6 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.common import spamtune_server
 from spamtune.serving.loadtest import post_json
 
+# a process looks at the lists' revision once a second; the bound leaves room for a loaded 2-core machine (without
+# the polling a change would never be seen at all)
+SEEN_WITHIN_S = 4.0
 PARCEL = "Your parcel is held at the depot: pay the 1.99 fee at https://track.parcel-fee.example/p/8812"
 
 
@@ -59,8 +62,8 @@ def test_a_list_change_decides_in_every_serving_process(tiny_run, store_url):
         now_a = first_check(a, PARCEL)
         assert now_a["check"] == "lists" and now_a["label"] == "spam" and now_a["decision"] == "block"
         assert now_a["reason"] == f"deny list: #{added['id']} deny domain 'parcel-fee.example' by alice: parcel wave"
-        # the other one within its refresh interval (1 s)
-        assert seconds_until(lambda: first_check(b, PARCEL)["check"] == "lists") < 2.5
+        # the other one within its refresh interval (1 s) and a request
+        assert seconds_until(lambda: first_check(b, PARCEL)["check"] == "lists") < SEEN_WITHIN_S
         # bad entries: one clear 422 / 409, nothing added
         status, body = post_json(a + "/admin/api/lists", {"action": "deny", "kind": "pattern", "value": "(a"})
         assert status == 422 and "RE2 cannot use it" in json.dumps(body)
@@ -73,13 +76,13 @@ def test_a_list_change_decides_in_every_serving_process(tiny_run, store_url):
                        check=True, capture_output=True)
         for url in (a, b):
             assert seconds_until(lambda u=url: first_check(u, "WIN a FREE prize", "+447700900123")["label"] == "ham"
-                                 ) < 2.5
+                                 ) < SEEN_WITHIN_S
         got = first_check(b, "WIN a FREE prize", "+44 7700 900123")
         assert got["check"] == "lists" and got["reason"].startswith("allow list:")
         subprocess.run([*cli, "remove", str(added["id"]), "--by", "bob", "--db", store_url], check=True,
                        capture_output=True)
         for url in (a, b):
-            assert seconds_until(lambda u=url: first_check(u, PARCEL)["check"] == "model") < 2.5
+            assert seconds_until(lambda u=url: first_check(u, PARCEL)["check"] == "model") < SEEN_WITHIN_S
         status, entries = call(b + "/admin/api/lists?removed=true", "GET")
         assert status == 200 and isinstance(entries, list)
         assert [(e["value"], e["removed_by"]) for e in entries] == [("parcel-fee.example", "bob"),
