@@ -39,6 +39,8 @@ examples:
   spamtune evaluate runs/smollm2 --data-dir data/
   spamtune classify runs/smollm2 "URGENT! You have won a 1 week FREE membership in our £100,000 Prize \
       Jackpot! Txt the word: CLAIM to No: 81010" "Are we still on for lunch?"
+  spamtune lists add deny domain parcel-fee-uk.com --reason "parcel-fee wave"   # stops it before the model
+  spamtune audit runs/smollm2 --data-dir data/ --out audit.csv                  # likely label errors
 """
 
 
@@ -54,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The command line as `main` reads it (bad arguments: argparse's usage error, exit 2)."""
     args, extra = parser.parse_known_args(argv)
     # `classify RUN --json "a" "b"`: argparse closes a nargs="*" positional at the first option; the words after
     # it are still messages (parse_intermixed_args does not support subcommands)
@@ -63,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         args.texts += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(build_parser(), argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (train --nproc re-runs it under torchrun)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
