@@ -126,3 +126,9 @@ def test_classify_with_a_store_applies_its_lists_and_records_senders(tiny_run, s
     assert json.loads(line)["checks"][0]["reason"].startswith("allow list: #2")
     assert main(["classify", str(tiny_run), "--sender-col", "from", "hello"]) == 2
     assert "--sender-col goes with --file" in capsys.readouterr().err
+    long_sender = tmp_path / "long.csv"
+    long_sender.write_text("body,from\nhello there,+15550100\nsee you,x" + "9" * 300 + "\n")
+    assert main(["classify", str(tiny_run), "--file", str(long_sender), "--text-col", "body", "--sender-col", "from",
+                 "--db", store_url, "--out", str(tmp_path / "long.jsonl")]) == 2
+    assert "long.csv line 3: the sender has 301 characters, at most 256" in capsys.readouterr().err
+    assert not (tmp_path / "long.jsonl").exists()  # nothing half-written

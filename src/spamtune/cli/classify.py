@@ -81,6 +81,11 @@ def run(args: argparse.Namespace) -> None:
         raise ConfigError("--sender-col goes with --file (give --sender for messages as arguments or on stdin)")
     if args.sender and args.file:
         raise ConfigError("--sender is for messages as arguments or on stdin; a --file names them with --sender-col")
+    if args.sender is not None:
+        from spamtune.inference.lists import MAX_SENDER
+
+        if not args.sender.strip() or len(args.sender) > MAX_SENDER:
+            raise ConfigError(f"--sender: 1 to {MAX_SENDER} characters, not {len(args.sender.strip())}")
     if args.sender_col and args.engine != "local":
         raise ConfigError("--sender-col runs with the local engine (the operator lists are in the --db store)")
     if args.file:

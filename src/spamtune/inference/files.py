@@ -27,6 +27,7 @@ from typing import IO, BinaryIO
 
 from spamtune.errors import ConfigError, DataError
 from spamtune.inference.api import TextClassifier
+from spamtune.inference.lists import MAX_SENDER
 from spamtune.inference.pipeline import Decision
 
 INPUT_FORMATS = (".txt", ".csv", ".tsv", ".jsonl")
@@ -71,6 +72,15 @@ def decode_line(raw: bytes, where: str, number: int, cap: int) -> str:
         raise DataError(f"{where} line {number}: not valid UTF-8 (byte {e.start})") from None
 
 
+def checked_sender(sender: str | None, where: str) -> str | None:
+    """A sender read from a file: None when blank; longer than the store keeps is an error naming its line."""
+    if not sender:
+        return None
+    if len(sender) > MAX_SENDER:
+        raise DataError(f"{where}: the sender has {len(sender)} characters, at most {MAX_SENDER}")
+    return sender
+
+
 def read_lines(f: BinaryIO, where: str, cap: int) -> Iterator[Message]:
     """Messages of a one-per-line stream (.txt, stdin); blank lines included (the caller skips them)."""
     for number, raw in bounded_lines(f, cap):
@@ -99,7 +109,7 @@ def read_jsonl(f: BinaryIO, where: str, cap: int, text_col: str, sender_col: str
         if sender is not None and not isinstance(sender, str):
             raise DataError(f"{where} line {number}: the {sender_col!r} field is a {type(sender).__name__}, not "
                             "text")
-        yield Message(number, obj, sender or None)
+        yield Message(number, obj, checked_sender(sender, f"{where} line {number}"))
 
 
 def read_table_messages(f: IO[str], where: str, text_col: str, delimiter: str,
@@ -112,7 +122,8 @@ def read_table_messages(f: IO[str], where: str, text_col: str, delimiter: str,
             if col is not None and (reader.fieldnames is None or col not in reader.fieldnames):
                 raise DataError(f"{where}: no column {col!r} (columns: {', '.join(reader.fieldnames or [])})")
         for row_no, row in enumerate(reader, start=2):
-            yield Message(row_no, row[text_col] or "", (row[sender_col] or None) if sender_col else None)
+            sender = checked_sender(row[sender_col], f"{where} line {reader.line_num}") if sender_col else None
+            yield Message(row_no, row[text_col] or "", sender)
     except csv.Error as e:
         raise DataError(f"{where} line {reader.line_num}: {e}") from None
     except UnicodeDecodeError as e:
