@@ -116,12 +116,12 @@ def _open_store(args: argparse.Namespace):
 
 def _with_lists(clf, store) -> None:
     """With --db, the store's operator lists decide first (as in `serve`)."""
-    if store is None or clf.pipeline is None or not clf.binary:
+    if store is None:
         return
-    from spamtune.inference.lists import ListCheck
-    from spamtune.monitoring.lists import OperatorLists
+    from spamtune.monitoring.lists import list_check
 
-    clf.pipeline.put_first(ListCheck(OperatorLists(store), clf.label_names))
+    if (check := list_check(store, clf)) is not None:
+        clf.pipeline.put_first(check)
 
 
 def _recorder(clf, store, args: argparse.Namespace, source: str):

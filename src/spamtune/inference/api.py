@@ -167,21 +167,36 @@ class TextClassifier:
     def model_logits(self, texts: Sequence[str], batch_size: int = 16,
                      progress: bool = False) -> tuple[np.ndarray, list[bool]]:
         """(N, C) the fine-tuned model's own logits (nothing stacked), and truncation: the model check's work."""
-        encoded, truncated = self._encode(texts)
-        if not encoded:
+        if not texts:
             return np.zeros((0, len(self.label_set)), dtype=np.float32), []
-        # the book's `last` pooling reads a pad position: pad to the training width as training did
-        width = self.max_length if self.run.run_config.pooling == "last" else None
-        return batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, progress), truncated
+        return self._pass(texts, batch_size, progress, "forward")
 
     def embeddings(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray | None:
         """(N, D) the pooled, normalised vectors the head reads (drift monitoring); None for the hf backend, whose
         models pool inside transformers."""
         if not isinstance(self.module, Classifier) or not texts:
             return None
-        encoded, _ = self._encode(self.check_messages(texts))
+        return self._pass(self.check_messages(texts), batch_size, False, "embed")[0]
+
+    def frozen_features(self, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """(N, D) the frozen layers' output averaged over each message's tokens (`spamtune audit`): features that
+        carry no trace of the training labels. A `ConfigError` for runs without frozen layers of ours."""
+        if not isinstance(self.module, Classifier):
+            raise ConfigError("the frozen layers are read from a --backend scratch run (this run's model is "
+                              f"{type(self.module).__name__})")
+        if self.module.start == 0:
+            raise ConfigError(f"this run trains every layer (--trainable {self.module.trainable}): it has no frozen "
+                              "layers whose features never saw the labels")
+        return self._pass(self.check_messages(texts), batch_size, progress, "frozen_features", "frozen features")[0]
+
+    def _pass(self, texts: Sequence[str], batch_size: int, progress: bool, method: str,
+              desc: str = "classifying") -> tuple[np.ndarray, list[bool]]:
+        """One batched pass of `method` (forward, embed, frozen_features) over `texts`, and their truncation."""
+        encoded, truncated = self._encode(texts)
+        # the book's `last` pooling reads a pad position: pad to the training width as training did
         width = self.max_length if self.run.run_config.pooling == "last" else None
-        return batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, method="embed")
+        out = batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, progress, desc, method)
+        return out, truncated
 
     def scores_from_logits(self, logits: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """What `predict_proba` returns for these logits."""

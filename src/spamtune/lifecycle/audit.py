@@ -13,7 +13,6 @@ per fold would take minutes; the forward pass through the frozen layers is the c
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,6 @@ import numpy as np
 import pandas as pd
 
 from spamtune.errors import ConfigError, DataError
-
-log = logging.getLogger(__name__)
 
 COLUMNS = ["rank", "source", "where", "label", "suggested", "p_label", "text"]
 
@@ -84,22 +81,6 @@ def audit_frame(run_dir: str | Path, data_dir: str | Path, options: AuditOptions
     return frame
 
 
-def frozen_features(clf: Any, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-    """(N, D) the run's frozen layers' output averaged over each message's tokens."""
-    from spamtune.classifier import Classifier, batched_logits
-
-    if not isinstance(clf.module, Classifier):
-        raise ConfigError("audit reads the frozen layers of a --backend scratch run (this run's model is "
-                          f"{type(clf.module).__name__})")
-    if clf.module.start == 0:
-        raise ConfigError(f"this run trains every layer (--trainable {clf.module.trainable}): it has no frozen "
-                          "layers whose features never saw the labels")
-    encoded, _ = clf._encode(texts)
-    width = clf.max_length if clf.run.run_config.pooling == "last" else None
-    return batched_logits(clf.module, encoded, clf.tokenizer.pad_id, batch_size, width, progress,
-                          desc="frozen features", method="frozen_features")
-
-
 def audit(run_dir: str | Path, data_dir: str | Path, options: AuditOptions | None = None,
           corrections: Sequence[dict[str, Any]] = ()) -> AuditResult:
     """Likely label errors among the splits' messages and the corrections (see the module docstring)."""
@@ -123,7 +104,7 @@ def audit(run_dir: str | Path, data_dir: str | Path, options: AuditOptions | Non
     if (counts[counts > 0] < options.folds).any() or (counts > 0).sum() < 2:
         raise DataError(f"too few messages per label for {options.folds} folds "
                         f"({', '.join(f'{n} {c}' for n, c in zip(names, counts))})")
-    features = frozen_features(clf, frame["text"].tolist(), options.batch_size, options.progress)
+    features = clf.frozen_features(frame["text"].tolist(), options.batch_size, options.progress)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
     probs = cross_val_predict(model, features, y, cv=folds, method="predict_proba")

@@ -16,16 +16,19 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from spamtune.errors import DataError, SpamtuneError
 from spamtune.inference.files import FORMULA_PREFIXES
-from spamtune.inference.lists import ListEntry, entry
+from spamtune.inference.lists import ListCheck, ListEntry, entry
 from spamtune.monitoring.schema import ACTIVE_ENTRY, list_entries
 from spamtune.monitoring.store import PredictionStore, StoreError, _reason, _utc, now
+
+if TYPE_CHECKING:
+    from spamtune.inference import TextClassifier
 
 CSV_COLUMNS = ("action", "kind", "value", "reason", "created_by", "created_at")
 
@@ -115,6 +118,14 @@ class OperatorLists:
 
 
 WHO = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$"  # who made a change: 1 to 64 characters, no control characters
+
+
+def list_check(store: PredictionStore, clf: TextClassifier) -> ListCheck | None:
+    """The store's lists as the first check for `clf`'s kind of run (`serve`, `classify --db`): runs that decide
+    between two labels; None for the others."""
+    if not clf.binary or clf.pipeline is None:
+        return None
+    return ListCheck(OperatorLists(store), clf.label_names)
 
 
 def check_who(by: str) -> str:

@@ -7,8 +7,10 @@ Everything here sits behind the API key when one is set. The routes receive the 
 No `from __future__ import annotations`: FastAPI reads the request models from the handlers' annotations.
 """
 
+import contextlib
 import csv
 import io
+from collections.abc import Iterator
 from importlib.resources import files
 from typing import Annotated, Any
 
@@ -200,6 +202,23 @@ def need_lists(svc: ClassifierService) -> OperatorLists:
     return OperatorLists(need_store(svc))
 
 
+@contextlib.contextmanager
+def changing_lists(svc: ClassifierService, where: tuple[str, str], conflict: int) -> Iterator[None]:
+    """A change to the lists as HTTP answers: a bad entry or name 422 (at `where`), a `ListConflict` `conflict`
+    (409: already there; 404: no such active entry), a store that cannot be written 503. A change that went
+    through is seen by this process's next request."""
+    try:
+        yield
+    except DataError as e:
+        raise RequestValidationError([{"type": "value_error", "loc": where, "msg": str(e)}]) from None
+    except ListConflict as e:
+        raise HTTPException(conflict, str(e)) from None
+    except StoreError as e:
+        raise HTTPException(503, str(e)) from None
+    if svc.lists is not None:
+        svc.lists.invalidate()
+
+
 @router.get("/admin/api/lists", dependencies=guard, responses=ERRORS)
 async def list_entries(svc: Service, removed: bool = False) -> list[dict[str, Any]]:
     """The operator lists' entries, oldest first (with `removed`, the retired ones too)."""
@@ -210,17 +229,9 @@ async def list_entries(svc: Service, removed: bool = False) -> list[dict[str, An
 @router.post("/admin/api/lists", status_code=201, dependencies=guard, responses=LIST_ERRORS)
 async def add_list_entry(req: ListEntryRequest, svc: Service) -> dict[str, Any]:
     """Add an allow or deny entry: it decides from the next request on, in every process serving this store."""
-    try:
+    with changing_lists(svc, ("body", "value"), conflict=409):
         new = entry(req.action, req.kind, req.value, req.reason)
         (added,), _ = await svc.store_call(need_lists(svc).add, [new], req.by)
-    except DataError as e:
-        raise RequestValidationError([{"type": "value_error", "loc": ("body", "value"), "msg": str(e)}]) from None
-    except ListConflict as e:
-        raise HTTPException(409, str(e)) from None
-    except StoreError as e:
-        raise HTTPException(503, str(e)) from None
-    if svc.lists is not None:
-        svc.lists.invalidate()
     return added.to_json()
 
 
@@ -228,16 +239,8 @@ async def add_list_entry(req: ListEntryRequest, svc: Service) -> dict[str, Any]:
 async def remove_list_entry(entry_id: Annotated[int, Path(ge=1, le=2**31 - 1)], svc: Service,
                             by: Annotated[str, Query(pattern=WHO)] = "admin") -> dict[str, Any]:
     """Retire an entry (kept in the history with who and when): it stops deciding from the next request on."""
-    try:
+    with changing_lists(svc, ("query", "by"), conflict=404):
         (removed,) = await svc.store_call(need_lists(svc).remove, [entry_id], by)
-    except ListConflict as e:
-        raise HTTPException(404, str(e)) from None
-    except DataError as e:
-        raise RequestValidationError([{"type": "value_error", "loc": ("query", "by"), "msg": str(e)}]) from None
-    except StoreError as e:
-        raise HTTPException(503, str(e)) from None
-    if svc.lists is not None:
-        svc.lists.invalidate()
     return removed.to_json()
 
 

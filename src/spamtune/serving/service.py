@@ -18,8 +18,7 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from spamtune.inference import Decision, TextClassifier
-from spamtune.inference.lists import ListCheck
-from spamtune.monitoring.lists import OperatorLists
+from spamtune.monitoring.lists import list_check
 from spamtune.monitoring.store import PredictionRecord, PredictionStore
 from spamtune.monitoring.writer import StoreWriter
 from spamtune.serving.access import Keys, RateLimiter
@@ -83,8 +82,7 @@ class ClassifierService:
         self.writer = (StoreWriter(opts.store, on_written=metrics.store_written.inc,
                                    on_failed=metrics.store_failures.inc) if opts.store is not None else None)
         # the operator lists, read from the store's database by every model this service runs (the first check)
-        self.lists = (ListCheck(OperatorLists(opts.store), clf.label_names)
-                      if opts.store is not None and opts.lists and clf.binary else None)
+        self.lists = list_check(opts.store, clf) if opts.store is not None and opts.lists else None
         for model in (clf, opts.shadow, opts.canary):
             self.prepare(model)
         batcher = self._batcher(clf)
