@@ -112,6 +112,12 @@ class Classifier(nn.Module):
         """(B, T) right-padded ids and (B,) lengths -> (B, num_classes) logits."""
         return self.suffix(self.prefix(input_ids), lengths)
 
+    def forward_pooled(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids and (B,) lengths -> (B, num_classes + D): the logits and the pooled vector they were read
+        from, in one pass (the memory of corrections compares the vectors)."""
+        pooled = self.pooled(self.prefix(input_ids), lengths)
+        return torch.cat([self.backbone.out_head(pooled), pooled], dim=1)
+
     def frozen_features(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) ids and (B,) lengths -> (B, D): the frozen layers' output averaged over real tokens. The fine-tuning
         never changed these layers, so the features carry no trace of the training labels (`spamtune audit`)."""

@@ -14,14 +14,25 @@ Protocol (binary runs; the positive class is label id 1, "spam" for the SMS set)
 
 Bands: P(positive) >= block threshold -> "block"; >= review threshold -> "review" (for a person to check);
 below -> "allow".
+
+The memory of corrections (inference/memory.py) decides a message like the corrected message it is nearest to, when
+their pooled vectors' cosine similarity reaches the run's memory threshold. The threshold is picked with the same
+halves: the validation positives stand in for a memory of reported spam, and it is the lowest similarity at which
+the calibration-half ham the model allows would be blocked by them at most `MEMORY_ADDED_FPR` of the time (half the
+0.1 points the memory may add; the other half is room for the report half's noise). Stored beside it, for the
+guard: the vectors and labels of the validation messages and the calibration ham (`MemoryCalibration`,
+RUN/memory.safetensors). A remembered message reaches no further than the nearest guard message of another label:
+a new scam style written like ordinary ham is remembered for what is closer to it than any ham the run knows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -30,6 +41,8 @@ Band = Literal["allow", "review", "block"]
 BANDS: tuple[Band, ...] = ("allow", "review", "block")
 DEFAULT_TARGET_FPR = 0.005
 DEFAULT_REVIEW_FPR = 0.02
+MEMORY_ADDED_FPR = 0.0005  # the calibration ham the memory's threshold may add (see the module docstring)
+MEMORY_FLOOR = 0.5  # never remember by a looser similarity than this, however far apart the ham lies
 
 
 @dataclass
@@ -181,3 +194,67 @@ def check_thresholds(threshold: float | None, review_threshold: float | None) ->
             raise ConfigError(f"the {name} must be a number between 0 and 1")
     if threshold is not None and review_threshold is not None and review_threshold > threshold:
         raise ConfigError("the review threshold must not be above the block threshold")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The memory of corrections
+
+
+def unit_rows(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (float32; a zero row stays zero): cosine similarity is then a dot product."""
+    v = np.asarray(v, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norms > 0, norms, 1).astype(np.float32)
+
+
+@dataclass
+class MemoryCalibration:
+    """A binary run's similarity threshold for the memory of corrections and the guard's validation vectors (see
+    the module docstring); RUN/memory.safetensors."""
+
+    threshold: float  # cosine similarity at or above which the nearest remembered message decides
+    added_fpr: float  # calibration-half ham the validation positives would have blocked at it
+    picked_on: dict[str, int]  # messages: entries (validation positives), calibration_ham
+    guard_vectors: np.ndarray  # (N, D) unit rows: validation messages and the calibration ham, never trained on
+    guard_labels: np.ndarray  # (N,) their label ids
+
+    FILE = "memory.safetensors"
+
+    def save(self, run_dir: str | Path) -> None:
+        from safetensors.numpy import save
+
+        from spamtune.fsutil import atomic_file
+
+        data = save({"guard_vectors": np.ascontiguousarray(self.guard_vectors, dtype=np.float32),
+                     "guard_labels": np.ascontiguousarray(self.guard_labels, dtype=np.int64)},
+                    metadata={"threshold": repr(self.threshold), "added_fpr": repr(self.added_fpr),
+                              "picked_on": json.dumps(self.picked_on)})
+        with atomic_file(Path(run_dir) / self.FILE, "wb") as f:
+            f.write(data)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> MemoryCalibration | None:
+        """The run's memory calibration; None for runs without one (trained before it, or not binary runs of
+        ours)."""
+        from safetensors import safe_open
+
+        path = Path(run_dir) / cls.FILE
+        if not path.is_file():
+            return None
+        with safe_open(str(path), "np") as f:
+            meta = f.metadata() or {}
+            vectors, labels = f.get_tensor("guard_vectors"), f.get_tensor("guard_labels")
+        return cls(float(meta["threshold"]), float(meta["added_fpr"]), json.loads(meta["picked_on"]), vectors, labels)
+
+
+def pick_memory_threshold(entries: np.ndarray, ham: np.ndarray, ham_blocked: np.ndarray,
+                          budget: float = MEMORY_ADDED_FPR) -> tuple[float, float]:
+    """(threshold, added FPR): the lowest cosine similarity at which `entries` (vectors of positives standing in
+    for remembered spam) would block at most `budget` of the `ham` (vectors) the model does not block already
+    (`ham_blocked`), and never below `MEMORY_FLOOR`."""
+    if not len(ham):
+        raise ValueError("no ham to pick the memory's threshold on")
+    nearest = (unit_rows(ham) @ unit_rows(entries).T).max(axis=1) if len(entries) else np.full(len(ham), -1.0)
+    nearest = np.where(ham_blocked, -np.inf, nearest)  # already blocked: the memory adds nothing there
+    t = max(threshold_for_fpr(nearest, budget), MEMORY_FLOOR)
+    return float(t), float(np.mean(nearest >= t))

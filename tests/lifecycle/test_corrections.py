@@ -14,6 +14,7 @@ from spamtune.errors import ConfigError
 from spamtune.lifecycle.corrections import (
     Correction,
     CorrectionPolicy,
+    boost_copies,
     read_holdout,
     select_corrections,
     write_data,
@@ -95,6 +96,27 @@ def test_write_data_adds_rows_with_provenance_and_copies_the_rest(data_dir, tmp_
     for name in ("test.csv", "unused.csv", "labels.json"):  # evaluation data exactly as it was
         assert filecmp.cmp(data_dir / name, tmp_path / "d" / name, shallow=False)
     assert list(read_holdout(tmp_path / "d")["Text"]) == [c.text for c in out.holdout]
+
+
+def test_a_handful_of_corrections_is_boosted_with_perturbed_copies_within_the_cap(data_dir, tmp_path):
+    cs = [corr(i, t) for i, t in enumerate(new_messages(5))]
+    out = select_corrections(cs, data_dir, LABELS, CorrectionPolicy(holdout=0.0))
+    assert len(out.train) + len(out.validation) == 5 and out.train
+    policy = CorrectionPolicy(boost=10)
+    copies = boost_copies(policy, 50, len(out.train))  # room for floor(0.2 * 50 / 0.8) = 12 rows
+    assert copies == min(10, 12 // len(out.train) - 1)
+    assert boost_copies(policy, 10_000, 3) == 10 and boost_copies(CorrectionPolicy(boost=0), 10_000, 3) == 0
+    write_data(tmp_path / "d", data_dir, out, LABELS, limit=50, copies=copies)
+    train = pd.read_csv(tmp_path / "d" / "train.csv", keep_default_na=False)
+    added = train[train["Source"] != "data"]
+    assert len(added) == len(out.train) * (1 + copies) <= 12 and set(added["Label"]) == {1}
+    for c in out.train:  # the message itself, then copies that differ from it (perturbed), all traced to it
+        rows = added[added["Source"] == f"feedback:{c.id}"]["Text"].tolist()
+        assert rows[0] == c.text and len(rows) == 1 + copies
+        assert sum(r != c.text for r in rows[1:]) >= copies // 2
+    assert len(read_split(tmp_path / "d" / "validation.csv")) == 50 + len(out.validation)  # never boosted
+    with pytest.raises(ConfigError, match="--boost"):
+        CorrectionPolicy(boost=51)
 
 
 def test_end_users_corrections_neither_dominate_nor_serve_as_ground_truth(data_dir):

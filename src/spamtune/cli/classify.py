@@ -115,13 +115,16 @@ def _open_store(args: argparse.Namespace):
 
 
 def _with_lists(clf, store) -> None:
-    """With --db, the store's operator lists decide first (as in `serve`)."""
+    """With --db, the store's operator lists decide first and its corrections are remembered (as in `serve`)."""
     if store is None:
         return
     from spamtune.monitoring.lists import list_check
+    from spamtune.monitoring.memory import memory_check
 
     if (check := list_check(store, clf)) is not None:
         clf.pipeline.put_first(check)
+    if (memory := memory_check(store, clf)) is not None:
+        clf.pipeline.put_after_model(memory)
 
 
 def _recorder(clf, store, args: argparse.Namespace, source: str):

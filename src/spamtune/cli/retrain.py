@@ -22,7 +22,9 @@ comparison's sets), never one that contradicts the training data, at most --max-
 fixed --holdout share of operators' corrected messages (by sha256) is held out for the comparison; end users'
 corrections are never ground truth and at most --untrusted-share of the training rows. An end user's correction
 (POST /feedback) against a prediction at least --confident sure is listed for review and not learnt until an
-operator confirms it (`spamtune feedback ID LABEL` or /admin), or with --learn-unreviewed.
+operator confirms it (`spamtune feedback ID LABEL` or /admin), or with --learn-unreviewed. Each learnt
+correction goes into train with --boost perturbed copies (homoglyphs, leetspeak, spacing...), within --max-share,
+so that a handful of them move the warm-started challenger.
 
 Promotion guards, which nothing overrides: no FPR regression on the unused ham (--fpr-margin) and no test recall
 collapse (--max-recall-drop), on the splits no user can write into.
@@ -55,6 +57,8 @@ def add_parser(sub) -> None:
     p.add_argument("--holdout", type=float, default=0.2, help="share of corrected messages held out (default: 0.2)")
     p.add_argument("--max-share", type=float, default=0.2,
                    help="corrections at most this share of the training rows (default: 0.2)")
+    p.add_argument("--boost", type=int, default=10, help="each learnt correction this many more times in train, as "
+                   "perturbed copies, so that a few move the model (default: 10; 0: once each)")
     p.add_argument("--untrusted-share", type=float, default=0.02,
                    help="end users' corrections at most this share of the training rows (default: 0.02)")
     p.add_argument("--confident", type=float, default=0.99, help="an end user's correction against a prediction "
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         from_scratch=args.from_scratch, epochs=args.epochs, min_feedback=args.min_feedback, if_drift=args.if_drift,
         drift_since=parse_since(args.since),
         corrections=CorrectionPolicy(holdout=args.holdout, max_share=args.max_share, confident=args.confident,
+                                     boost=args.boost,
                                      learn_unreviewed=args.learn_unreviewed, untrusted_share=args.untrusted_share),
         promotion=PromotionPolicy(fpr_margin=args.fpr_margin, recall_margin=args.recall_margin, alpha=args.alpha,
                                   max_recall_drop=args.max_recall_drop))

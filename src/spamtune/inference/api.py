@@ -171,10 +171,26 @@ class TextClassifier:
             return np.zeros((0, len(self.label_set)), dtype=np.float32), []
         return self._pass(texts, batch_size, progress, "forward")
 
+    def model_logits_pooled(self, texts: Sequence[str], batch_size: int = 16,
+                            progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+        """`model_logits` and, from the same pass, the pooled vectors the head read (N, D): the model check's work
+        when a memory of corrections follows it (runs of ours only: `has_pooled`)."""
+        assert self.has_pooled, "pooled vectors come from a --backend scratch run in torch"
+        out, truncated = self._pass(texts, batch_size, progress, "forward_pooled")
+        c = len(self.label_set)
+        if not len(out):
+            return np.zeros((0, c), dtype=np.float32), np.zeros((0, 0), dtype=np.float32), truncated
+        return out[:, :c], out[:, c:], truncated
+
+    @property
+    def has_pooled(self) -> bool:
+        """The model is ours in torch, so its pooled vectors can be read (not the hf backend, not ONNX)."""
+        return isinstance(self.module, Classifier)
+
     def embeddings(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray | None:
         """(N, D) the pooled, normalised vectors the head reads (drift monitoring); None for the hf backend, whose
         models pool inside transformers."""
-        if not isinstance(self.module, Classifier) or not texts:
+        if not self.has_pooled or not texts:
             return None
         return self._pass(self.check_messages(texts), batch_size, False, "embed")[0]
 

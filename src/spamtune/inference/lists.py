@@ -39,6 +39,8 @@ from spamtune.errors import DataError
 from spamtune.normalize import INVISIBLE, latin_lookalike, normalize_text
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from spamtune.inference.pipeline import BatchOptions, CheckOutput, Verdict
 
 log = logging.getLogger(__name__)
@@ -327,8 +329,8 @@ class ListCheck:
             self._checked = time.monotonic()
         return self.compiled
 
-    def run(self, texts: Sequence[str], options: BatchOptions,
-            senders: Sequence[str | None] | None = None) -> CheckOutput:
+    def run(self, texts: Sequence[str], options: BatchOptions, senders: Sequence[str | None] | None = None,
+            vectors: np.ndarray | None = None) -> CheckOutput:
         from spamtune.inference.pipeline import CheckOutput
 
         lists = self.current()

@@ -16,7 +16,8 @@ Two phases, so the service can share a forward pass between requests and still d
     pipeline.explain(texts, decided, budget_s=5)          # on demand: the words / n-grams behind each verdict
 
 Today's configuration is [ListCheck "lists" (where a store holds operator lists: inference/lists.py), ModelCheck
-"model", NgramCheck "ngrams" (stacked runs)] + the operating point.
+"model", MemoryCheck "memory" (where a store holds corrections: inference/memory.py), NgramCheck "ngrams" (stacked
+runs)] + the operating point.
 """
 
 from __future__ import annotations
@@ -107,15 +108,17 @@ class CheckOutput:
     verdicts: list[Verdict | None]
     signal: np.ndarray | None = None  # model: (n, C) logits; ngrams: (n,) margins
     truncated: list[bool] | None = None  # the model's: the message was cut to max_length tokens
+    vectors: np.ndarray | None = None  # the model's, when a check reads them: (n, D) the pooled vectors
 
 
 class Check(Protocol):
-    """A named check: `run` scores messages (cheap or not), `explain` fills in the evidence on demand."""
+    """A named check: `run` scores messages (cheap or not), `explain` fills in the evidence on demand. A check
+    with `reads_vectors = True` (the memory) is handed the pooled vectors an earlier check (the model) gave."""
 
     name: str
 
-    def run(self, texts: Sequence[str], options: BatchOptions,
-            senders: Sequence[str | None] | None = None) -> CheckOutput: ...
+    def run(self, texts: Sequence[str], options: BatchOptions, senders: Sequence[str | None] | None = None,
+            vectors: np.ndarray | None = None) -> CheckOutput: ...
 
     def explain(self, texts: Sequence[str], verdicts: Sequence[Verdict], deadline: float) -> None:
         """Fill `verdict.evidence` for each message, stopping at `deadline` (time.monotonic())."""
@@ -146,10 +149,15 @@ class ModelCheck:
         self.calibrated = not stacked
         self.temperature = clf.temperature if self.calibrated else 1.0
         self.what = f"fine-tuned {clf.run.run_config.model}"
+        self.pooled = False  # also give the pooled vectors (a memory of corrections reads them)
 
-    def run(self, texts: Sequence[str], options: BatchOptions,
-            senders: Sequence[str | None] | None = None) -> CheckOutput:
-        logits, truncated = self.clf.model_logits(texts, options.batch_size, options.progress)
+    def run(self, texts: Sequence[str], options: BatchOptions, senders: Sequence[str | None] | None = None,
+            vectors: np.ndarray | None = None) -> CheckOutput:
+        pooled = None
+        if self.pooled:
+            logits, pooled, truncated = self.clf.model_logits_pooled(texts, options.batch_size, options.progress)
+        else:
+            logits, truncated = self.clf.model_logits(texts, options.batch_size, options.progress)
         probs = self.clf.scores_from_logits(logits, calibrated=self.calibrated)
         names, positive = self.clf.label_names, self.clf.positive_id
         verdicts: list[Verdict | None] = []
@@ -158,7 +166,7 @@ class ModelCheck:
             shown = positive if positive is not None else k  # binary: always P(positive), as the bands read it
             verdicts.append(Verdict(self.name, names[k], float(p[shown]),
                                     f"{self.what}: P({names[shown]}) {p[shown]:.3f}"))
-        return CheckOutput(verdicts, logits, truncated)
+        return CheckOutput(verdicts, logits, truncated, pooled)
 
     def explain(self, texts: Sequence[str], verdicts: Sequence[Verdict], deadline: float) -> None:
         from spamtune.inference.explain import WordAttributor
@@ -201,8 +209,8 @@ class NgramCheck:
     def __init__(self, stack: NgramStack, label_names: Sequence[str], char_cap: int) -> None:
         self.stack, self.names, self.char_cap = stack, list(label_names), char_cap
 
-    def run(self, texts: Sequence[str], options: BatchOptions,
-            senders: Sequence[str | None] | None = None) -> CheckOutput:
+    def run(self, texts: Sequence[str], options: BatchOptions, senders: Sequence[str | None] | None = None,
+            vectors: np.ndarray | None = None) -> CheckOutput:
         # the n-grams read what the tokenizer read: the first char_cap characters
         margin = self.stack.ngram_margin([t[: self.char_cap] for t in texts])
         verdicts: list[Verdict | None] = [
@@ -250,6 +258,16 @@ class DecisionPipeline:
         if all(c.name != check.name for c in self.checks):
             self.checks.insert(0, check)
 
+    def put_after_model(self, check: Check) -> None:
+        """Run `check` right after the model, with the model's pooled vectors (the memory of corrections); once."""
+        model = next(c for c in self.checks if isinstance(c, ModelCheck))
+        if all(c.name != check.name for c in self.checks):
+            model.pooled = True
+            self.checks.insert(self.checks.index(model) + 1, check)
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
     def score(self, texts: Sequence[str], options: BatchOptions | None = None,
               senders: Sequence[str | None] | None = None) -> Scored:
         """Every check on the messages no earlier check decided, then the combined logits. `senders`: who sent
@@ -262,12 +280,17 @@ class DecisionPipeline:
         pending = np.ones(n, dtype=bool)
         signals: dict[str, np.ndarray] = {}
         truncated = [False] * n
+        pooled: np.ndarray | None = None
         for check in self.checks:
             rows = np.flatnonzero(pending)
             if not len(rows):
                 break
             out = check.run([texts[int(i)] for i in rows], options,
-                            None if senders is None else [senders[int(i)] for i in rows])
+                            None if senders is None else [senders[int(i)] for i in rows],
+                            pooled[rows] if pooled is not None and getattr(check, "reads_vectors", False) else None)
+            if out.vectors is not None:
+                pooled = np.full((n, out.vectors.shape[1]), np.nan, dtype=np.float32)
+                pooled[rows] = out.vectors
             for i, v in zip(rows, out.verdicts):
                 if v is not None:
                     verdicts[i].append(v)
@@ -342,6 +365,9 @@ def format_checks(checks: Sequence[Verdict], indent: str = "  ") -> list[str]:
             if v.evidence.get(key):
                 shown = ", ".join(f"{w!r} {a:+.3f}" for w, a in v.evidence[key])
                 lines.append(f"{indent}{'':<8} {key} towards {v.label}: {shown}")
+        for e in v.evidence.get("neighbours", ()):
+            lines.append(f"{indent}{'':<8} like prediction {e['id']} ({e['label']}, similarity "
+                         f"{e['similarity']:.3f}): {e['text'][:120]!r}")
         for e in v.evidence.get("entries", ()):
             lines.append(f"{indent}{'':<8} entry #{e['id']} {e['action']} {e['kind']} {e['value']!r} matched "
                          f"{e['matched']!r}")

@@ -40,11 +40,13 @@ from typing import Any
 import pandas as pd
 
 from spamtune.data import LABELS_FILE, LabelSet, read_split
+from spamtune.data.perturb import PERTURBATIONS, perturb
 from spamtune.errors import ConfigError
-from spamtune.monitoring.store import TRUSTED_SOURCES
+from spamtune.monitoring.memory import LEARNT_PREFIX, SOURCE_COLUMN
+from spamtune.monitoring.store import CONFIDENT, TRUSTED_SOURCES, needs_review
 
 HOLDOUT_FILE = "holdout.csv"  # beside the splits in a retrain's data directory
-SOURCE = "Source"  # the provenance column: "data", or "feedback:<prediction id>"
+SOURCE = SOURCE_COLUMN  # the provenance column: "data", or "feedback:<prediction id>"
 
 
 @dataclass
@@ -55,13 +57,16 @@ class CorrectionPolicy:
     validation: float = 0.125  # share of the learnt ones that go to validation (the data's 70:10)
     max_share: float = 0.2  # corrections at most this share of the training rows
     untrusted_share: float = 0.02  # end users' (unreviewed) corrections at most this share of the training rows
-    confident: float = 0.99  # an end user's correction against a prediction at least this sure needs review
+    boost: int = 10  # each learnt correction this many more times in train: perturbed copies (data/perturb.py)
+    confident: float = CONFIDENT  # an end user's correction against a prediction at least this sure needs review
     learn_unreviewed: bool = False  # learn those too (the report says so)
 
     def __post_init__(self) -> None:
         for name in ("holdout", "max_share", "untrusted_share"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1)")
+        if not 0 <= self.boost <= 50:
+            raise ConfigError("--boost must be between 0 and 50 copies")
         if not 0 < self.validation < 1 or not 0.5 < self.confident <= 1:
             raise ConfigError("the validation share must be in (0, 1) and --confident in (0.5, 1]")
 
@@ -78,7 +83,7 @@ class Correction:
     updated_at: datetime.datetime
 
     def row(self, label_set: LabelSet) -> dict[str, Any]:
-        return {"Label": label_set.label2id[self.label], "Text": self.text, SOURCE: f"feedback:{self.id}"}
+        return {"Label": label_set.label2id[self.label], "Text": self.text, SOURCE: f"{LEARNT_PREFIX}{self.id}"}
 
 
 @dataclass
@@ -162,7 +167,7 @@ def select_corrections(corrections: list[Correction], data_dir: str | Path, labe
             out.left_out["already in the data"].append(c)
         elif text in known:
             out.left_out["contradicts the data"].append(c)
-        elif (c.source not in TRUSTED_SOURCES and c.label != c.predicted and c.confidence >= policy.confident
+        elif (needs_review(c.source, c.label, c.predicted, c.confidence, policy.confident)
               and not policy.learn_unreviewed):
             out.left_out["needs review"].append(c)
         elif c.source in TRUSTED_SOURCES and _bucket(text, b"holdout:") < policy.holdout:
@@ -188,18 +193,44 @@ def select_corrections(corrections: list[Correction], data_dir: str | Path, labe
     return out
 
 
+def boosted(rows: list[dict[str, Any]], copies: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`rows` (learnt corrections) and `copies` more of each: the message under a perturbation drawn for it
+    (homoglyphs, leetspeak, spacing...: data/perturb.py), or the message again where the one drawn changes nothing.
+    A few corrections then weigh like many in the loss, and in the forms spammers vary them in."""
+    names = sorted(PERTURBATIONS)
+    out = list(rows)
+    for r in rows:
+        for k in range(copies):
+            name = names[k % len(names)]  # every perturbation in turn; a repeat draws again (seed + k)
+            out.append({**r, "Text": perturb(r["Text"], name, seed + k)})
+    return out
+
+
+def boost_copies(policy: CorrectionPolicy, n_train_rows: int, n_learnt: int) -> int:
+    """Copies per learnt correction: `policy.boost`, fewer where the corrections and their copies would pass
+    `max_share` of the training rows."""
+    if not n_learnt:
+        return 0
+    room = math.floor(policy.max_share * n_train_rows / (1 - policy.max_share))
+    return max(0, min(policy.boost, room // n_learnt - 1))
+
+
 def write_data(out: Path, data_dir: str | Path, selected: CorrectionSet, label_set: LabelSet,
-               limit: int | None = None) -> None:
+               limit: int | None = None, copies: int = 0) -> None:
     """A data directory for the challenger: the champion's splits (train and validation cut at its --limit) with
-    the learnt corrections appended and a provenance column; test, unused and labels.json as they were; the
-    held-out corrections in holdout.csv. `out` is an empty directory the caller owns (a retrain claims it
-    exclusively, so two retrains can never write into one)."""
+    the learnt corrections appended and a provenance column (in train with `copies` boosted copies each:
+    `boosted`); test, unused and labels.json as they were; the held-out corrections in holdout.csv. `out` is an
+    empty directory the caller owns (a retrain claims it exclusively, so two retrains can never write into
+    one)."""
     data_dir = Path(data_dir)
     tmp = out
     tmp.mkdir(parents=True, exist_ok=True)
     for name, added in (("train", selected.train), ("validation", selected.validation)):
         base = read_split(data_dir / f"{name}.csv")[:limit].assign(**{SOURCE: "data"})
-        rows = pd.concat([base, pd.DataFrame([c.row(label_set) for c in added], columns=base.columns)])
+        learnt = [c.row(label_set) for c in added]
+        if name == "train":
+            learnt = boosted(learnt, copies)
+        rows = pd.concat([base, pd.DataFrame(learnt, columns=base.columns)])
         rows.to_csv(tmp / f"{name}.csv", index=False, quoting=csv.QUOTE_MINIMAL)
     for name in ("test.csv", "unused.csv", LABELS_FILE):
         if (data_dir / name).exists():

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from spamtune.config import TrainArgs
-from spamtune.data import read_label_set
+from spamtune.data import read_label_set, read_split
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.fsutil import read_json, write_json
 from spamtune.inference import TextClassifier
@@ -27,6 +27,7 @@ from spamtune.lifecycle.compare import Comparison, PromotionPolicy, compare_runs
 from spamtune.lifecycle.corrections import (
     CorrectionPolicy,
     CorrectionSet,
+    boost_copies,
     from_store_rows,
     select_corrections,
     write_data,
@@ -166,9 +167,11 @@ def retrain(store: PredictionStore, champion_dir: str | Path, out: str | Path, d
     label_set = read_label_set(data_dir)
     claim(staging)
     try:
-        write_data(staging, data_dir, selected, label_set, champion_args.limit)
-        print(f"retrain: learning {len(selected.train)} correction(s) (+{len(selected.validation)} in "
-              f"validation), {len(selected.holdout)} held out; "
+        n_train = len(read_split(data_dir / "train.csv")[: champion_args.limit])
+        copies = boost_copies(options.corrections, n_train, len(selected.train))
+        write_data(staging, data_dir, selected, label_set, champion_args.limit, copies)
+        print(f"retrain: learning {len(selected.train)} correction(s) (+{copies} perturbed copies each; "
+              f"+{len(selected.validation)} in validation), {len(selected.holdout)} held out; "
               + ("from the base model" if options.from_scratch else f"warm start from {champion_dir}"), flush=True)
         train_run(args, staging, out)
     except BaseException:  # a failed (or interrupted) retrain leaves nothing behind; kill -9: see clean_stale

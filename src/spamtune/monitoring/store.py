@@ -64,6 +64,13 @@ def text_sha256(text: str) -> str:
 # Corrections from these sources were made by an operator (the admin page, the CLI on the store): trusted. End
 # users' corrections (POST /feedback: "api") are checked before a retrain learns them (lifecycle.corrections).
 TRUSTED_SOURCES = ("admin", "cli")
+CONFIDENT = 0.99  # an end user's correction against a prediction at least this sure waits for an operator
+
+
+def needs_review(source: str, label: str, predicted: str, confidence: float, confident: float = CONFIDENT) -> bool:
+    """An end user's correction against a prediction at least `confident` sure: the shape of poisoning. Neither a
+    retrain nor the memory of corrections acts on it until an operator confirms it."""
+    return source not in TRUSTED_SOURCES and label != predicted and confidence >= confident
 
 
 @dataclass
@@ -387,6 +394,13 @@ class PredictionStore:
              .order_by(c.created_at.desc(), c.id.desc()).limit(limit))
         with self.engine.connect() as conn:
             return [_row(r._mapping) for r in conn.execute(q)][::-1]
+
+    def feedback_revision(self) -> tuple[int, str | None]:
+        """(corrections, the latest change's time): moves with every correction recorded, confirmed or replaced
+        (the memory of corrections polls it)."""
+        with self.engine.connect() as conn:
+            count, latest = conn.execute(select(func.count(), func.max(feedback.c.updated_at))).one()
+        return int(count), None if latest is None else str(latest)
 
     def corrections(self, learnable_only: bool = False) -> list[dict[str, Any]]:
         """Corrected predictions (with their text when stored), oldest correction first: id, text, text_sha256,

@@ -99,6 +99,7 @@ async def correct(svc: ClassifierService, prediction_id: str, label: str, learn:
     kind = feedback_type(out["prediction_label"], label, svc.positive)
     if out["status"] != "unchanged":
         svc.metrics.feedback.labels(kind).inc()
+    svc.corrected()  # the memory of corrections acts on it from the next request
     return FeedbackResponse(status=out["status"], id=prediction_id, label=label, previous=out["previous"],
                             type=kind)
 
@@ -242,6 +243,19 @@ async def remove_list_entry(entry_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
     with changing_lists(svc, ("query", "by"), conflict=404):
         (removed,) = await svc.store_call(need_lists(svc).remove, [entry_id], by)
     return removed.to_json()
+
+
+@router.get("/admin/api/memory", dependencies=guard, responses=ERRORS)
+async def memory_entries(svc: Service) -> dict[str, Any]:
+    """The answering model's memory of corrections: its similarity threshold and every correction with its status
+    ("active", or why it is not remembered: "needs review" waits for an operator's confirmation, "would flip
+    validation" for a look at its label), newest first. `threshold` null: this run has no memory."""
+    memory = svc.memory
+    if memory is None:
+        return {"run_id": svc.clf.run_id, "threshold": None, "active": 0, "entries": []}
+    await svc.store_call(memory.refresh)
+    return {"run_id": svc.clf.run_id, "threshold": memory.threshold, "active": len(memory.active),
+            "entries": [e.to_json() for e in reversed(memory.entries)]}
 
 
 @router.get("/admin/api/audit", dependencies=guard, responses=ERRORS)

@@ -39,7 +39,10 @@ class ServiceMetrics:
                                         "or not", ["agreement"], registry=r)
         self.list_entries = Gauge("spamtune_list_entries", "Active operator-list entries this process decides with",
                                   registry=r)
-        self.decided_by = Counter("spamtune_decided_by", "Messages decided by a final check (the lists) instead of "
+        self.memory_entries = Gauge("spamtune_memory_entries", "Corrections the answering model's memory decides "
+                                    "with", registry=r)
+        self.decided_by = Counter("spamtune_decided_by", "Messages decided by a final check (the lists, the memory) "
+                                  "instead of "
                                   "the model", ["check", "label"], registry=r)
         self.shadow_skipped = Counter("spamtune_shadow_skipped", "Messages the shadow did not score (busy or "
                                       "failed)", registry=r)

@@ -18,7 +18,9 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from spamtune.inference import Decision, TextClassifier
+from spamtune.inference.memory import MemoryCheck
 from spamtune.monitoring.lists import list_check
+from spamtune.monitoring.memory import memory_check
 from spamtune.monitoring.store import PredictionRecord, PredictionStore
 from spamtune.monitoring.writer import StoreWriter
 from spamtune.serving.access import Keys, RateLimiter
@@ -50,6 +52,7 @@ class ServeOptions:
     shadow: TextClassifier | None = None  # scores every answered request too; recorded, never returned
     canary: TextClassifier | None = None  # answers source.canary_share of the requests
     lists: bool = True  # the store's operator lists decide first (binary runs with a store)
+    memory: bool = True  # the store's corrections decide messages like them (runs with a memory calibration)
 
 
 @dataclass
@@ -96,11 +99,31 @@ class ClassifierService:
         metrics.queue_depth.set_function(lambda: sum(b.waiting for b in self.deployment.batchers))
         if self.lists is not None:
             metrics.list_entries.set_function(lambda: self.lists.compiled.size if self.lists else 0)
+        metrics.memory_entries.set_function(lambda: len(m.active) if (m := self.memory) is not None else 0)
 
     def prepare(self, model: TextClassifier | None) -> None:
-        """A model this service will run: the operator lists go first in its pipeline."""
-        if model is not None and self.lists is not None and model.pipeline is not None:
+        """A model this service will run: the operator lists go first in its pipeline, its memory of the store's
+        corrections right after its model (read now, so the first request does not wait for their vectors)."""
+        if model is None or model.pipeline is None:
+            return
+        if self.lists is not None:
             model.pipeline.put_first(self.lists)
+        if self.opts.store is not None and self.opts.memory and (check := memory_check(self.opts.store, model)):
+            model.pipeline.put_after_model(check)
+            check.refresh()
+
+    @property
+    def memory(self) -> MemoryCheck | None:
+        """The answering model's memory of corrections, if it has one."""
+        pipeline = self.clf.pipeline
+        check = pipeline.check("memory") if pipeline is not None else None
+        return check if isinstance(check, MemoryCheck) else None
+
+    def corrected(self) -> None:
+        """A correction was recorded here: every model's memory looks at the store on its next message."""
+        for b in self.deployment.batchers:
+            if b.clf.pipeline is not None and isinstance(m := b.clf.pipeline.check("memory"), MemoryCheck):
+                m.invalidate()
 
     def _batcher(self, model: TextClassifier | None) -> MicroBatcher | None:
         if model is None:
@@ -263,6 +286,7 @@ class ClassifierService:
         return {"run_id": now.run_id, "model": now.run.run_config.model, "labels": now.label_names,
                 "checks": now.pipeline.names if now.pipeline else [],
                 "list_entries": self.lists.compiled.size if self.lists else None,
+                "memory_entries": len(m.active) if (m := self.memory) is not None else None,
                 "max_length": now.max_length, "max_chars": lim.max_chars, "max_texts": lim.max_texts,
                 "positive_label": self.positive,
                 "threshold": now.block_threshold(opts.threshold),

@@ -5,6 +5,8 @@
 - binary runs: the operating point (block and review thresholds) picked on validation and the calibration half of
   the unused ham, for `--target-fpr` / `--target-precision` / `--review-fpr` (decisions.py has the protocol);
 - multi-label runs: one threshold per label, the best F1 on validation (tasks.MultiLabel);
+- binary runs of ours (scratch backend): the memory of corrections' similarity threshold and its guard's vectors
+  (RUN/memory.safetensors; decisions.py has the protocol);
 - single-label runs: RUN/reference.safetensors, what `spamtune monitor` compares production with (drift.py).
 """
 
@@ -17,7 +19,14 @@ import numpy as np
 from spamtune.batching import TextDataset
 from spamtune.classifier import Classifier, batched_logits
 from spamtune.data import SPLIT_FILES, read_split
-from spamtune.decisions import fit_temperature, in_calibration_half, pick_operating_point
+from spamtune.decisions import (
+    MemoryCalibration,
+    fit_temperature,
+    in_calibration_half,
+    pick_memory_threshold,
+    pick_operating_point,
+    unit_rows,
+)
 from spamtune.drift import Reference, message_features, natural_sample
 from spamtune.runs import WEIGHTS, load_weights_into
 from spamtune.stacking import NgramStack, fit_stack
@@ -62,12 +71,9 @@ def calibrate(s: TrainSetup) -> None:
         if len(s.label_set) == 2:
             p_val = s.task.scores(logits / np.float32(cal.temperature))[:, 1]
             ham = calibration_ham(s)
-            p_ham = np.zeros(0)
+            p_ham, ham_vectors = np.zeros(0), None
             if ham:
-                ds = TextDataset(ham, [0] * len(ham), s.tokenizer, s.run_config.max_length)
-                width = ds.max_length if s.run_config.pooling == "last" else None
-                raw = batched_logits(s.predictor, ds.encoded, ds.pad_id, 32, width, progress=True,
-                                     desc="scoring the calibration ham")
+                raw, ham_vectors = score_texts(s, ham, "scoring the calibration ham", pooled=True)
                 if stack is not None:
                     raw = stack.combine(raw, ham)
                 p_ham = s.task.scores(raw / np.float32(cal.temperature))[:, 1]
@@ -75,10 +81,41 @@ def calibrate(s: TrainSetup) -> None:
             s.run_config.operating_point = pick_operating_point(
                 p_val[y == 1], p_val[y == 0], p_ham, s.label_set.names[1], a.target_fpr, a.target_precision,
                 a.review_fpr)
+            if ham_vectors is not None:
+                calibrate_memory(s, ham_vectors, p_ham >= s.run_config.operating_point.block_threshold, y)
             write_reference(s, ham, p_val, p_ham, y)
         else:
             write_reference(s, [], None, None, y)
     s.run_config.write(s.run_dir)
+
+
+def score_texts(s: TrainSetup, texts: list[str], desc: str,
+                pooled: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's raw logits for `texts` and, with `pooled` (runs of ours only), the pooled vectors the head read,
+    from the same pass."""
+    ds = TextDataset(texts, [0] * len(texts), s.tokenizer, s.run_config.max_length)
+    width = ds.max_length if s.run_config.pooling == "last" else None
+    if not (pooled and isinstance(s.clf, Classifier)):
+        return batched_logits(s.predictor, ds.encoded, ds.pad_id, 32, width, progress=True, desc=desc), None
+    out = batched_logits(s.clf, ds.encoded, ds.pad_id, 32, width, progress=True, desc=desc, method="forward_pooled")
+    c = len(s.label_set)
+    return out[:, :c], out[:, c:]
+
+
+def calibrate_memory(s: TrainSetup, ham_vectors: np.ndarray, ham_blocked: np.ndarray, y_val: np.ndarray) -> None:
+    """RUN/memory.safetensors: the memory of corrections' threshold, picked with the validation positives as the
+    remembered spam and the calibration ham (decisions.py), and the vectors of both for its guard."""
+    val_texts = list(read_split(data_path(s, "validation"))["Text"][: s.args.limit])  # y_val's order
+    pooled = score_texts(s, val_texts, "validation vectors", pooled=True)[1]
+    assert pooled is not None  # a run of ours: the caller had the calibration ham's
+    vectors = unit_rows(pooled)
+    threshold, added = pick_memory_threshold(vectors[y_val == 1], ham_vectors, ham_blocked)
+    guard = np.concatenate([vectors, unit_rows(ham_vectors)])  # every held-out message with a known label
+    labels = np.concatenate([y_val, np.zeros(len(ham_vectors), dtype=y_val.dtype)])
+    MemoryCalibration(threshold, added, {"entries": int((y_val == 1).sum()), "calibration_ham": len(ham_vectors)},
+                      guard, labels).save(s.run_dir)
+    print(f"memory of corrections: cosine similarity >= {threshold:.4f} decides "
+          f"(adds {added:.2%} FPR on the calibration ham)")
 
 
 def data_path(s: TrainSetup, split: str) -> Path:
