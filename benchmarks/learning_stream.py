@@ -40,7 +40,7 @@ from benchmarks.common import publish, spamtune_server
 from spamtune.data import read_split
 from spamtune.decisions import MemoryCalibration, in_calibration_half, unit_rows
 from spamtune.inference import TextClassifier
-from spamtune.inference.memory import MemoryCheck, MemoryEntry
+from spamtune.inference.memory import MemoryCheck, MemoryEntry, Remembered
 from spamtune.serving.loadtest import post_json
 
 DATA = Path(__file__).with_name("data")
@@ -115,9 +115,10 @@ class Scored:
         if reports and cal is not None:
             memory = MemoryCheck(Reports(reports), self.clf, cal)
             memory.refresh()
-            nearest, _, within = memory.nearest(self.vectors[rows])
+            index = memory.index
+            nearest, _, within = index.nearest(self.vectors[rows])
             for i in np.flatnonzero(within):
-                blocked[i] = memory.active[int(nearest[i])].label == "spam"
+                blocked[i] = index.active[int(nearest[i])].label == "spam"
         return blocked
 
 
@@ -177,15 +178,14 @@ def nearest_ms(clf: TextClassifier, n: int = 10_000, queries: int = 200) -> floa
     """Milliseconds of the memory's nearest-neighbour step for one message against `n` remembered ones."""
     cal = MemoryCalibration.load(clf.run.run_dir)
     assert cal is not None
-    memory = MemoryCheck(Reports([]), clf, cal)
     rng = np.random.default_rng(0)
-    memory.vectors = unit_rows(rng.standard_normal((n, cal.guard_vectors.shape[1])))
-    memory.radii = np.full(n, memory.threshold, dtype=np.float32)
-    memory.active = [MemoryEntry("x", "x", "spam", "cli", True, datetime.datetime.now(UTC))] * n
-    q = rng.standard_normal((1, cal.guard_vectors.shape[1])).astype(np.float32)
+    dim = cal.guard_vectors.shape[1]
+    index = Remembered([MemoryEntry("x", "x", "spam", "cli", True, datetime.datetime.now(UTC))] * n,
+                       unit_rows(rng.standard_normal((n, dim))), np.full(n, cal.threshold, dtype=np.float32))
+    q = rng.standard_normal((1, dim)).astype(np.float32)
     start = time.perf_counter()
     for _ in range(queries):
-        memory.nearest(q)
+        index.nearest(q)
     return 1000 * (time.perf_counter() - start) / queries
 
 
@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     all_styles = styles(a.seed)
     unused = read_split(Path(a.data_dir) / "unused.csv")
     report_ham = [t for t, y in zip(unused["Text"], unused["Label"]) if y == 0 and not in_calibration_half(t)]
-    texts = list(dict.fromkeys([*report_ham, *(t for s in all_styles for t in (*s.measured, *s.lookalike))]))
+    styled = [t for s in all_styles for t in (*s.reported, *s.measured, *s.lookalike)]
+    texts = list(dict.fromkeys([*report_ham, *styled]))
     t0 = time.monotonic()
     champion = Scored(TextClassifier.load(a.run), texts)
     lookup_ms = nearest_ms(champion.clf)

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spamtune.decisions import MEMORY_FLOOR, MemoryCalibration, pick_memory_threshold, unit_rows
+from spamtune.decisions import (
+    MEMORY_FLOOR,
+    MemoryCalibration,
+    near_duplicate_level,
+    pick_memory_threshold,
+    unit_rows,
+)
 from spamtune.inference import TextClassifier
 from spamtune.inference.memory import FLIP_LIMIT, MemoryCheck, MemoryEntry
 from spamtune.monitoring.memory import StoreMemory, learnt_ids, memory_check
@@ -32,13 +38,24 @@ def test_the_threshold_is_the_lowest_that_keeps_the_added_ham_within_budget():
     assert t2 == pytest.approx(np.nextafter(np.float32(sims[2]), np.inf), abs=1e-6) and added2 == pytest.approx(0.1)
     t3, added3 = pick_memory_threshold(entries, -ham, blocked, budget=0.0)  # ham far away: the floor holds
     assert t3 == MEMORY_FLOOR and added3 == 0.0
+    t4, added4 = pick_memory_threshold(entries, ham, np.zeros(10, dtype=bool), budget=0.1, at_least=0.99)
+    assert t4 == 0.99 and added4 == pytest.approx(0.1)  # only the ham at angle 0.1 (cos 0.995) is that close
     with pytest.raises(ValueError, match="no ham"):
         pick_memory_threshold(entries, ham[:0], blocked[:0])
 
 
+def test_the_near_duplicate_level_is_what_few_distinct_ham_reach_to_another():
+    angles = np.array([0.0, 0.0, 0.05, 1.0, 2.0, 3.0])  # a verbatim repeat, a near copy, three far apart
+    ham = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    nearest = [np.cos(0.05), np.cos(0.05), np.cos(0.05), np.cos(0.95), np.cos(1.0), np.cos(1.0)]
+    assert near_duplicate_level(ham, share=1.0) == pytest.approx(np.cos(0.05), abs=1e-6)  # the repeat is not one
+    assert near_duplicate_level(ham, share=0.5) == pytest.approx(np.quantile(nearest, 0.5), abs=1e-6)
+    assert near_duplicate_level(ham[:1]) == MEMORY_FLOOR
+
+
 def test_training_stores_the_memory_calibration(tiny_run, data_dir):
     cal = MemoryCalibration.load(tiny_run)
-    assert cal is not None and MEMORY_FLOOR <= cal.threshold <= 1.0
+    assert cal is not None and MEMORY_FLOOR <= cal.threshold <= 1.0 and cal.threshold >= cal.near_duplicate
     n_val = len(pd.read_csv(data_dir / "validation.csv")[:32])
     assert cal.picked_on["calibration_ham"] + n_val == len(cal.guard_labels) == len(cal.guard_vectors)
     assert cal.picked_on["entries"] == int((cal.guard_labels[:n_val] == 1).sum())

@@ -65,3 +65,41 @@ def test_a_correction_decides_the_next_such_message_in_every_serving_process(tin
             samples = {(x.name, tuple(sorted(x.labels.items()))): x.value for f in families for x in f.samples}
         assert samples[("spamtune_memory_entries", ())] == 2
         assert samples[("spamtune_decided_by_total", (("check", "memory"), ("label", wanted)))] >= 1
+
+
+def test_the_admin_page_confirms_a_correction_that_waits_for_review_in_headless_chromium(tiny_run, tmp_path):
+    """An end user's correction against a prediction 99.5 % sure waits in the memory panel; an operator's click
+    confirms it, and the next such message is decided by it."""
+    from playwright.sync_api import sync_playwright
+
+    from spamtune.inference import TextClassifier
+    from spamtune.monitoring.store import PredictionStore
+    from spamtune.serving import ServeOptions, create_app
+    from tests.conftest import running
+    from tests.helpers import launch_chromium
+    from tests.monitoring.test_memory import record
+    from tests.serving.test_production import ARTIFACTS, KEY
+
+    store = PredictionStore.open(f"sqlite:///{tmp_path / 'memory.sqlite'}")
+    clf = TextClassifier.load(tiny_run)
+    predicted = clf.decide([SCAM])[0].label
+    pid = record(store, SCAM, predicted, 0.995)
+    store.add_feedback(pid, flipped(predicted), source="api")
+    app = create_app(clf, options=ServeOptions(store=store, api_key=KEY))
+    with running(app) as url, sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.on("dialog", lambda d: d.accept(KEY))
+        page.goto(url + "/admin")
+        page.wait_for_function("document.body.dataset.ready === '1'", timeout=30_000, polling=100)
+        row = page.locator(f"#memory > tr[data-id='{pid}']")
+        assert "needs review" in row.text_content() and "0 remembered" in page.text_content("#memory-note")
+        assert answer(url, SCAM)["checks"][-1]["check"] == "model"  # not acted on yet
+        row.locator("button", has_text="confirm").click()
+        page.wait_for_function("document.getElementById('memory-note').textContent.startsWith('1 remembered')",
+                               polling=100)
+        assert "active" in page.locator(f"#memory > tr[data-id='{pid}']").text_content()
+        page.screenshot(path=str(ARTIFACTS / "admin_memory.png"), full_page=True)
+        browser.close()
+        got = answer(url, SCAM)
+        assert got["checks"][-1]["check"] == "memory" and got["label"] == flipped(predicted)

@@ -241,7 +241,8 @@ def _print(clf, texts: list[str], args: argparse.Namespace, record=None) -> None
         # two classes: the positive class's probability (P(spam)) whatever the label; more: the label's own
         score = f"P({clf.positive_label}) {percent(d.scores[clf.positive_label])}" if clf.binary else percent(d.score)
         band = f"{d.decision:<6}  " if d.decision else ""
-        print(f"{d.label:<6} {band}{score}  {printable(text, 70)}")
+        shown = printable(text, 70) + (f"  id {rid}" if rid else "")  # the id `spamtune feedback` takes
+        print(f"{d.label:<6} {band}{score}  {shown}")
         if args.explain:
             print("\n".join(printable(line, 160) for line in format_checks(d.checks)))
     sys.stdout.flush()

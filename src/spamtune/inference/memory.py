@@ -81,6 +81,27 @@ class MemoryEntry:
                 "flips": self.flips, "radius": self.radius}
 
 
+@dataclass(frozen=True)
+class Remembered:
+    """The active entries with their unit vectors and reaches, replaced whole on a refresh, so a check reading it
+    while another thread refreshes sees one version or the other, never a mix."""
+
+    active: list[MemoryEntry]
+    vectors: np.ndarray  # (len(active), D) unit rows
+    radii: np.ndarray  # (len(active),) each entry decides messages at least this similar to it
+
+    def nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each vector: the entry it lies deepest within the reach of (index into `active`), its cosine
+        similarity, and whether it is within that reach at all."""
+        if not len(self.active):
+            n = len(vectors)
+            return np.full(n, -1), np.full(n, -np.inf), np.zeros(n, dtype=bool)
+        sims = unit_rows(vectors) @ self.vectors.T
+        best = (sims - self.radii).argmax(axis=1)
+        rows = np.arange(len(best))
+        return best, sims[rows, best], sims[rows, best] >= self.radii[best]
+
+
 class MemorySource(Protocol):
     """Where the corrections live (the store: monitoring/memory.py). `revision` is cheap and moves with every
     correction; `entries` gives every correction with the store's status (module docstring)."""
@@ -106,9 +127,8 @@ class MemoryCheck:
         self.learnt = learnt or set()  # prediction ids the run's training data holds
         self.names = clf.label_names
         self.entries: list[MemoryEntry] = []  # every correction, with its status
-        self.active: list[MemoryEntry] = []
-        self.vectors = np.zeros((0, 0), dtype=np.float32)  # (len(active), D) unit rows
-        self.radii = np.zeros(0, dtype=np.float32)  # (len(active),) each entry's reach
+        dim = self.guard_vectors.shape[1]
+        self.index = Remembered([], np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.float32))
         self._cache: dict[str, np.ndarray] = {}  # text -> unit vector
         self.revision: Any = None
         self._checked = float("-inf")
@@ -168,39 +188,33 @@ class MemoryCheck:
             e.radius = max(self.threshold, float(others.max(initial=-1.0)) + RADIUS_MARGIN)
             active.append(e)
             radii.append(e.radius)
-        self.entries, self.active = entries, active
         dim = self.guard_vectors.shape[1]
-        self.vectors = (np.stack([self._cache[e.text] for e in active if e.text]) if active
-                        else np.zeros((0, dim), dtype=np.float32))
-        self.radii = np.array(radii, dtype=np.float32)
+        vectors = (np.stack([self._cache[e.text] for e in active if e.text]) if active
+                   else np.zeros((0, dim), dtype=np.float32))
+        self.entries, self.index = entries, Remembered(active, vectors, np.array(radii, dtype=np.float32))
 
     # -- the check -----------------------------------------------------------------------------------------------
 
-    def nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each vector: the remembered message it lies deepest within the reach of (index into `active`), its
-        cosine similarity, and whether it is within that reach at all."""
-        if not len(self.active):
-            n = len(vectors)
-            return np.full(n, -1), np.full(n, -np.inf), np.zeros(n, dtype=bool)
-        sims = unit_rows(vectors) @ self.vectors.T
-        best = (sims - self.radii).argmax(axis=1)
-        rows = np.arange(len(best))
-        return best, sims[rows, best], sims[rows, best] >= self.radii[best]
+    @property
+    def active(self) -> list[MemoryEntry]:
+        """The entries that decide."""
+        return self.index.active
 
     def run(self, texts: Sequence[str], options: BatchOptions, senders: Sequence[str | None] | None = None,
             vectors: np.ndarray | None = None) -> CheckOutput:
         from spamtune.inference.pipeline import CheckOutput
 
         self.refresh()
-        if vectors is None or not len(self.active):
+        index = self.index  # one version throughout, whatever a refresh elsewhere does meanwhile
+        if vectors is None or not len(index.active):
             return CheckOutput([None] * len(texts))
-        best, sims, within = self.nearest(vectors)
-        return CheckOutput([self.verdict(int(i), float(s)) if ok else None for i, s, ok in zip(best, sims, within)])
+        best, sims, within = index.nearest(vectors)
+        return CheckOutput([self.verdict(index.active[int(i)], float(s)) if ok else None
+                            for i, s, ok in zip(best, sims, within)])
 
-    def verdict(self, i: int, similarity: float) -> Verdict:
+    def verdict(self, e: MemoryEntry, similarity: float) -> Verdict:
         from spamtune.inference.pipeline import Verdict
 
-        e = self.active[i]
         text = e.text or ""
         shown = text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
         who = "an operator" if e.trusted else "a user"

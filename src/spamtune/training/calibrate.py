@@ -23,6 +23,7 @@ from spamtune.decisions import (
     MemoryCalibration,
     fit_temperature,
     in_calibration_half,
+    near_duplicate_level,
     pick_memory_threshold,
     pick_operating_point,
     unit_rows,
@@ -109,13 +110,14 @@ def calibrate_memory(s: TrainSetup, ham_vectors: np.ndarray, ham_blocked: np.nda
     pooled = score_texts(s, val_texts, "validation vectors", pooled=True)[1]
     assert pooled is not None  # a run of ours: the caller had the calibration ham's
     vectors = unit_rows(pooled)
-    threshold, added = pick_memory_threshold(vectors[y_val == 1], ham_vectors, ham_blocked)
+    near = near_duplicate_level(ham_vectors)
+    threshold, added = pick_memory_threshold(vectors[y_val == 1], ham_vectors, ham_blocked, at_least=near)
     guard = np.concatenate([vectors, unit_rows(ham_vectors)])  # every held-out message with a known label
     labels = np.concatenate([y_val, np.zeros(len(ham_vectors), dtype=y_val.dtype)])
     MemoryCalibration(threshold, added, {"entries": int((y_val == 1).sum()), "calibration_ham": len(ham_vectors)},
-                      guard, labels).save(s.run_dir)
-    print(f"memory of corrections: cosine similarity >= {threshold:.4f} decides "
-          f"(adds {added:.2%} FPR on the calibration ham)")
+                      near, guard, labels).save(s.run_dir)
+    print(f"memory of corrections: cosine similarity >= {threshold:.4f} decides (near-duplicate level {near:.4f}; "
+          f"adds {added:.2%} FPR on the calibration ham)")
 
 
 def data_path(s: TrainSetup, split: str) -> Path:
