@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--ks", default=",".join(map(str, KS)), help="reports per style (default: 1,3,5,10,20)")
     ap.add_argument("--retrain-ks", default="5,20", help="the k a challenger is trained for ('' for none)")
+    ap.add_argument("--report-ham", type=int, help="only the first N of the report half (a quick trial)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     a = ap.parse_args(argv)
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     all_styles = styles(a.seed)
     unused = read_split(Path(a.data_dir) / "unused.csv")
     report_ham = [t for t, y in zip(unused["Text"], unused["Label"]) if y == 0 and not in_calibration_half(t)]
+    report_ham = report_ham[: a.report_ham]
     styled = [t for s in all_styles for t in (*s.reported, *s.measured, *s.lookalike)]
     texts = list(dict.fromkeys([*report_ham, *styled]))
     t0 = time.monotonic()

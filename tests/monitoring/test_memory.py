@@ -193,3 +193,47 @@ def test_runs_without_a_memory_get_no_check(tiny_run, tmp_path):
     shutil.copytree(tiny_run, old)
     (old / MemoryCalibration.FILE).unlink()  # a run trained before the memory
     assert memory_check(store, TextClassifier.load(old)) is None
+
+
+def test_a_store_that_cannot_be_read_keeps_the_last_entries(tiny_run, caplog):
+    clf = TextClassifier.load(tiny_run)
+    source = Source([entry("p1", SCAM, "spam")])
+    check = MemoryCheck(source, clf, MemoryCalibration.load(tiny_run), refresh_s=0.0)
+    clf.pipeline.put_after_model(check)
+    assert clf.decide([SCAM])[0].checks[-1].check == "memory"
+
+    def down() -> int:
+        raise ConnectionError("the database is down")
+
+    source.revision = down  # type: ignore[method-assign]
+    with caplog.at_level("WARNING"):
+        assert clf.decide([SCAM])[0].checks[-1].check == "memory"
+    assert "not refreshed (ConnectionError: the database is down); using the last 1 entries" in caplog.text
+
+
+def test_spamtune_memory_lists_every_correction_with_its_status(tiny_run, store_url, tmp_path, capsys):
+    import json
+    import shutil
+
+    from spamtune.cli import main
+
+    store = PredictionStore.open(store_url)
+    active = record(store, SCAM, "ham", 0.6)
+    waiting = record(store, "Hi dad, new phone, can you send £80 for the bill?", "ham", 0.995)
+    store.add_feedback(active, "spam", source="cli")
+    store.add_feedback(waiting, "spam", source="api")
+    assert main(["memory", str(tiny_run), "--db", store_url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("1 of 2 corrections remembered")
+    assert out[1].startswith("needs review") and waiting in out[1] and " user " in out[1]
+    assert out[2].startswith("active") and active in out[2] and " operator " in out[2]
+    assert main(["memory", str(tiny_run), "--db", store_url, "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["id"], r["status"]) for r in rows] == [(waiting, "needs review"), (active, "active")]
+    assert rows[0]["corrected_at"].endswith("+00:00")  # UTC on both databases
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    (old / MemoryCalibration.FILE).unlink()
+    assert main(["memory", str(old), "--db", store_url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no memory of corrections" in err

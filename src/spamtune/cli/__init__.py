@@ -19,6 +19,7 @@ from spamtune.cli import (
     feedback,
     generate,
     lists,
+    memory,
     monitor,
     prepare,
     registry,
@@ -29,8 +30,8 @@ from spamtune.cli import (
 from spamtune.cli.args import printable
 from spamtune.errors import SpamtuneError
 
-VERBS = (prepare, train, evaluate, classify, serve, feedback, lists, monitor, retrain, audit, compare, registry,
-         export, generate, cache)  # generate: +zero-shot
+VERBS = (prepare, train, evaluate, classify, serve, feedback, lists, memory, monitor, retrain, audit, compare,
+         registry, export, generate, cache)  # generate: +zero-shot
 
 EXAMPLES = """\
 examples:

@@ -152,14 +152,16 @@ class MemoryCheck:
                 return
             try:
                 revision = self.source.revision()
-                if revision != self.revision:
-                    self._load(self.source.entries())
-                    self.revision = revision
+                entries = self.source.entries() if revision != self.revision else None
             except Exception as e:  # a database hiccup: keep deciding with the last entries
                 if now - self._warned > 60:
                     log.warning("memory of corrections not refreshed (%s: %s); using the last %d entries",
                                 type(e).__name__, e, len(self.active))
                     self._warned = now
+                entries = None
+            if entries is not None:  # outside the try: a bug here shows as one
+                self._load(entries)
+                self.revision = revision
             self._checked = time.monotonic()
 
     def _load(self, entries: list[MemoryEntry]) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from spamtune.decisions import MemoryCalibration
 from spamtune.inference.memory import ACTIVE, MemoryCheck, MemoryEntry
-from spamtune.monitoring.store import TRUSTED_SOURCES, PredictionStore, needs_review
+from spamtune.monitoring.store import TRUSTED_SOURCES, PredictionStore, _utc, needs_review
 
 if TYPE_CHECKING:
     from spamtune.inference import TextClassifier
@@ -57,7 +57,7 @@ def _entry(r: dict[str, Any]) -> MemoryEntry:
     scores = r["scores"] if isinstance(r["scores"], dict) else {}
     confidence = float(scores.get(r["predicted"], 0.0))
     e = MemoryEntry(id=r["id"], text=r["text"], label=r["label"], source=r["source"],
-                    trusted=r["source"] in TRUSTED_SOURCES, corrected_at=r["updated_at"])
+                    trusted=r["source"] in TRUSTED_SOURCES, corrected_at=_utc(r["updated_at"]))
     if r["text"] is None:
         e.status = "no text"
     elif needs_review(r["source"], r["label"], r["predicted"], confidence):
