@@ -248,8 +248,8 @@ async def remove_list_entry(entry_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
 @router.get("/admin/api/memory", dependencies=guard, responses=ERRORS)
 async def memory_entries(svc: Service) -> dict[str, Any]:
     """The answering model's memory of corrections: its similarity threshold and every correction with its status
-    ("active", or why it is not remembered: "needs review" waits for an operator's confirmation, "would flip
-    validation" for a look at its label), newest first. `threshold` null: this run has no memory."""
+    ("active", or why it is not remembered: "needs review" and "would flip held-out messages" wait for an
+    operator's confirmation), newest first. `threshold` null: this run has no memory."""
     memory = svc.memory
     if memory is None:
         return {"run_id": svc.clf.run_id, "threshold": None, "active": 0, "entries": []}
