@@ -194,9 +194,9 @@ def select_corrections(corrections: list[Correction], data_dir: str | Path, labe
 
 
 def boosted(rows: list[dict[str, Any]], copies: int, seed: int = 0) -> list[dict[str, Any]]:
-    """`rows` (learnt corrections) and `copies` more of each: the message under a perturbation drawn for it
-    (homoglyphs, leetspeak, spacing...: data/perturb.py), or the message again where the one drawn changes nothing.
-    A few corrections then weigh like many in the loss, and in the forms spammers vary them in."""
+    """`rows` (learnt corrections) and `copies` more of each: the message under each perturbation in turn
+    (homoglyphs, leetspeak, spacing...: data/perturb.py), or the message again where one changes nothing. A few
+    corrections then weigh like many in the loss, and in the forms spammers vary them in."""
     names = sorted(PERTURBATIONS)
     out = list(rows)
     for r in rows:
