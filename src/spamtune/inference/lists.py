@@ -26,10 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-import logging
 import re
-import threading
-import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,8 +39,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from spamtune.inference.pipeline import BatchOptions, CheckOutput, Verdict
-
-log = logging.getLogger(__name__)
 
 Action = Literal["allow", "deny"]
 Kind = Literal["sender", "domain", "pattern"]
@@ -298,35 +293,23 @@ class ListCheck:
     def __init__(self, source: ListSource, label_names: Sequence[str], refresh_s: float = 1.0) -> None:
         if len(label_names) != 2:
             raise ValueError("operator lists decide between two labels")
-        self.source, self.refresh_s = source, refresh_s
+        from spamtune.inference.pipeline import Refresher
+
+        self.source = source
         self.allow_label, self.deny_label = label_names[0], label_names[1]
         self.compiled = CompiledLists([])
-        self.revision: Any = None
-        self._checked = float("-inf")
-        self._warned = float("-inf")
-        self._lock = threading.Lock()
+        self.refresh = Refresher(lambda: source.revision(), lambda: CompiledLists(source.entries()), self._use,
+                                 "operator lists", lambda: self.compiled.size, refresh_s)
+
+    def _use(self, compiled: CompiledLists) -> None:
+        self.compiled = compiled
 
     def invalidate(self) -> None:
         """Look at the source on the next message (this process changed it)."""
-        self._checked = float("-inf")
+        self.refresh.invalidate()
 
     def current(self) -> CompiledLists:
-        now = time.monotonic()
-        if now - self._checked < self.refresh_s:
-            return self.compiled
-        with self._lock:
-            if now - self._checked < self.refresh_s:
-                return self.compiled
-            try:
-                revision = self.source.revision()
-                if revision != self.revision:
-                    self.compiled, self.revision = CompiledLists(self.source.entries()), revision
-            except Exception as e:  # a database hiccup: keep deciding with the last entries
-                if now - self._warned > 60:
-                    log.warning("operator lists not refreshed (%s: %s); using the last %d entries",
-                                type(e).__name__, e, self.compiled.size)
-                    self._warned = now
-            self._checked = time.monotonic()
+        self.refresh()
         return self.compiled
 
     def run(self, texts: Sequence[str], options: BatchOptions, senders: Sequence[str | None] | None = None,

@@ -35,9 +35,6 @@ second in every serving process. Vectors of entries already seen are kept; a new
 from __future__ import annotations
 
 import datetime
-import logging
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -49,8 +46,6 @@ from spamtune.decisions import MemoryCalibration, unit_rows
 if TYPE_CHECKING:
     from spamtune.inference.api import TextClassifier
     from spamtune.inference.pipeline import BatchOptions, CheckOutput, Verdict
-
-log = logging.getLogger(__name__)
 
 FLIP_LIMIT = 2  # held-out messages an entry may decide against their label at the threshold; more: refused
 # above the nearest held-out message of another label: room for the unseen ham between it and the entry (0.01
@@ -120,49 +115,27 @@ class MemoryCheck:
 
     def __init__(self, source: MemorySource, clf: TextClassifier, calibration: MemoryCalibration,
                  learnt: set[str] | None = None, refresh_s: float = 1.0) -> None:
-        self.source, self.clf, self.refresh_s = source, clf, refresh_s
+        from spamtune.inference.pipeline import Refresher
+
+        self.source, self.clf = source, clf
         self.threshold = calibration.threshold
-        self.guard_vectors = unit_rows(calibration.guard_vectors)
-        self.guard_labels = np.asarray(calibration.guard_labels)
-        self.learnt = learnt or set()  # prediction ids the run's training data holds
         self.names = clf.label_names
+        guard_vectors, guard_labels = unit_rows(calibration.guard_vectors), np.asarray(calibration.guard_labels)
+        # per label: the held-out messages of the other labels, which an entry of that label must not reach
+        self.others = [guard_vectors[guard_labels != k] for k in range(len(self.names))]
+        self.learnt = learnt or set()  # prediction ids the run's training data holds
         self.entries: list[MemoryEntry] = []  # every correction, with its status
-        dim = self.guard_vectors.shape[1]
+        dim = guard_vectors.shape[1]
         self.index = Remembered([], np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.float32))
         self._cache: dict[str, np.ndarray] = {}  # text -> unit vector
-        self.revision: Any = None
-        self._checked = float("-inf")
-        self._warned = float("-inf")
-        self._lock = threading.Lock()
+        self.refresh = Refresher(lambda: source.revision(), lambda: source.entries(), self._load,
+                                 "memory of corrections", lambda: len(self.active), refresh_s)
 
     # -- the entries ---------------------------------------------------------------------------------------------
 
     def invalidate(self) -> None:
         """Look at the source on the next message (this process recorded a correction)."""
-        self._checked = float("-inf")
-
-    def refresh(self) -> None:
-        """Re-read the entries if the source's revision moved (at most every `refresh_s` seconds); a source that
-        cannot be read keeps the last entries and says so in the log."""
-        now = time.monotonic()
-        if now - self._checked < self.refresh_s:
-            return
-        with self._lock:
-            if now - self._checked < self.refresh_s:
-                return
-            try:
-                revision = self.source.revision()
-                entries = self.source.entries() if revision != self.revision else None
-            except Exception as e:  # a database hiccup: keep deciding with the last entries
-                if now - self._warned > 60:
-                    log.warning("memory of corrections not refreshed (%s: %s); using the last %d entries",
-                                type(e).__name__, e, len(self.active))
-                    self._warned = now
-                entries = None
-            if entries is not None:  # outside the try: a bug here shows as one
-                self._load(entries)
-                self.revision = revision
-            self._checked = time.monotonic()
+        self.refresh.invalidate()
 
     def _load(self, entries: list[MemoryEntry]) -> None:
         for e in entries:
@@ -181,7 +154,7 @@ class MemoryCheck:
             if e.status != ACTIVE:
                 continue
             assert e.text is not None
-            others = self.guard_vectors[self.guard_labels != self.names.index(e.label)] @ self._cache[e.text]
+            others = self.others[self.names.index(e.label)] @ self._cache[e.text]
             e.flips = int((others >= self.threshold).sum())
             if e.flips > FLIP_LIMIT and not e.trusted:
                 e.status = "would flip held-out messages"
@@ -190,7 +163,7 @@ class MemoryCheck:
             e.radius = max(self.threshold, float(others.max(initial=-1.0)) + RADIUS_MARGIN)
             active.append(e)
             radii.append(e.radius)
-        dim = self.guard_vectors.shape[1]
+        dim = self.index.vectors.shape[1]
         vectors = (np.stack([self._cache[e.text] for e in active if e.text]) if active
                    else np.zeros((0, dim), dtype=np.float32))
         self.entries, self.index = entries, Remembered(active, vectors, np.array(radii, dtype=np.float32))

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -123,6 +124,48 @@ class Check(Protocol):
     def explain(self, texts: Sequence[str], verdicts: Sequence[Verdict], deadline: float) -> None:
         """Fill `verdict.evidence` for each message, stopping at `deadline` (time.monotonic())."""
         ...
+
+
+class Refresher:
+    """What a check that reads a store (the lists, the memory) does before each batch: look at the store's cheap
+    `revision()` no more than every `refresh_s` seconds (so another process's change counts within that), and when
+    it moved, `read()` the new contents and hand them to `apply` (under a lock: one refresh at a time, in order).
+    A store that cannot be read (or whose contents `read` cannot use) keeps the check deciding with what it had,
+    said in the log at most once a minute; a bug in `apply` raises."""
+
+    def __init__(self, revision: Callable[[], Any], read: Callable[[], Any], apply: Callable[[Any], None],
+                 what: str, size: Callable[[], int], refresh_s: float = 1.0) -> None:
+        self.revision, self.read, self.apply, self.what, self.size = revision, read, apply, what, size
+        self.refresh_s = refresh_s
+        self.seen: Any = None  # the revision last applied
+        self._checked = float("-inf")
+        self._warned = float("-inf")
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        """Look at the store on the next batch (this process changed it)."""
+        self._checked = float("-inf")
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.refresh_s:
+            return
+        with self._lock:
+            if now - self._checked < self.refresh_s:
+                return
+            try:
+                revision = self.revision()
+                fresh = self.read() if revision != self.seen else None
+            except Exception as e:  # a database hiccup: keep deciding with the last contents
+                if now - self._warned > 60:
+                    log.warning("%s not refreshed (%s: %s); using the last %d entries", self.what,
+                                type(e).__name__, e, self.size())
+                    self._warned = now
+                fresh = None
+            if fresh is not None:  # outside the try: a bug here shows as one
+                self.apply(fresh)
+                self.seen = revision
+            self._checked = time.monotonic()
 
 
 def missing(verdict: Verdict, why: str) -> None:

@@ -55,6 +55,11 @@ class ServeOptions:
     memory: bool = True  # the store's corrections decide messages like them (runs with a memory calibration)
 
 
+def memory_of(model: TextClassifier) -> MemoryCheck | None:
+    check = model.pipeline.check("memory") if model.pipeline is not None else None
+    return check if isinstance(check, MemoryCheck) else None
+
+
 @dataclass
 class Answer:
     """One message's decision as the service answers it: the decision, the run that made it, its store id."""
@@ -115,14 +120,12 @@ class ClassifierService:
     @property
     def memory(self) -> MemoryCheck | None:
         """The answering model's memory of corrections, if it has one."""
-        pipeline = self.clf.pipeline
-        check = pipeline.check("memory") if pipeline is not None else None
-        return check if isinstance(check, MemoryCheck) else None
+        return memory_of(self.clf)
 
     def corrected(self) -> None:
         """A correction was recorded here: every model's memory looks at the store on its next message."""
         for b in self.deployment.batchers:
-            if b.clf.pipeline is not None and isinstance(m := b.clf.pipeline.check("memory"), MemoryCheck):
+            if (m := memory_of(b.clf)) is not None:
                 m.invalidate()
 
     def _batcher(self, model: TextClassifier | None) -> MicroBatcher | None:
