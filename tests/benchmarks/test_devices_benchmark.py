@@ -32,7 +32,8 @@ def test_the_rows_of_one_device_on_an_export_without_weights(tiny_run, data_dir,
         r"([\d.]+) s wall \(load ([\d.]+), cache ([\d.]+), train ([\d.]+)\)", rows[0]).groups())
     assert wall >= load + cache + train > 0
     per_step, projected = re.search(r"([\d.]+) s/step, (\d+) s projected to (\d+) steps", rows[1]).groups()[:2]
-    assert float(per_step) > 0 and int(projected) == round(float(per_step) * steps)
+    # the row prints the rate to 3 decimals and projects the unrounded one: equal within that rounding
+    assert float(per_step) > 0 and abs(int(projected) - float(per_step) * steps) <= 0.0005 * steps + 0.5
     for row in rows[2:]:
         assert float(re.search(r"([\d.]+) messages/s", row).group(1)) > 0
     assert rows[2].endswith("| 100.00% |")  # fp32 agrees with itself; bf16 is compared with it
