@@ -75,6 +75,21 @@ def tiny_run(tmp_path_factory, tiny_gpt2_dir, data_dir) -> Path:
     return run
 
 
+CASCADE_LIMIT = 200  # rows per split: enough spam for the cascade's out-of-fold margins
+
+
+@pytest.fixture(scope="session")
+def cascade_run(tmp_path_factory, tiny_gpt2_dir, data_dir) -> Path:
+    """A finished `--cascade ngrams` run of the tiny GPT-2 (tests/inference/test_cascade.py, the benchmark)."""
+    from spamtune.config import TrainArgs
+    from spamtune.training import train_run
+
+    run = tmp_path_factory.mktemp("cascade") / "run"
+    train_run(TrainArgs(model=str(tiny_gpt2_dir), epochs=1, limit=CASCADE_LIMIT, lr=1e-3, cascade="ngrams"),
+              data_dir, run)
+    return run
+
+
 @pytest.fixture(scope="session")
 def smollm2_run(tmp_path_factory, data_dir) -> Path:
     """A short run of the embedded SmolLM2 (20 steps: a partly trained head and last block), shared by the real-model

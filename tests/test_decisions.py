@@ -120,18 +120,17 @@ def test_evaluate_reports_on_the_report_half_and_picking_ignores_it(tiny_run, da
     shutil.copytree(tiny_run, run)
     normal = evaluate_run(run, data_dir, progress=False, target_fpr=0.01)
     n_unused = len(read_split(data_dir / "unused.csv"))
-    real_logits = TextClassifier.logits
+    real_score = TextClassifier.score
 
     def poisoned(self, texts, *a, **k):  # only the unused split's scoring: the same text elsewhere is untouched
-        logits, truncated = real_logits(self, texts, *a, **k)
-        texts = self.check_messages(texts)
+        scored = real_score(self, texts, *a, **k)
         if len(texts) == n_unused:
             for i, t in enumerate(texts):
                 if not in_calibration_half(t):
-                    logits[i] = [-20.0, 20.0]
-        return logits, truncated
+                    scored.logits[i] = [-20.0, 20.0]
+        return scored
 
-    monkeypatch.setattr(TextClassifier, "logits", poisoned)
+    monkeypatch.setattr(TextClassifier, "score", poisoned)
     # the validation split has twins of some unused messages: the report half leaves them out (they pick)
     attacked = evaluate_run(run, data_dir, progress=False, target_fpr=0.01)
     a, b = normal["operating_point"], attacked["operating_point"]

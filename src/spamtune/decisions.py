@@ -27,6 +27,13 @@ messages (benchmarks/learning_stream.py): in the head's representation a scam wr
 Stored beside it, for the guard: the vectors and labels of the validation messages and the calibration ham
 (`MemoryCalibration`, RUN/memory.safetensors). A remembered message reaches no further than the nearest guard
 message of another label either (inference/memory.py).
+
+The cascade (`train --cascade ngrams`, inference/cascade.py) lets a cheap n-gram model decide the messages it is
+sure of, so only the rest reach the LLM. Its two bands are picked on messages the n-gram model never trained on:
+out-of-fold margins of the training split (k-fold cross-fitting), the validation split and the calibration half.
+Below `allow_below`: ham, where at most `spam_allowed` of those spam lie; at or above `block_at`: spam, where at
+most `ham_blocked` of those ham lie (`pick_cascade_bands`). Sure means wrong on that rare a share of held-out
+messages; a new style the n-grams never met lands between the bands and goes on to the LLM.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from spamtune.config import CASCADE_HAM_BLOCKED, CASCADE_SPAM_ALLOWED
 
 Band = Literal["allow", "review", "block"]
 BANDS: tuple[Band, ...] = ("allow", "review", "block")
@@ -75,6 +84,34 @@ class OperatingPoint:
     picked_on: dict[str, int] | None = None  # messages: validation_positive, validation_negative, calibration_ham
     fpr: float | None = None  # on the picking negatives, at the block threshold
     recall: float | None = None  # on validation positives, at the block threshold
+
+
+@dataclass
+class CascadeBands:
+    """Where the cascade's n-gram model decides alone (n-gram SVM margins; see the module docstring)."""
+
+    allow_below: float  # margin below it: ham, the LLM never sees the message
+    block_at: float  # margin at or above it: spam
+    spam_allowed: float  # the held-out spam share the allow band may hold...
+    ham_blocked: float  # ...and the held-out ham share the block band
+    picked_on: dict[str, int] | None = None  # held-out messages: spam, ham
+    sure: float | None = None  # the share of those held-out messages in either band
+
+
+def pick_cascade_bands(spam: np.ndarray, ham: np.ndarray, spam_allowed: float = CASCADE_SPAM_ALLOWED,
+                       ham_blocked: float = CASCADE_HAM_BLOCKED) -> CascadeBands:
+    """The bands from held-out n-gram margins of spam and ham: the widest within the budgets (the k-th lowest spam
+    margin with k = floor(spam_allowed * len(spam)) spam below it; likewise from the top for ham), never crossing."""
+    if not len(spam) or not len(ham):
+        raise ValueError("the cascade's bands need held-out spam and ham")
+    spam, ham = np.sort(np.asarray(spam, dtype=np.float64)), np.sort(np.asarray(ham, dtype=np.float64))
+    allow_below = float(spam[int(math.floor(spam_allowed * len(spam) + 1e-9))])  # that many spam lie below it
+    above = int(math.floor(ham_blocked * len(ham) + 1e-9))  # ham allowed at or above block_at
+    block_at = float(np.nextafter(ham[len(ham) - 1 - above], np.inf))
+    allow_below = min(allow_below, block_at)
+    held = np.concatenate([spam, ham])
+    sure = float(((held < allow_below) | (held >= block_at)).mean())
+    return CascadeBands(allow_below, block_at, spam_allowed, ham_blocked, {"spam": len(spam), "ham": len(ham)}, sure)
 
 
 # ---------------------------------------------------------------------------------------------------------------

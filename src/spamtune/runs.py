@@ -41,7 +41,7 @@ from spamtune.config import (
     check_field_types,
 )
 from spamtune.data.labels import TaskName
-from spamtune.decisions import Calibration, OperatingPoint
+from spamtune.decisions import Calibration, CascadeBands, OperatingPoint
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.fsutil import atomic_file, read_json, sha256_file, write_json
 
@@ -89,6 +89,7 @@ class RunConfig:
     thresholds: list[float] | None = None
     calibration: Calibration | None = None  # single-label runs: the temperature fitted on validation
     operating_point: OperatingPoint | None = None  # binary runs: block / review thresholds (decisions.py)
+    cascade: CascadeBands | None = None  # --cascade ngrams: RUN/cascade.safetensors decides in these bands
     data_dir: str | None = None  # where it was trained (resume reads it again)
     replaces: str | None = None  # while training with --overwrite: the run this one replaces when it finishes
     parent: str | None = None  # the run_id a warm start (--init-from) began from
@@ -121,9 +122,11 @@ class RunConfig:
             arch = d.get("architecture")
             if isinstance(arch, dict):
                 d["architecture"] = ModelConfig.from_dict(arch)
-            for name, kind in (("lora", LoraSpec), ("calibration", Calibration), ("operating_point", OperatingPoint)):
+            for name, kind in (("lora", LoraSpec), ("calibration", Calibration), ("operating_point", OperatingPoint),
+                               ("cascade", CascadeBands)):
                 if isinstance(d.get(name), dict):
                     d[name] = kind(**d[name])
+                    check_field_types(d[name])  # a band that is not a number fails here, not mid-request
             return cls(**d)
         except (TypeError, ConfigError) as e:
             raise CheckpointError(f"{where}: incompatible or damaged manifest ({e})") from None

@@ -12,21 +12,30 @@ Fitting, with the best epoch's weights in the model (training/calibrate.py), on 
 The run's logits then are (0, stacked margin): calibration, the operating point, bands, evaluation, serving and
 the ONNX runtime read them unchanged. Binary single-label runs only. Stored in RUN/stack.safetensors (arrays, no
 pickle), checked on load like the weights.
+
+`train --cascade ngrams` fits the same n-gram model on the training split for the cascade's cheap check (the
+decision pipeline's "cascade", inference/cascade.py), and its two bands on margins the model never trained on:
+out-of-fold margins of the training split (`CASCADE_FOLDS` cross-fitted models of the same kind), the validation
+split and the calibration half of the unused ham (decisions.pick_cascade_bands). The model is stored in
+RUN/cascade.safetensors, the bands in the manifest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from spamtune.config import Normalization
+from spamtune.decisions import CascadeBands, pick_cascade_bands
 from spamtune.errors import CheckpointError, ConfigError, ModelSourceError
 from spamtune.normalize import normalize_text
 
 STACK_FILE = "stack.safetensors"
+CASCADE_FILE = "cascade.safetensors"
+CASCADE_FOLDS = 5
 N_FEATURES = 2**19  # per part (word, char): collisions are rare at SMS vocabulary sizes
 PARTS = {"word": ("word", (1, 2)), "char": ("char_wb", (2, 5))}
 
@@ -46,11 +55,13 @@ def hashed_counts(texts: Sequence[str], normalize: Normalization) -> dict:
 
 
 @dataclass
-class NgramStack:
+class NgramModel:
+    """The hashed word + character n-gram TF-IDF features and a linear SVM over them: the stacked run's second
+    model and the cascade's cheap check (inference/cascade.py)."""
+
     idf: dict[str, np.ndarray]  # part -> (N_FEATURES,) inverse document frequencies
     coef: np.ndarray  # (2 * N_FEATURES,) the SVM's weights over [word | char]
     intercept: float
-    stacker: np.ndarray  # (3,) weights of [LLM margin, SVM margin, 1]
     normalize: Normalization  # the run's text normalization, applied before the n-grams too
 
     def features(self, texts: Sequence[str]):
@@ -71,15 +82,6 @@ class NgramStack:
     def ngram_margin(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.features(texts) @ self.coef, dtype=np.float64) + self.intercept
 
-    def combine(self, logits: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        """(N, 2) LLM logits of `texts` -> (N, 2) stacked logits (0, margin): softmax gives the stacker's P(spam)."""
-        return self.combine_margins(logits, self.ngram_margin(texts))
-
-    def combine_margins(self, logits: np.ndarray, ngram_margin: np.ndarray) -> np.ndarray:
-        """`combine` with the n-gram margins already computed (the decision pipeline's n-gram check)."""
-        m = stack_inputs(logits, ngram_margin) @ self.stacker
-        return np.stack([np.zeros_like(m), m], axis=1).astype(np.float32)
-
     def contributions(self, text: str) -> list[tuple[str, float]]:
         """Each n-gram of `text`, named with its part ("claim your (words)", " see (chars)"), with its exact share of
         the margin (its tf-idf value times its weight; the shares and the intercept sum to `ngram_margin`).
@@ -99,38 +101,118 @@ class NgramStack:
                             float(x[0, j] * self.coef[j])))
         return out
 
+    def tensors(self) -> dict:
+        import torch
+
+        out = {f"idf.{k}": torch.from_numpy(v.astype(np.float32)) for k, v in self.idf.items()}
+        out["coef"] = torch.from_numpy(self.coef.astype(np.float32))
+        out["intercept"] = torch.tensor([self.intercept], dtype=torch.float64)
+        return out
+
+    SHAPES = {**{f"idf.{k}": (N_FEATURES,) for k in PARTS}, "coef": (2 * N_FEATURES,), "intercept": (1,)}
+
+    @classmethod
+    def from_tensors(cls, t: dict, normalize: Normalization) -> NgramModel:
+        return cls({k: t[f"idf.{k}"].double().numpy() for k in PARTS}, t["coef"].double().numpy(),
+                   float(t["intercept"][0]), normalize)
+
+
+def read_checked(path: Path, shapes: Mapping[str, tuple[int, ...]], what: str) -> dict:
+    """The tensors of `path` (a run's stack or cascade file), checked: every one present, of the right shape,
+    finite; a `CheckpointError` otherwise."""
+    from spamtune.weights import read_safetensors
+
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: the manifest says {what} but {path.name} is missing")
+    try:
+        t = read_safetensors(path)
+    except ModelSourceError as e:
+        raise CheckpointError(str(e)) from None
+    for name, shape in shapes.items():
+        if name not in t or tuple(t[name].shape) != shape:
+            raise CheckpointError(f"{path}: {name} is missing or not of shape {shape} (damaged or incompatible)")
+        if not bool(t[name].isfinite().all()):
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values (damaged)")
+    return t
+
+
+def fit_ngram_model(texts: Sequence[str], y: np.ndarray, normalize: Normalization, seed: int = 123) -> NgramModel:
+    """The n-gram model (TF-IDF fitted on `texts`, a LinearSVC with C=1, the peers' strongest classic row)."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.svm import LinearSVC
+
+    counts = hashed_counts(texts, normalize)
+    idf = {name: TfidfTransformer(sublinear_tf=True).fit(part).idf_ for name, part in counts.items()}
+    model = NgramModel(idf, np.zeros(2 * N_FEATURES), 0.0, normalize)
+    svm = LinearSVC(C=1.0, random_state=seed).fit(model.tfidf(counts), y)
+    model.coef, model.intercept = svm.coef_[0].astype(np.float64), float(svm.intercept_[0])
+    return model
+
+
+@dataclass
+class NgramStack:
+    ngrams: NgramModel
+    stacker: np.ndarray  # (3,) weights of [LLM margin, SVM margin, 1]
+
+    def ngram_margin(self, texts: Sequence[str]) -> np.ndarray:
+        return self.ngrams.ngram_margin(texts)
+
+    def combine(self, logits: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """(N, 2) LLM logits of `texts` -> (N, 2) stacked logits (0, margin): softmax gives the stacker's P(spam)."""
+        return self.combine_margins(logits, self.ngram_margin(texts))
+
+    def combine_margins(self, logits: np.ndarray, ngram_margin: np.ndarray) -> np.ndarray:
+        """`combine` with the n-gram margins already computed (the decision pipeline's n-gram check)."""
+        m = stack_inputs(logits, ngram_margin) @ self.stacker
+        return np.stack([np.zeros_like(m), m], axis=1).astype(np.float32)
+
     def save(self, run_dir: Path) -> None:
         import torch
 
         from spamtune.runs import save_weights
 
-        tensors = {f"idf.{k}": torch.from_numpy(v.astype(np.float32)) for k, v in self.idf.items()}
-        tensors["coef"] = torch.from_numpy(self.coef.astype(np.float32))
-        tensors["intercept"] = torch.tensor([self.intercept], dtype=torch.float64)
-        tensors["stacker"] = torch.from_numpy(self.stacker.astype(np.float64))
-        save_weights(run_dir / STACK_FILE, tensors)
+        save_weights(run_dir / STACK_FILE,
+                     {**self.ngrams.tensors(), "stacker": torch.from_numpy(self.stacker.astype(np.float64))})
 
     @classmethod
     def load(cls, run_dir: Path, normalize: Normalization) -> NgramStack:
-        """RUN/stack.safetensors, checked: every array present, of the right shape, finite."""
-        from spamtune.weights import read_safetensors
+        """RUN/stack.safetensors, checked like the weights."""
+        t = read_checked(run_dir / STACK_FILE, {**NgramModel.SHAPES, "stacker": (3,)}, "--stack ngrams")
+        return cls(NgramModel.from_tensors(t, normalize), t["stacker"].double().numpy())
 
-        path = run_dir / STACK_FILE
-        if not path.is_file():
-            raise CheckpointError(f"{run_dir}: the manifest says --stack ngrams but {STACK_FILE} is missing")
-        try:
-            t = read_safetensors(path)
-        except ModelSourceError as e:
-            raise CheckpointError(str(e)) from None
-        shapes = {**{f"idf.{k}": (N_FEATURES,) for k in PARTS}, "coef": (2 * N_FEATURES,), "intercept": (1,),
-                  "stacker": (3,)}
-        for name, shape in shapes.items():
-            if name not in t or tuple(t[name].shape) != shape:
-                raise CheckpointError(f"{path}: {name} is missing or not of shape {shape} (damaged or incompatible)")
-            if not bool(t[name].isfinite().all()):
-                raise CheckpointError(f"{path}: {name} holds NaN or infinite values (damaged)")
-        return cls({k: t[f"idf.{k}"].double().numpy() for k in PARTS}, t["coef"].double().numpy(),
-                   float(t["intercept"][0]), t["stacker"].double().numpy(), normalize)
+
+def save_cascade(model: NgramModel, run_dir: Path) -> None:
+    from spamtune.runs import save_weights
+
+    save_weights(run_dir / CASCADE_FILE, model.tensors())
+
+
+def load_cascade(run_dir: Path, normalize: Normalization) -> NgramModel:
+    """RUN/cascade.safetensors, checked like the weights."""
+    return NgramModel.from_tensors(read_checked(run_dir / CASCADE_FILE, NgramModel.SHAPES, "--cascade ngrams"),
+                                   normalize)
+
+
+def fit_cascade(train_texts: Sequence[str], train_y: np.ndarray, held_texts: Sequence[str], held_y: np.ndarray,
+                normalize: Normalization, spam_allowed: float, ham_blocked: float,
+                seed: int = 123) -> tuple[NgramModel, CascadeBands]:
+    """The cascade's n-gram model on the training split and its bands on held-out margins: the training split's
+    out-of-fold ones and those of `held_texts` (validation, calibration ham)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    train_y, held_y = np.asarray(train_y), np.asarray(held_y)
+    if min(np.bincount(train_y, minlength=2)) < CASCADE_FOLDS:
+        raise ConfigError(f"--cascade ngrams needs at least {CASCADE_FOLDS} spam and {CASCADE_FOLDS} ham in the "
+                          "training split (its bands come from out-of-fold margins)")
+    texts = list(train_texts)
+    oof = np.zeros(len(texts))
+    for fit_rows, held_rows in StratifiedKFold(CASCADE_FOLDS, shuffle=True, random_state=seed).split(texts, train_y):
+        fold = fit_ngram_model([texts[i] for i in fit_rows], train_y[fit_rows], normalize, seed)
+        oof[held_rows] = fold.ngram_margin([texts[i] for i in held_rows])
+    model = fit_ngram_model(texts, train_y, normalize, seed)
+    margins = np.concatenate([oof, model.ngram_margin(list(held_texts))]) if len(held_texts) else oof
+    y = np.concatenate([train_y, held_y])
+    return model, pick_cascade_bands(margins[y == 1], margins[y == 0], spam_allowed, ham_blocked)
 
 
 def stack_inputs(logits: np.ndarray, ngram_margin: np.ndarray) -> np.ndarray:
@@ -142,19 +224,12 @@ def stack_inputs(logits: np.ndarray, ngram_margin: np.ndarray) -> np.ndarray:
 def fit_stack(train_texts: Sequence[str], train_y: np.ndarray, val_texts: Sequence[str], val_y: np.ndarray,
               val_logits: np.ndarray, normalize: Normalization, seed: int = 123) -> NgramStack:
     """The n-gram SVM on the training split, then the stacker on the validation split's two margins."""
-    from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import LinearSVC
 
     for y, split in ((train_y, "training"), (val_y, "validation")):
         if len(set(np.asarray(y).tolist())) != 2:
             raise ConfigError(f"--stack ngrams needs spam and ham in the {split} split")
-
-    counts = hashed_counts(train_texts, normalize)
-    idf = {name: TfidfTransformer(sublinear_tf=True).fit(part).idf_ for name, part in counts.items()}
-    stack = NgramStack(idf, np.zeros(2 * N_FEATURES), 0.0, np.zeros(3), normalize)
-    svm = LinearSVC(C=1.0, random_state=seed).fit(stack.tfidf(counts), train_y)
-    stack.coef, stack.intercept = svm.coef_[0].astype(np.float64), float(svm.intercept_[0])
+    stack = NgramStack(fit_ngram_model(train_texts, train_y, normalize, seed), np.zeros(3))
     x = stack_inputs(val_logits, stack.ngram_margin(val_texts))[:, :2]
     lr = LogisticRegression(C=1.0).fit(x, val_y)
     stack.stacker = np.array([*lr.coef_[0], lr.intercept_[0]], dtype=np.float64)

@@ -78,7 +78,7 @@ def test_verdicts_say_what_each_check_saw(stacked_run):
 
 
 def test_ngram_contributions_are_exact(stacked_run):
-    stack = TextClassifier.load(stacked_run).run.stack
+    stack = TextClassifier.load(stacked_run).run.stack.ngrams
     for text in ("WINNER!! Claim your £900 prize now", "Ünïcödé façade – naïve café", "ok"):
         parts = stack.contributions(text)
         assert sum(c for _, c in parts) + stack.intercept == pytest.approx(float(stack.ngram_margin([text])[0]),

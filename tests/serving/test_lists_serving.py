@@ -89,12 +89,19 @@ def test_a_list_change_decides_in_every_serving_process(tiny_run, store_url):
                                                                     ("+447700900123", None)]
         status, body = call(a + f"/admin/api/lists/{added['id']}", "DELETE")
         assert status == 404 and "no active list entry" in json.dumps(body)
+        repeat = [first_check(a, PARCEL) for _ in range(2)]  # no list change in between: the second from the cache
+        assert repeat[0] == repeat[1] and repeat[1]["check"] == "model"
         with urllib.request.urlopen(a + "/metrics", timeout=30) as r:
             families = text_string_to_metric_families(r.read().decode())  # Prometheus' own parser
             samples = {(x.name, tuple(sorted(x.labels.items()))): x.value for f in families for x in f.samples}
         assert samples[("spamtune_list_entries", ())] == 1  # the allow entry; the deny one was removed
         assert samples[("spamtune_decided_by_total", (("check", "lists"), ("label", "spam")))] >= 1
         assert samples[("spamtune_decided_by_total", (("check", "lists"), ("label", "ham")))] >= 1
+        # the decision cache answered the repeat, and every list change emptied it (the answers above changed on
+        # time although the same messages were asked again and again)
+        assert samples[("spamtune_decision_cache_lookups_total", (("result", "hit"),))] >= 1
+        assert samples[("spamtune_decision_cache_lookups_total", (("result", "miss"),))] >= 1
+        assert samples[("spamtune_decision_cache_entries", ())] >= 1
     # every answer was recorded with its sender and the lists' verdict
     from spamtune.monitoring.store import PredictionStore, Query
 

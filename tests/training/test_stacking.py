@@ -122,6 +122,8 @@ def test_stack_refusals(stacked_run, tiny_gpt2_dir, tmp_path):
     from spamtune.data import prepare
 
     prepare(three / "data", three / "messages.csv", text_col="text", label_col="label")
-    with pytest.raises(ConfigError, match="two labels"):
-        train_run(TrainArgs(model=str(tiny_gpt2_dir), stack="ngrams", epochs=1), three / "data", tmp_path / "r3")
-    assert not (tmp_path / "r3").exists()
+    for flag in ("stack", "cascade"):  # the cascade's n-gram model is binary too
+        with pytest.raises(ConfigError, match=f"--{flag} ngrams needs two labels"):
+            train_run(TrainArgs(model=str(tiny_gpt2_dir), epochs=1, **{flag: "ngrams"}), three / "data",
+                      tmp_path / "r3")
+        assert not (tmp_path / "r3").exists()

@@ -66,10 +66,22 @@ def add_dtype_arg(parser: argparse.ArgumentParser) -> None:
                              "there (default: fp32)")
 
 
+def add_cascade_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-cascade", action="store_true",
+                        help="a --cascade run: every message through the model, none decided by the n-gram model "
+                             "alone (inference/cascade.py)")
+
+
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
     add_device_arg(parser)
     add_runtime_arg(parser)
     add_dtype_arg(parser)
+    add_cascade_arg(parser)
+    parser.add_argument("--decision-cache", type=int, default=10_000, metavar="N",
+                        help="keep the decisions of the last N distinct messages: a repeat within the TTL is not "
+                             "scored again; emptied by any list or memory change; 0: no cache (default: 10000)")
+    parser.add_argument("--decision-cache-ttl", type=float, default=3600.0, metavar="SECONDS",
+                        help="how long a cached decision stands (default: 3600)")
     parser.add_argument("--quantize", choices=("int8",),
                         help="int8: with --runtime onnx the export's ONNX Runtime int8 model; with torch, "
                              "experimental dynamic int8 of the Linear layers (below the 99.5 %% label-agreement "

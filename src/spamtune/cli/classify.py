@@ -69,8 +69,10 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from spamtune.inference import TextClassifier, check_threshold
+    from spamtune.inference.cache import CacheConfig
 
     check_threshold(args.threshold, args.review_threshold)
+    CacheConfig(args.decision_cache, args.decision_cache_ttl)  # a bad size fails before the model loads
     if args.no_store_text and not args.db:
         raise ConfigError("--no-store-text goes with --db")
     if args.engine != "local" and not args.file:
@@ -97,8 +99,7 @@ def run(args: argparse.Namespace) -> None:
     if args.texts:
         texts = TextClassifier.check_messages(args.texts)  # before the model loads
         store = _open_store(args)
-        clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
-        _with_lists(clf, store)
+        clf = _load(args, store)
         _print(clf, texts, args, _recorder(clf, store, args, "cli"))
         return
     _classify_stdin(args)
@@ -114,10 +115,18 @@ def _open_store(args: argparse.Namespace):
     return store
 
 
-def _with_lists(clf, store) -> None:
-    """With --db, the store's operator lists decide first and its corrections are remembered (as in `serve`)."""
+def _load(args: argparse.Namespace, store):
+    """The run as `serve` would decide with it: the cascade unless --no-cascade, the decision cache, and with --db
+    the store's operator lists first and its corrections remembered."""
+    from spamtune.inference import TextClassifier
+    from spamtune.inference.cache import CacheConfig
+
+    clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime, not args.no_cascade)
+    if clf.pipeline is None:
+        return clf
+    clf.pipeline.use_cache(CacheConfig(args.decision_cache, args.decision_cache_ttl))
     if store is None:
-        return
+        return clf
     from spamtune.monitoring.lists import list_check
     from spamtune.monitoring.memory import memory_check
 
@@ -125,6 +134,7 @@ def _with_lists(clf, store) -> None:
         clf.pipeline.put_first(check)
     if (memory := memory_check(store, clf)) is not None:
         clf.pipeline.put_after_model(memory)
+    return clf
 
 
 def _recorder(clf, store, args: argparse.Namespace, source: str):
@@ -147,7 +157,6 @@ def _classify_file(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from spamtune.fsutil import check_output_file
-    from spamtune.inference import TextClassifier
     from spamtune.inference.files import check_input_file, check_output_format, classify_file
 
     check_input_file(Path(args.file))  # every check before the model loads
@@ -155,8 +164,7 @@ def _classify_file(args: argparse.Namespace) -> None:
         check_output_file(args.out, args.overwrite, inputs=[args.file])
         check_output_format(args.out)
     store = _open_store(args)
-    clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
-    _with_lists(clf, store)
+    clf = _load(args, store)
     r = classify_file(clf, args.file, args.out, args.threshold, args.text_col,
                       review_threshold=args.review_threshold, record=_recorder(clf, store, args, "file"),
                       explain=args.explain, sender_col=args.sender_col)
@@ -171,6 +179,7 @@ def _classify_ray(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from spamtune.fsutil import check_output_file
+    from spamtune.inference.cache import CacheConfig
     from spamtune.inference.files import check_input_file, check_output_format
     from spamtune.inference.ray_engine import RayOptions, classify_file_ray
 
@@ -181,7 +190,8 @@ def _classify_ray(args: argparse.Namespace) -> None:
         check_output_file(args.out, args.overwrite, inputs=[args.file])
         check_output_format(args.out)
     options = RayOptions(args.address, args.num_workers, dtype=args.dtype, quantize=args.quantize,
-                         device="cuda" if args.device == "cuda" else "cpu", runtime=args.runtime)
+                         device="cuda" if args.device == "cuda" else "cpu", runtime=args.runtime,
+                         cascade=not args.no_cascade, cache=CacheConfig(args.decision_cache, args.decision_cache_ttl))
     r = classify_file_ray(args.run, args.file, args.out, options, args.threshold, args.text_col,
                           args.review_threshold)
     skipped = f" (skipped {r.skipped_blank} blank)" if r.skipped_blank else ""
@@ -194,12 +204,10 @@ def _classify_stdin(args: argparse.Namespace) -> None:
     import io
     import itertools
 
-    from spamtune.inference import TextClassifier
     from spamtune.inference.files import read_lines
 
     store = _open_store(args)
-    clf = TextClassifier.load(args.run, args.dtype, args.quantize, args.device, args.runtime)
-    _with_lists(clf, store)
+    clf = _load(args, store)
     record = _recorder(clf, store, args, "cli")
     stream = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())  # a test's StringIO
     lines = read_lines(stream, "stdin", clf.line_cap)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from spamtune.cli.args import add_device_arg, add_dtype_arg, add_runtime_arg
+from spamtune.cli.args import add_cascade_arg, add_device_arg, add_dtype_arg, add_runtime_arg
 
 EPILOG = """\
 examples:
@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
     add_device_arg(p)
     add_runtime_arg(p)
     add_dtype_arg(p)
+    add_cascade_arg(p)
     p.set_defaults(func=run)
 
 
@@ -57,5 +58,5 @@ def run(args: argparse.Namespace) -> None:
     r = evaluate_run(args.run, args.data_dir, args.threshold, args.limit, unused=not args.no_unused,
                      progress=not args.json, target_fpr=args.target_fpr, target_precision=args.target_precision,
                      review_fpr=args.review_fpr, store=args.store, device=args.device, dtype=args.dtype,
-                     runtime=args.runtime, perturb=perturb)
+                     runtime=args.runtime, perturb=perturb, cascade=not args.no_cascade)
     print(json.dumps(r) if args.json else format_report(r))

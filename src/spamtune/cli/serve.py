@@ -89,6 +89,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> None:
     from spamtune.errors import ConfigError
     from spamtune.inference import check_threshold
+    from spamtune.inference.cache import CacheConfig
     from spamtune.serving import ModelSource, ServeLimits, ServeOptions, serve
     from spamtune.serving.access import allowed_hosts_for
 
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> None:
         raise ConfigError("--canary-share must be between 0 and 1, and --poll positive")
     source = ModelSource(run=args.run, registry=args.registry, shadow=args.shadow, canary=args.canary,
                          canary_share=args.canary_share, poll_s=args.poll, dtype=args.dtype, quantize=args.quantize,
-                         device=args.device, runtime=args.runtime)
+                         device=args.device, runtime=args.runtime, cascade=not args.no_cascade)
     source.primary_dir()  # a registry without a current version fails here, before the store is opened
     store = None
     if not args.no_store:
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> None:
                            store_text=not args.no_store_text, api_key=args.api_key, feedback_key=args.feedback_key,
                            feedback_secret=args.feedback_secret, api_key_all=args.api_key_all,
                            access_log=not args.no_access_log,
-                           allowed_hosts=allowed_hosts_for(args.host, args.allowed_host))
+                           allowed_hosts=allowed_hosts_for(args.host, args.allowed_host),
+                           decision_cache=CacheConfig(args.decision_cache, args.decision_cache_ttl))
     limits = ServeLimits(max_texts=args.max_texts, max_chars=args.max_chars, max_queue=args.max_queue,
                          request_timeout_s=args.timeout, feedback_per_minute_client=args.feedback_rate,
                          feedback_per_minute_key=4 * args.feedback_rate)

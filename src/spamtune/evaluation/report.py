@@ -60,13 +60,15 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
                  limit: int | None = None, unused: bool = True, batch_size: int = 16, progress: bool = True,
                  target_fpr: float | None = None, target_precision: float | None = None,
                  review_fpr: float | None = None, store: bool = False, device: str = "cpu",
-                 dtype: str = "fp32", runtime: str = "torch", perturb: tuple[str, ...] = ()) -> dict[str, Any]:
+                 dtype: str = "fp32", runtime: str = "torch", perturb: tuple[str, ...] = (),
+                 cascade: bool = True) -> dict[str, Any]:
     """Score a run on every split; write `eval.json` and the figures into the run directory.
 
     Binary runs are also scored at their operating point (the stored one, or one picked here for `target_fpr` /
     `target_precision` by the protocol of decisions.py, and with `store` written into the run's manifest), with
     FPR on the report half of the unused ham only; single-label runs get ECE and Brier before and after
-    calibration.
+    calibration. A --cascade run is scored as it decides (`cascade=False`: every message through the model), with
+    the share of each split that reached the model.
     """
     check_threshold(threshold)
     if limit is not None and limit < 1:
@@ -80,7 +82,7 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     check_writable_dir(run_dir)  # before the model loads, not after the scoring
     # a partial evaluation never replaces the full one
     report = run_dir / ("eval.json" if limit is None else f"eval-limit{limit}.json")
-    clf = TextClassifier.load(run_dir, dtype, device=device, runtime=runtime)
+    clf = TextClassifier.load(run_dir, dtype, device=device, runtime=runtime, cascade=cascade)
     if (repick or perturb) and not clf.binary:
         raise ConfigError("an operating point and --perturb are for binary runs only")
     paths = {name: data_dir / f"{name}.csv" for name in SPLITS}
@@ -99,6 +101,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
             bar.set_description("perturbed spam")
             result["robustness"] = robustness(decides_spam(clf, threshold, batch_size), paths["test"], perturb,
                                               bar, limit)
+    if clf.pipeline is not None and clf.pipeline.check("cascade") is not None:
+        result["reached_model"] = {name: float(sc.reached.mean()) for name, sc in scored.items()}
     for name, sc in scored.items():
         result["n"][name] = len(sc.y)
         if name == "unused":
@@ -141,13 +145,16 @@ class Scored:
     lengths: np.ndarray
     calibration_half: np.ndarray
     keys: np.ndarray  # hash() of each text: equal texts, equal keys (within this process)
+    reached: np.ndarray  # the message reached the model (an earlier check, the cascade's, did not decide it)
 
     @classmethod
     def of(cls, clf: TextClassifier, path: Path, batch_size: int, bar: tqdm, limit: int | None = None) -> Scored:
         parts: dict[str, list[np.ndarray]] = {f.name: [] for f in dataclasses.fields(cls)}
         for df in split_blocks(path, limit):
             texts = list(df["Text"])
-            logits, _ = clf.logits(texts, batch_size)
+            decided = clf.score(clf.check_messages(texts), batch_size)
+            logits = decided.logits
+            parts["reached"].append(np.array([any(v.check == "model" for v in vs) for vs in decided.verdicts]))
             parts["probs"].append(clf.scores_from_logits(logits))
             parts["raw"].append(clf.scores_from_logits(logits, calibrated=False))
             parts["y"].append(df["Label"].to_numpy())
@@ -328,6 +335,9 @@ def format_report(r: dict[str, Any]) -> str:
         where = "argmax" if r.get("threshold") is None else f"threshold {r['threshold']}"
         lines.append(f"false-positive rate at {where} on all {r['n']['unused']} unused real messages: "
                      f"{r['fpr_unused']:.2%}")
+    if reached := r.get("reached_model"):
+        lines.append("cascade: messages that reached the model (the n-gram model decided the rest): " + ", ".join(
+            f"{name} {share:.1%}" for name, share in reached.items()))
     return "\n".join(lines)
 
 

@@ -28,7 +28,7 @@ from spamtune.inference import load_run
 from spamtune.inference.onnx_runtime import ONNX_INT8, ONNX_MODEL
 from spamtune.inference.precision import prepare_for_inference
 from spamtune.runs import LABELS, created_now
-from spamtune.stacking import STACK_FILE
+from spamtune.stacking import CASCADE_FILE, STACK_FILE
 
 OPSET = 18
 
@@ -84,6 +84,8 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: b
         shutil.copy(Path(run_dir) / LABELS, tmp / LABELS)
         if run.stack is not None:  # the n-gram half runs beside the graph, as in the run (stacking.py)
             shutil.copy(Path(run_dir) / STACK_FILE, tmp / STACK_FILE)
+        if run.cascade is not None:  # so is the cascade's n-gram model
+            shutil.copy(Path(run_dir) / CASCADE_FILE, tmp / CASCADE_FILE)
         _write_tokenizer(run, tmp)
         write_json(tmp / EXPORT_MARKER, marker)
     return Path(out)

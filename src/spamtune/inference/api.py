@@ -49,7 +49,7 @@ class TextClassifier:
     """
 
     def __init__(self, run: LoadedRun, dtype: str = "fp32", quantize: str | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", cascade: bool = True) -> None:
         self.run = run
         where = resolve_device(device)
         if isinstance(run.predictor, OnnxPredictor):  # already exported at its precision
@@ -71,23 +71,25 @@ class TextClassifier:
         self.device = next(self.module.parameters(), torch.empty(0)).device
         self.char_cap = char_cap(self.max_length)
         self.line_cap = 4 * self.char_cap  # bytes of a line read from a file or stdin (UTF-8: <= 4 per char)
-        self.pipeline = DecisionPipeline(self) if self.task.name == "single_label" else None
+        self.pipeline = DecisionPipeline(self, cascade=cascade) if self.task.name == "single_label" else None
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, dtype: str = "fp32", quantize: str | None = None,
-             device: str = "cpu", runtime: str = "torch") -> TextClassifier:
+             device: str = "cpu", runtime: str = "torch", cascade: bool = True) -> TextClassifier:
         """Args: dtype: fp32 | bf16 (weights and activations) | auto (bf16 where the device computes it natively);
-        quantize: None | int8 (torch: dynamic, Linear
-        layers; onnx: the export's ONNX Runtime int8 model); device: auto (CUDA if present) | cpu | cuda | mps;
-        runtime: torch (a run directory) | onnx (a directory written by `spamtune export --format onnx`)."""
+        quantize: None | int8 (torch: dynamic, Linear layers; onnx: the export's ONNX Runtime int8 model);
+        device: auto (CUDA if present) | cpu | cuda | mps; runtime: torch (a run directory) | onnx (a directory
+        written by `spamtune export --format onnx`); cascade: False decides every message with the model even in a
+        --cascade run (inference/cascade.py)."""
         if runtime == "onnx":
             if dtype not in ("fp32", "auto"):
                 raise ConfigError("--runtime onnx runs the exported fp32 model (or --quantize int8); drop --dtype")
             where = resolve_device(device).type
-            return cls(load_onnx_run(run_dir, quantize, "cuda" if where == "cuda" else "cpu"), device="cpu")
+            return cls(load_onnx_run(run_dir, quantize, "cuda" if where == "cuda" else "cpu"), device="cpu",
+                       cascade=cascade)
         if runtime != "torch":
             raise ConfigError(f"--runtime must be torch or onnx, not {runtime!r}")
-        return cls(load_run(run_dir), dtype, quantize, device)
+        return cls(load_run(run_dir), dtype, quantize, device, cascade)
 
     @property
     def run_id(self) -> str:

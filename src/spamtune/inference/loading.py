@@ -22,7 +22,7 @@ from spamtune.errors import CheckpointError, DataError
 from spamtune.fsutil import read_json
 from spamtune.normalize import normalizing
 from spamtune.runs import LABELS, WEIGHTS, RunConfig, load_weights_into, weights_to_save
-from spamtune.stacking import NgramStack
+from spamtune.stacking import NgramModel, NgramStack, load_cascade
 from spamtune.weights import read_safetensors
 
 
@@ -35,6 +35,7 @@ class LoadedRun:
     tokenizer: Any  # encode / encode_batch / pad_id; reads text through the run's normalization
     run_dir: Path
     stack: NgramStack | None = None  # --stack ngrams runs: combines the predictor's logits (stacking.py)
+    cascade: NgramModel | None = None  # --cascade ngrams runs: the cheap check's model (its bands: run_config)
 
     def __post_init__(self) -> None:
         self.tokenizer = normalizing(self.tokenizer, self.run_config.normalize)
@@ -74,7 +75,8 @@ def load_run(run_dir: str | os.PathLike, allow_download: bool | None = None) -> 
     load_weights_into(built.module, tensors, str(weights))
     built.predictor.eval()
     stack = NgramStack.load(run_dir, run.normalize) if run.stack == "ngrams" else None
-    return LoadedRun(built.predictor, built.classifier, run, label_set, built.tokenizer, run_dir, stack)
+    cascade = load_cascade(run_dir, run.normalize) if run.cascade is not None else None
+    return LoadedRun(built.predictor, built.classifier, run, label_set, built.tokenizer, run_dir, stack, cascade)
 
 
 def _check_fit(run: RunConfig, built: BuiltModel, tensors: dict[str, torch.Tensor], where: str) -> None:

@@ -20,7 +20,7 @@ from spamtune.errors import CheckpointError, ConfigError, DataError
 from spamtune.fsutil import read_json
 from spamtune.inference.loading import LoadedRun
 from spamtune.runs import LABELS, RunConfig
-from spamtune.stacking import NgramStack
+from spamtune.stacking import NgramStack, load_cascade
 
 ONNX_MODEL, ONNX_INT8 = "model.onnx", "model.int8.onnx"
 INPUTS = {"input_ids": 2, "lengths": 1}  # name -> rank; both int64
@@ -135,4 +135,5 @@ def load_onnx_run(export_dir: str | os.PathLike, quantize: str | None = None, de
     predictor = OnnxPredictor(export_dir / name, device)
     predictor.check_width(len(label_set))
     stack = NgramStack.load(export_dir, run.normalize) if run.stack == "ngrams" else None
-    return LoadedRun(predictor, predictor, run, label_set, tokenizer, export_dir, stack)
+    cascade = load_cascade(export_dir, run.normalize) if run.cascade is not None else None
+    return LoadedRun(predictor, predictor, run, label_set, tokenizer, export_dir, stack, cascade)

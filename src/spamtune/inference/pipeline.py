@@ -15,9 +15,10 @@ Two phases, so the service can share a forward pass between requests and still d
     decided = pipeline.decide(scored, threshold, review)  # a Decision per message, its verdicts attached
     pipeline.explain(texts, decided, budget_s=5)          # on demand: the words / n-grams behind each verdict
 
-Today's configuration is [ListCheck "lists" (where a store holds operator lists: inference/lists.py), ModelCheck
-"model", MemoryCheck "memory" (where a store holds corrections: inference/memory.py), NgramCheck "ngrams" (stacked
-runs)] + the operating point.
+Today's configuration is [ListCheck "lists" (where a store holds operator lists: inference/lists.py), CascadeCheck
+"cascade" (--cascade runs: the n-gram model decides what it is sure of, inference/cascade.py), ModelCheck "model",
+MemoryCheck "memory" (where a store holds corrections: inference/memory.py), NgramCheck "ngrams" (stacked runs)]
++ the operating point.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from spamtune.decisions import Band, bands
+from spamtune.inference.cache import CacheConfig, DecisionCache
+from spamtune.normalize import normalize_text
 from spamtune.tasks import SingleLabel
 
 if TYPE_CHECKING:
     from spamtune.inference.api import TextClassifier
-    from spamtune.stacking import NgramStack
+    from spamtune.stacking import NgramModel
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ TOP_EVIDENCE = 5  # words / n-grams listed per explained verdict
 class Verdict:
     """One check's say on one message."""
 
-    check: str  # the check's name ("lists", "model", "ngrams")
+    check: str  # the check's name ("lists", "cascade", "model", "memory", "ngrams")
     label: str | None  # the label it votes for; None: no opinion
     score: float | None  # the check's own score (the model's P(positive) alone; the n-gram SVM's margin)
     reason: str  # one line for people
@@ -88,10 +91,12 @@ class Scored:
     logits: np.ndarray  # (N, C) the combined logits (the model's, stacked with the n-grams'): raw, uncalibrated
     truncated: list[bool]
     verdicts: list[list[Verdict]]  # per message, in check order
+    cached: list[bool] | None = None  # per message, whether it came from the decision cache (None: no cache)
 
     def __getitem__(self, rows: slice) -> Scored:
         """The rows of one request in a shared pass (the micro-batcher)."""
-        return Scored(self.logits[rows], self.truncated[rows], self.verdicts[rows])
+        return Scored(self.logits[rows], self.truncated[rows], self.verdicts[rows],
+                      None if self.cached is None else self.cached[rows])
 
 
 @dataclass
@@ -249,27 +254,35 @@ class NgramCheck:
 
     name = "ngrams"
 
-    def __init__(self, stack: NgramStack, label_names: Sequence[str], char_cap: int) -> None:
-        self.stack, self.names, self.char_cap = stack, list(label_names), char_cap
+    def __init__(self, ngrams: NgramModel, label_names: Sequence[str], char_cap: int) -> None:
+        self.ngrams, self.names, self.char_cap = ngrams, list(label_names), char_cap
 
     def run(self, texts: Sequence[str], options: BatchOptions, senders: Sequence[str | None] | None = None,
             vectors: np.ndarray | None = None) -> CheckOutput:
         # the n-grams read what the tokenizer read: the first char_cap characters
-        margin = self.stack.ngram_margin([t[: self.char_cap] for t in texts])
+        margin = self.ngrams.ngram_margin([t[: self.char_cap] for t in texts])
         verdicts: list[Verdict | None] = [
             Verdict(self.name, self.names[int(m > 0)], float(m), f"n-gram SVM: margin {m:+.3f}") for m in margin]
         return CheckOutput(verdicts, margin)
 
     def explain(self, texts: Sequence[str], verdicts: Sequence[Verdict], deadline: float) -> None:
-        for text, v in zip(texts, verdicts):
-            if time.monotonic() > deadline:
-                missing(v, "the time budget ran out")
-                continue
-            top = self.stack.contributions(text[: self.char_cap])
-            towards = 1.0 if v.label == self.names[1] else -1.0  # a positive margin votes for label id 1
-            top.sort(key=lambda gc: -towards * gc[1])
-            v.evidence = {"ngrams": [[g, round(c, 6)] for g, c in top[:TOP_EVIDENCE]],
-                          "method": "exact contributions of the linear model (tf-idf value x weight)"}
+        explain_ngrams(self.ngrams, self.names, self.char_cap, texts, verdicts, deadline)
+
+
+def explain_ngrams(ngrams: NgramModel, names: Sequence[str], char_cap: int, texts: Sequence[str],
+                   verdicts: Sequence[Verdict], deadline: float) -> None:
+    """The n-grams that pushed each margin most towards the verdict's label (its sign's label when it has none)."""
+    for text, v in zip(texts, verdicts):
+        if time.monotonic() > deadline:
+            missing(v, "the time budget ran out")
+            continue
+        top = ngrams.contributions(text[:char_cap])
+        # a positive margin votes for label id 1
+        label = v.label if v.label is not None else names[int((v.score or 0.0) > 0)]
+        towards = 1.0 if label == names[1] else -1.0
+        top.sort(key=lambda gc: -towards * gc[1])
+        v.evidence = {"ngrams": [[g, round(c, 6)] for g, c in top[:TOP_EVIDENCE]], "towards": label,
+                      "method": "exact contributions of the linear model (tf-idf value x weight)"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -281,16 +294,26 @@ class DecisionPipeline:
 
     Args:
         clf: the classifier whose model, temperature and operating point decide.
-        checks: in order; default: the run's own (the model, then the n-grams of a stacked run).
+        checks: in order; default: the run's own (the cascade's n-gram model of a --cascade run unless `cascade`
+            is False, the model, then the n-grams of a stacked run).
     """
 
-    def __init__(self, clf: TextClassifier, checks: list[Check] | None = None) -> None:
+    def __init__(self, clf: TextClassifier, checks: list[Check] | None = None, cascade: bool = True) -> None:
+        from spamtune.inference.cascade import CascadeCheck
+
         self.clf = clf
+        self.cache: DecisionCache | None = None  # set by whoever wants one (`use_cache`): classify, the service
+        self._seen: tuple = ()  # the store-reading checks' revisions the cache's rows were scored with
         stack = clf.run.stack
         self.stack = stack
-        self.checks: list[Check] = checks if checks is not None else [ModelCheck(clf, stacked=stack is not None)]
-        if checks is None and stack is not None:
-            self.checks.append(NgramCheck(stack, clf.label_names, clf.char_cap))
+        if checks is None:
+            checks = [ModelCheck(clf, stacked=stack is not None)]
+            bands = clf.run.run_config.cascade
+            if cascade and clf.run.cascade is not None and bands is not None:
+                checks.insert(0, CascadeCheck(clf.run.cascade, bands, clf.label_names, clf.char_cap))
+            if stack is not None:
+                checks.append(NgramCheck(stack.ngrams, clf.label_names, clf.char_cap))
+        self.checks: list[Check] = checks
 
     @property
     def names(self) -> list[str]:
@@ -303,21 +326,66 @@ class DecisionPipeline:
 
     def put_after_model(self, check: Check) -> None:
         """Run `check` right after the model, with the model's pooled vectors (the memory of corrections); once."""
+        from spamtune.inference.cascade import CascadeCheck
+        from spamtune.inference.memory import MemoryCheck
+
         model = next(c for c in self.checks if isinstance(c, ModelCheck))
         if all(c.name != check.name for c in self.checks):
             model.pooled = True
             self.checks.insert(self.checks.index(model) + 1, check)
+            cascade = self.check("cascade")
+            if isinstance(cascade, CascadeCheck) and isinstance(check, MemoryCheck):
+                cascade.memory = check  # a message like a remembered one goes on to the memory
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
 
+    def use_cache(self, config: CacheConfig) -> None:
+        """Keep decisions of recent messages (inference/cache.py); size 0: none."""
+        self.cache = DecisionCache(config) if config.size else None
+
     def score(self, texts: Sequence[str], options: BatchOptions | None = None,
               senders: Sequence[str | None] | None = None) -> Scored:
-        """Every check on the messages no earlier check decided, then the combined logits. `senders`: who sent
-        each message (None: unknown), for the operator lists."""
+        """Every check on the messages no earlier check decided, then the combined logits (a cached message's
+        from the cache). `senders`: who sent each message (None: unknown), for the operator lists."""
         options = options or BatchOptions()
         if senders is not None and len(senders) != len(texts):
             raise ValueError(f"{len(senders)} senders for {len(texts)} messages")
+        cache = self.cache
+        if cache is None or not texts:
+            return self._score(texts, options, senders)
+        refreshers = [r for c in self.checks if isinstance(r := getattr(c, "refresh", None), Refresher)]
+        for r in refreshers:  # a list or memory change since the cached rows were scored empties the cache
+            r()
+        seen = tuple(r.seen for r in refreshers)
+        if seen != self._seen:
+            cache.clear()
+            self._seen = seen
+        generation = cache.generation
+        keys = [self.cache_key(t, None if senders is None else senders[i]) for i, t in enumerate(texts)]
+        rows: list[tuple[np.ndarray, bool, list[Verdict]] | None] = [
+            None if k is None else cache.get(k) for k in keys]
+        todo = [i for i, row in enumerate(rows) if row is None]
+        if todo:
+            fresh = self._score([texts[i] for i in todo], options,
+                                None if senders is None else [senders[i] for i in todo])
+            for j, i in enumerate(todo):
+                rows[i] = (fresh.logits[j], fresh.truncated[j], fresh.verdicts[j])
+                if keys[i] is not None:
+                    cache.put(keys[i], rows[i], generation)
+        done = [row for row in rows if row is not None]
+        hit = set(range(len(texts))) - set(todo)
+        return Scored(np.stack([r[0] for r in done]), [r[1] for r in done],
+                      [[dataclasses.replace(v) for v in r[2]] for r in done], [i in hit for i in range(len(texts))])
+
+    def cache_key(self, text: str, sender: str | None) -> tuple[str, str | None] | None:
+        """The message as every check reads it (the run's normalization), and its sender; None: not cached (longer
+        than the model reads, so a list entry may match what the key would leave out)."""
+        if len(text) > self.clf.char_cap:
+            return None
+        return normalize_text(text, self.clf.run.run_config.normalize), sender
+
+    def _score(self, texts: Sequence[str], options: BatchOptions, senders: Sequence[str | None] | None) -> Scored:
         n, n_classes = len(texts), len(self.clf.label_set)
         verdicts: list[list[Verdict]] = [[] for _ in range(n)]
         pending = np.ones(n, dtype=bool)
@@ -407,7 +475,7 @@ def format_checks(checks: Sequence[Verdict], indent: str = "  ") -> list[str]:
         for key in ("words", "ngrams"):
             if v.evidence.get(key):
                 shown = ", ".join(f"{w!r} {a:+.3f}" for w, a in v.evidence[key])
-                lines.append(f"{indent}{'':<8} {key} towards {v.label}: {shown}")
+                lines.append(f"{indent}{'':<8} {key} towards {v.evidence.get('towards', v.label)}: {shown}")
         for e in v.evidence.get("neighbours", ()):
             lines.append(f"{indent}{'':<8} like prediction {e['id']} ({e['label']}, similarity "
                          f"{e['similarity']:.3f}): {e['text'][:120]!r}")

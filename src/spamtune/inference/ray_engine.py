@@ -15,12 +15,13 @@ import io
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spamtune.errors import ConfigError, DataError
 from spamtune.inference.api import TextClassifier
+from spamtune.inference.cache import CacheConfig
 from spamtune.inference.files import Message, StreamResult, check_input_file, check_output_format, write_output
 from spamtune.inference.pipeline import Decision
 
@@ -34,6 +35,8 @@ class RayOptions:
     quantize: str | None = None
     device: str = "cpu"  # the workers' device ("cuda": one GPU per actor)
     runtime: str = "torch"  # onnx: the run is an ONNX export
+    cascade: bool = True  # False: every message through the model in a --cascade run
+    cache: CacheConfig = field(default_factory=lambda: CacheConfig(0))  # each worker's decision cache
 
 
 class Scorer:
@@ -41,7 +44,10 @@ class Scorer:
 
     def __init__(self, run_dir: str, options: RayOptions, column: str, text_col: str, jsonl: bool,
                  threshold: float | None, review_threshold: float | None) -> None:
-        self.clf = TextClassifier.load(run_dir, options.dtype, options.quantize, options.device, options.runtime)
+        self.clf = TextClassifier.load(run_dir, options.dtype, options.quantize, options.device, options.runtime,
+                                       options.cascade)
+        if self.clf.pipeline is not None:
+            self.clf.pipeline.use_cache(options.cache)
         self.column, self.text_col, self.jsonl = column, text_col, jsonl  # column: the dataset's, from `_read`
         self.threshold, self.review_threshold = threshold, review_threshold
 

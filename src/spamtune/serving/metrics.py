@@ -44,5 +44,9 @@ class ServiceMetrics:
         self.decided_by = Counter("spamtune_decided_by", "Messages decided by a final check (the lists, the memory) "
                                   "instead of "
                                   "the model", ["check", "label"], registry=r)
+        self.cache_entries = Gauge("spamtune_decision_cache_entries", "Messages in the answering model's decision "
+                                   "cache", registry=r)
+        self.cache_lookups = Counter("spamtune_decision_cache_lookups", "Decision cache lookups by result (hit: "
+                                     "the message was not scored again)", ["result"], registry=r)
         self.shadow_skipped = Counter("spamtune_shadow_skipped", "Messages the shadow did not score (busy or "
                                       "failed)", registry=r)

@@ -43,6 +43,7 @@ class ModelSource:
     quantize: str | None = None
     device: str = "cpu"
     runtime: str = "torch"  # onnx: the run directories are ONNX exports
+    cascade: bool = True  # False: every message through the model in a --cascade run
 
     def resolve(self, ref: str) -> Path:
         """A --shadow / --canary reference: a version number (or "current") of the registry, else a run dir."""
@@ -58,7 +59,7 @@ class ModelSource:
         return Path(self.run), None
 
     def load(self, run_dir: str | os.PathLike) -> TextClassifier:
-        clf = TextClassifier.load(run_dir, self.dtype, self.quantize, self.device, self.runtime)
+        clf = TextClassifier.load(run_dir, self.dtype, self.quantize, self.device, self.runtime, self.cascade)
         clf.predict_proba([SELF_TEST])
         return clf
 

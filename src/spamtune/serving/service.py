@@ -18,6 +18,7 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from spamtune.inference import Decision, TextClassifier
+from spamtune.inference.cache import CacheConfig
 from spamtune.inference.memory import MemoryCheck
 from spamtune.monitoring.lists import list_check
 from spamtune.monitoring.memory import memory_check
@@ -53,6 +54,7 @@ class ServeOptions:
     canary: TextClassifier | None = None  # answers source.canary_share of the requests
     lists: bool = True  # the store's operator lists decide first (binary runs with a store)
     memory: bool = True  # the store's corrections decide messages like them (runs with a memory calibration)
+    decision_cache: CacheConfig = field(default_factory=CacheConfig)  # each model's recent decisions (size 0: none)
 
 
 def memory_of(model: TextClassifier) -> MemoryCheck | None:
@@ -105,6 +107,8 @@ class ClassifierService:
         if self.lists is not None:
             metrics.list_entries.set_function(lambda: self.lists.compiled.size if self.lists else 0)
         metrics.memory_entries.set_function(lambda: len(m.active) if (m := self.memory) is not None else 0)
+        metrics.cache_entries.set_function(lambda: len(c) if (c := self.clf.pipeline and self.clf.pipeline.cache)
+                                           else 0)
 
     def prepare(self, model: TextClassifier | None) -> None:
         """A model this service will run: the operator lists go first in its pipeline, its memory of the store's
@@ -116,6 +120,7 @@ class ClassifierService:
         if self.opts.store is not None and self.opts.memory and (check := memory_check(self.opts.store, model)):
             model.pipeline.put_after_model(check)
             check.refresh()
+        model.pipeline.use_cache(self.opts.decision_cache)
 
     @property
     def memory(self) -> MemoryCheck | None:
@@ -224,6 +229,8 @@ class ClassifierService:
             if self.positive is not None:
                 self.metrics.positive_score.observe(d.scores[self.positive])
         self.metrics.answers.labels(role).inc(len(texts))
+        for hit in part.scored.cached or ():
+            self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
         if self.deployment.shadow is not None:  # after the answer: the client never waits for the shadow
             task = asyncio.create_task(self.shadow(texts, answers, threshold, review, sender))
             self._shadow_tasks.add(task)

@@ -5,6 +5,7 @@
 - binary runs: the operating point (block and review thresholds) picked on validation and the calibration half of
   the unused ham, for `--target-fpr` / `--target-precision` / `--review-fpr` (decisions.py has the protocol);
 - multi-label runs: one threshold per label, the best F1 on validation (tasks.MultiLabel);
+- `--cascade ngrams` runs: the cascade's n-gram model (RUN/cascade.safetensors) and its bands (stacking.py);
 - binary runs of ours (scratch backend): the memory of corrections' similarity threshold and its guard's vectors
   (RUN/memory.safetensors; decisions.py has the protocol);
 - single-label runs: RUN/reference.safetensors, what `spamtune monitor` compares production with (drift.py).
@@ -30,7 +31,7 @@ from spamtune.decisions import (
 )
 from spamtune.drift import Reference, message_features, natural_sample
 from spamtune.runs import WEIGHTS, load_weights_into
-from spamtune.stacking import NgramStack, fit_stack
+from spamtune.stacking import NgramStack, fit_cascade, fit_stack, save_cascade
 from spamtune.training.loss import collect_logits
 from spamtune.training.setup import TrainSetup
 from spamtune.weights import read_safetensors
@@ -82,12 +83,30 @@ def calibrate(s: TrainSetup) -> None:
             s.run_config.operating_point = pick_operating_point(
                 p_val[y == 1], p_val[y == 0], p_ham, s.label_set.names[1], a.target_fpr, a.target_precision,
                 a.review_fpr)
+            if a.cascade == "ngrams":
+                fit_run_cascade(s, y, ham)
             if ham_vectors is not None:
                 calibrate_memory(s, ham_vectors, p_ham >= s.run_config.operating_point.block_threshold, y)
             write_reference(s, ham, p_val, p_ham, y)
         else:
             write_reference(s, [], None, None, y)
     s.run_config.write(s.run_dir)
+
+
+def fit_run_cascade(s: TrainSetup, val_y: np.ndarray, ham: list[str]) -> None:
+    """--cascade ngrams: the n-gram model on the training split, the bands on held-out margins (stacking.py);
+    the model in RUN/cascade.safetensors, the bands in the manifest."""
+    train = read_split(data_path(s, "train"))[: s.args.limit]
+    val_texts = list(read_split(data_path(s, "validation"))["Text"][: s.args.limit])  # val_y's order
+    a = s.args
+    model, bands = fit_cascade(list(train["Text"]), train["Label"].to_numpy(), val_texts + ham,
+                               np.concatenate([val_y, np.zeros(len(ham), dtype=val_y.dtype)]), s.run_config.normalize,
+                               a.cascade_spam_allowed, a.cascade_ham_blocked, a.seed)
+    save_cascade(model, s.run_dir)
+    s.run_config.cascade = bands
+    print(f"cascade: the n-gram model decides margins below {bands.allow_below:+.3f} (ham) and from "
+          f"{bands.block_at:+.3f} (spam): {bands.sure:.0%} of {sum((bands.picked_on or {}).values())} held-out "
+          "messages")
 
 
 def score_texts(s: TrainSetup, texts: list[str], desc: str,

@@ -191,9 +191,10 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: Pre
     device = device or resolve_device(args.device)
     resolve_dtype(args.dtype, device)  # bf16 on a CPU that emulates it: one warning line
     label_set = read_label_set(data_dir)
-    if args.stack != "none" and (label_set.task != "single_label" or len(label_set) != 2):
-        raise ConfigError(f"--stack {args.stack} needs two labels (a binary single-label task); {data_dir} has "
-                          f"{len(label_set)} ({label_set.task})")
+    for flag, value in (("--stack", args.stack), ("--cascade", args.cascade)):
+        if value != "none" and (label_set.task != "single_label" or len(label_set) != 2):
+            raise ConfigError(f"{flag} {value} needs two labels (a binary single-label task); {data_dir} has "
+                              f"{len(label_set)} ({label_set.task})")
     loss_weight = loss_weights(args, data_dir, label_set)
     if args.backend == "hf":
         s = setup_hf(args, data_dir, run_dir, label_set, dist, device)
