@@ -3,6 +3,7 @@ the decision cache, beside the n-gram SVM alone and a stacked run, in one proces
 
     python -m benchmarks.cascade runs/cascade --stacked runs/stacked --data-dir data   # appends to RESULTS.md
     python -m benchmarks.cascade runs/cascade --data-dir data --no-record --service 0
+    python -m benchmarks.cascade --folds-from benchmarks/peers_store --data ../shared/data/SMSSpamCollection
 
 Quality, each row deciding at its run's stored operating point ("block" is spam): on the test split MCC, spam
 caught, ham blocked and McNemar's exact test against the LLM alone; ham blocked on the report half of the unused
@@ -13,6 +14,12 @@ Throughput on a traffic mix: the report-half ham and the test spam, one-time-pas
 near repeats no cache can serve) and repeats drawn from all of those by a Zipf law (campaigns, templates and
 forwarded chains repeat), in requests of 32 messages in order; in process (`TextClassifier.decide`), and over
 HTTP against `spamtune serve` with one message per request at concurrency 32 (`--service N` messages; 0: skip).
+
+`--folds-from STORE`: the cascade on the peers' 5-fold protocol (benchmarks/peers.py), over the stored spamtune
+rows (the LLM alone and stacked, each deciding at argmax as there): on each fold the cascade's n-gram model and
+bands are fitted as `train --cascade ngrams` fits them (its training split; out-of-fold and validation margins for
+the bands; the protocol has no unused ham), the messages it is sure of take its label, the rest keep the stored
+row's decision, which the row's per-message correctness gives exactly. McNemar's exact test against both rows.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from spamtune.decisions import in_calibration_half
 from spamtune.inference import TextClassifier
 from spamtune.inference.cache import CacheConfig
 from spamtune.serving.loadtest import post_json
+from spamtune.stacking import fit_cascade
 
 BATCH = 32
 
@@ -42,7 +50,7 @@ def traffic_mix(report_ham: list[str], test_spam: list[str], seed: int = 0) -> l
     otp = [f"Your {rng.choice(services)} verification code is {rng.randrange(10**6):06d}. Do not share it with "
            "anyone." for _ in range(200)]
     base = [*report_ham, *test_spam, *otp]
-    weights = 1 / np.arange(1, len(base) + 1) ** 1.1  # a few messages repeat often, most rarely
+    weights = (1 / np.arange(1, len(base) + 1) ** 1.1).tolist()  # a few messages repeat often, most rarely
     order = list(range(len(base)))
     rng.shuffle(order)
     repeats = rng.choices([base[i] for i in order], weights=weights, k=len(base) // 2)
@@ -86,14 +94,98 @@ def mcc(y: np.ndarray, pred: np.ndarray) -> float:
     return float(matthews_corrcoef(y, pred))
 
 
+def folds_table(data: Path, store_root: Path, folds: int = 5, paper: bool = False) -> str:
+    """The cascade over the stored spamtune rows of the peers' k-fold protocol, or of the paper's (`paper`; see
+    the module docstring)."""
+    import tempfile
+
+    from benchmarks.peers import Store, paper_split
+    from spamtune.config import CASCADE_HAM_BLOCKED, CASCADE_SPAM_ALLOWED
+    from spamtune.data import prepare
+    from spamtune.fsutil import sha256_file
+
+    folds = 1 if paper else folds
+    stored = Store(store_root, {"data_sha256": sha256_file(data), "folds": folds, "limit": None,
+                                **({"protocol": "paper"} if paper else {})}).rows()
+    bases = [b for b in ("spamtune", "spamtune_stacked") if b in stored]
+    if not bases:
+        raise SystemExit(f"{store_root} holds no spamtune row")
+    y_parts, fold_of, sure_spam, sure_ham = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        if paper:
+            dirs = [paper_split(data, Path(tmp))]
+        else:
+            prepare(Path(tmp) / "cv", data, folds=folds)
+            dirs = [Path(tmp) / "cv" / f"fold{k}" for k in range(1, folds + 1)]
+        for k, fold in enumerate(dirs, start=1):
+            train, val, test = (read_split(fold / f"{split}.csv") for split in ("train", "validation", "test"))
+            model, bands = fit_cascade(list(train["Text"]), train["Label"].to_numpy(), list(val["Text"]),
+                                       val["Label"].to_numpy(), "nfkc", CASCADE_SPAM_ALLOWED, CASCADE_HAM_BLOCKED)
+            m = model.ngram_margin(list(test["Text"]))
+            y_parts.append(test["Label"].to_numpy())
+            fold_of.append(np.full(len(test), k))
+            sure_spam.append(m >= bands.block_at)
+            sure_ham.append(m < bands.allow_below)
+            print(f"fold {k}: bands {bands.allow_below:+.3f} / {bands.block_at:+.3f}, "
+                  f"{(sure_spam[-1] | sure_ham[-1]).mean():.1%} of its test messages sure", flush=True)
+    y, fold_ids = np.concatenate(y_parts), np.concatenate(fold_of)
+    spam_sure, ham_sure = np.concatenate(sure_spam), np.concatenate(sure_ham)
+    preds: dict[str, np.ndarray] = {}
+    for base in bases:
+        right = stored[base]["right"]
+        if len(right) != len(y):
+            raise SystemExit(f"{base}: {len(right)} stored decisions for {len(y)} test messages (other folds?)")
+        preds[base] = np.where(right, y, 1 - y)
+        cascaded = preds[base].copy()
+        cascaded[ham_sure], cascaded[spam_sure] = 0, 1
+        preds[f"cascade over {base}"] = cascaded
+    if "tfidf_svm" in stored:
+        preds["tfidf_svm (stored)"] = np.where(stored["tfidf_svm"]["right"], y, 1 - y)
+
+    def cell(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
+        if len(values) == 1:
+            return f"{values[0] * scale:.{digits}f}"
+        return f"{np.mean(values) * scale:.{digits}f} ± {np.std(values, ddof=1) * scale:.{digits}f}"
+
+    lines = ["| row | MCC | spam caught % | ham blocked % | reached the LLM % | "
+             + " | ".join(f"vs {b}: wins / losses, McNemar p" for b in bases) + " |", "|---" * (5 + len(bases)) + "|"]
+    for name, pred in preds.items():
+        per = [(mcc(y[f], pred[f]), pred[f & (y == 1)].mean(), pred[f & (y == 0)].mean())
+               for f in (fold_ids == k for k in range(1, folds + 1))]
+        reached = (float((~(spam_sure | ham_sure)).mean()) if name.startswith("cascade")
+                   else 0.0 if name.startswith("tfidf") else 1.0)
+        versus = []
+        for b in bases:
+            t = mcnemar(preds[b] == y, pred == y)
+            versus.append("reference" if name == b else f"{t['wins']} / {t['losses']}, p={t['p']:.2f}")
+        lines.append(f"| {name} | {cell([p[0] for p in per])} | {cell([p[1] for p in per], 100, 2)} | "
+                     f"{cell([p[2] for p in per], 100, 2)} | {reached * 100:.1f} | {' | '.join(versus)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", help="a run trained with --cascade ngrams")
+    ap.add_argument("run", nargs="?", help="a run trained with --cascade ngrams")
+    ap.add_argument("--folds-from", type=Path, help="the peers' store: the cascade on their 5-fold protocol instead")
+    ap.add_argument("--data", type=Path, help="with --folds-from: the SMSSpamCollection file the store was made of")
+    ap.add_argument("--paper", action="store_true", help="with --folds-from: a store of the paper's protocol")
     ap.add_argument("--stacked", help="a --stack ngrams run on the same data: its row beside them")
     ap.add_argument("--data-dir", type=Path, default=Path("data"))
     ap.add_argument("--service", type=int, default=600, help="traffic messages sent to the service per row (0: skip)")
     ap.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     a = ap.parse_args(argv)
+    if a.folds_from is not None:
+        if a.data is None or not a.data.is_file():
+            raise SystemExit("--folds-from needs --data: the SMSSpamCollection file the store was made of")
+        body = folds_table(a.data, a.folds_from, paper=a.paper)
+        protocol = "the dataset paper's protocol (first 30 % trains)" if a.paper else "the peers' 5-fold protocol"
+        publish(f"Cascade on {protocol}", body + "\n\nEach spamtune row decides at argmax, as in the peers' "
+                "table; the cascade's n-gram model and bands are fitted per fold as `train --cascade ngrams` fits "
+                "them (budgets 0.5 % spam allowed / 0.05 % ham blocked, held-out margins: out-of-fold train and "
+                "validation; no unused ham in this protocol).", not a.no_record)
+        return
+    if a.run is None:
+        raise SystemExit("give a --cascade run, or --folds-from STORE --data FILE")
 
     test = read_split(a.data_dir / "test.csv")
     unused = read_split(a.data_dir / "unused.csv")

@@ -64,6 +64,8 @@ class NgramModel:
     intercept: float
     normalize: Normalization  # the run's text normalization, applied before the n-grams too
 
+    SHAPES = {**{f"idf.{k}": (N_FEATURES,) for k in PARTS}, "coef": (2 * N_FEATURES,), "intercept": (1,)}  # stored
+
     def features(self, texts: Sequence[str]):
         """(N, 2 * N_FEATURES) sparse TF-IDF rows, each part l2-normalised (as a union of TfidfVectorizers)."""
         return self.tfidf(hashed_counts(texts, self.normalize))
@@ -108,8 +110,6 @@ class NgramModel:
         out["coef"] = torch.from_numpy(self.coef.astype(np.float32))
         out["intercept"] = torch.tensor([self.intercept], dtype=torch.float64)
         return out
-
-    SHAPES = {**{f"idf.{k}": (N_FEATURES,) for k in PARTS}, "coef": (2 * N_FEATURES,), "intercept": (1,)}
 
     @classmethod
     def from_tensors(cls, t: dict, normalize: Normalization) -> NgramModel:

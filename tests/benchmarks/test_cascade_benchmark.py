@@ -39,3 +39,28 @@ def test_the_cascade_table_on_the_tiny_run(cascade_run, data_dir, capsys):
     # the repeats in the traffic were answered from the cache: fewer messages reached the model with it
     assert float(rows["LLM + decision cache"][-2].rstrip("%")) < 100.0
     assert "traffic" in out and "distinct" in out
+
+
+def test_the_cascade_over_stored_fold_rows(sms_path, tiny_gpt2_dir, tmp_path):
+    """The k-fold table from a real store (the tiny model's spamtune rows on 2 folds): the cascade's decisions are
+    the n-gram model's where it is sure and the stored row's elsewhere, so against a weak LLM it wins far more
+    messages than it loses."""
+    from benchmarks.peers import Setting, Store, run_protocol
+    from spamtune.data import prepare
+    from spamtune.fsutil import sha256_file
+
+    prepare(tmp_path / "cv", sms_path, folds=2)
+    store = Store(tmp_path / "store", {"data_sha256": sha256_file(sms_path), "folds": 2, "limit": None})
+    s = Setting(tmp_path, spamtune_model=str(tiny_gpt2_dir),
+                spamtune_extra={"epochs": 1, "max_steps": 4, "eval_freq": 2, "eval_iter": 1, "random_init": True})
+    run_protocol([tmp_path / "cv" / f"fold{k}" for k in (1, 2)], ["spamtune"], s, None, store)
+    text = cascade.folds_table(sms_path, tmp_path / "store", folds=2)
+    rows = {line.split(" | ")[0].lstrip("| "): line.strip("| ").split(" | ") for line in text.splitlines()[2:]}
+    assert list(rows) == ["spamtune", "cascade over spamtune", "spamtune_stacked", "cascade over spamtune_stacked"]
+    assert rows["spamtune"][4] == "100.0" and rows["spamtune"][5] == "reference"
+    reached = float(rows["cascade over spamtune"][4])
+    assert 0 < reached < 50  # on the corpus' own distribution the n-gram model is sure of most messages
+    wins, losses = map(int, re.match(r"(\d+) / (\d+), p=", rows["cascade over spamtune"][5]).groups())
+    assert wins > 10 * max(losses, 1)
+    for name, cells in rows.items():
+        assert re.fullmatch(r"-?\d\.\d{3} ± \d\.\d{3}", cells[1]), (name, cells[1])  # MCC over 2 folds

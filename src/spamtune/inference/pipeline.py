@@ -35,6 +35,8 @@ import numpy as np
 
 from spamtune.decisions import Band, bands
 from spamtune.inference.cache import CacheConfig, DecisionCache
+from spamtune.inference.cascade import CascadeCheck
+from spamtune.inference.memory import MemoryCheck
 from spamtune.normalize import normalize_text
 from spamtune.tasks import SingleLabel
 
@@ -299,8 +301,6 @@ class DecisionPipeline:
     """
 
     def __init__(self, clf: TextClassifier, checks: list[Check] | None = None, cascade: bool = True) -> None:
-        from spamtune.inference.cascade import CascadeCheck
-
         self.clf = clf
         self.cache: DecisionCache | None = None  # set by whoever wants one (`use_cache`): classify, the service
         self._seen: tuple = ()  # the store-reading checks' revisions the cache's rows were scored with
@@ -326,9 +326,6 @@ class DecisionPipeline:
 
     def put_after_model(self, check: Check) -> None:
         """Run `check` right after the model, with the model's pooled vectors (the memory of corrections); once."""
-        from spamtune.inference.cascade import CascadeCheck
-        from spamtune.inference.memory import MemoryCheck
-
         model = next(c for c in self.checks if isinstance(c, ModelCheck))
         if all(c.name != check.name for c in self.checks):
             model.pooled = True
@@ -374,9 +371,10 @@ class DecisionPipeline:
                 if keys[i] is not None:
                     cache.put(keys[i], rows[i], generation)
         done = [row for row in rows if row is not None]
-        hit = set(range(len(texts))) - set(todo)
+        scored = set(todo)
         return Scored(np.stack([r[0] for r in done]), [r[1] for r in done],
-                      [[dataclasses.replace(v) for v in r[2]] for r in done], [i in hit for i in range(len(texts))])
+                      [[dataclasses.replace(v) for v in r[2]] for r in done],
+                      [i not in scored for i in range(len(texts))])
 
     def cache_key(self, text: str, sender: str | None) -> tuple[str, str | None] | None:
         """The message as every check reads it (the run's normalization), and its sender; None: not cached (longer
