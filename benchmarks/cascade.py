@@ -31,9 +31,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.common import publish, spamtune_server
-from benchmarks.peers import mcnemar, modern_set
+from benchmarks.peers import fold_cell, fold_metrics, mcnemar, modern_set
 from spamtune.data import read_split
 from spamtune.decisions import in_calibration_half
 from spamtune.inference import TextClassifier
@@ -88,12 +89,6 @@ def service_rate(run: str, texts: list[str], extra: list[str], concurrency: int 
     return len(texts) / seconds
 
 
-def mcc(y: np.ndarray, pred: np.ndarray) -> float:
-    from sklearn.metrics import matthews_corrcoef
-
-    return float(matthews_corrcoef(y, pred))
-
-
 def folds_table(data: Path, store_root: Path, folds: int = 5, paper: bool = False) -> str:
     """The cascade over the stored spamtune rows of the peers' k-fold protocol, or of the paper's (`paper`; see
     the module docstring)."""
@@ -142,24 +137,19 @@ def folds_table(data: Path, store_root: Path, folds: int = 5, paper: bool = Fals
     if "tfidf_svm" in stored:
         preds["tfidf_svm (stored)"] = np.where(stored["tfidf_svm"]["right"], y, 1 - y)
 
-    def cell(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
-        if len(values) == 1:
-            return f"{values[0] * scale:.{digits}f}"
-        return f"{np.mean(values) * scale:.{digits}f} ± {np.std(values, ddof=1) * scale:.{digits}f}"
-
     lines = ["| row | MCC | spam caught % | ham blocked % | reached the LLM % | "
              + " | ".join(f"vs {b}: wins / losses, McNemar p" for b in bases) + " |", "|---" * (5 + len(bases)) + "|"]
     for name, pred in preds.items():
-        per = [(mcc(y[f], pred[f]), pred[f & (y == 1)].mean(), pred[f & (y == 0)].mean())
-               for f in (fold_ids == k for k in range(1, folds + 1))]
+        per = pd.DataFrame([fold_metrics(y[f], pred[f].astype(float), 0.5)
+                            for f in (fold_ids == k for k in range(1, folds + 1))])
         reached = (float((~(spam_sure | ham_sure)).mean()) if name.startswith("cascade")
                    else 0.0 if name.startswith("tfidf") else 1.0)
         versus = []
         for b in bases:
             t = mcnemar(preds[b] == y, pred == y)
             versus.append("reference" if name == b else f"{t['wins']} / {t['losses']}, p={t['p']:.2f}")
-        lines.append(f"| {name} | {cell([p[0] for p in per])} | {cell([p[1] for p in per], 100, 2)} | "
-                     f"{cell([p[2] for p in per], 100, 2)} | {reached * 100:.1f} | {' | '.join(versus)} |")
+        lines.append(f"| {name} | {fold_cell(per['mcc'], 'mcc')} | {fold_cell(per['recall'], 'recall')} | "
+                     f"{fold_cell(per['fpr'], 'fpr')} | {reached * 100:.1f} | {' | '.join(versus)} |")
     return "\n".join(lines)
 
 
@@ -249,10 +239,11 @@ def main(argv: list[str] | None = None) -> None:
         t = mcnemar(reference, pred == y_test)
         rep, rep_reached = r["report ham"]
         mod, mod_reached = r["modern"]
+        m, mm = fold_metrics(y_test, pred.astype(float), 0.5), fold_metrics(y_modern, mod.astype(float), 0.5)
         lines.append(
-            f"| {name} | {mcc(y_test, pred):.4f} | {pred[y_test == 1].mean():.2%} | {pred[y_test == 0].mean():.2%} | "
+            f"| {name} | {m['mcc']:.4f} | {m['recall']:.2%} | {m['fpr']:.2%} | "
             f"{t['wins']} / {t['losses']}, p={t['p']:.2f} | {reached:.1%} | {rep.mean():.2%} | {rep_reached:.1%} | "
-            f"{mod[y_modern == 1].mean():.1%} | {mod[y_modern == 0].mean():.1%} | {mod_reached:.1%} | "
+            f"{mm['recall']:.1%} | {mm['fpr']:.1%} | {mod_reached:.1%} | "
             f"{traffic_rate:.1f} ({traffic_rate / base_rate:.1f}x) | {traffic_reached:.1%} | {http_cell} |")
     bands = cascade.run.run_config.cascade
     assert bands is not None

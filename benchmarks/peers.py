@@ -480,7 +480,7 @@ class Store:
         return r
 
 
-def _cell(values: pd.Series, col: str) -> str:
+def fold_cell(values: pd.Series, col: str) -> str:
     scale = 100 if col in ("accuracy", "recall", "fpr", "fpr_at_95_recall") else 1
     digits = 3 if col in ("mcc", "roc_auc") else (2 if scale == 100 else 0)
     if len(values) == 1:  # one split (the paper's protocol): no spread to show
@@ -494,7 +494,7 @@ def modern_table(results: dict[str, dict]) -> str:
     for name, r in results.items():
         if r.get("modern"):
             df = pd.DataFrame(r["modern"])
-            lines.append(f"| {name} | " + " | ".join(_cell(df[c], c) for c in ("accuracy", "recall", "fpr", "mcc",
+            lines.append(f"| {name} | " + " | ".join(fold_cell(df[c], c) for c in ("accuracy", "recall", "fpr", "mcc",
                                                                                  "roc_auc")) + " |")
     return "\n".join(lines)
 
@@ -506,7 +506,7 @@ def table(results: dict[str, dict]) -> str:
              f"fit s | msgs/s | vs {REFERENCE}: wins / losses, McNemar p |", "|---" * 10 + "|"]
     for name, r in results.items():
         df = pd.DataFrame(r["folds"])
-        cell = {c: _cell(df[c], c) for c in (*cols, "fit_s", "msgs_per_s")}
+        cell = {c: fold_cell(df[c], c) for c in (*cols, "fit_s", "msgs_per_s")}
         if ref is None or name == REFERENCE:
             versus = "reference" if name == REFERENCE else "n/a"
         else:

@@ -82,7 +82,11 @@ class NgramModel:
         return sp.hstack(blocks, format="csr")
 
     def ngram_margin(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.features(texts) @ self.coef, dtype=np.float64) + self.intercept
+        return self.margins(self.features(texts))
+
+    def margins(self, features) -> np.ndarray:
+        """The SVM's decision values of rows of `features` (for a caller that reads the features too)."""
+        return np.asarray(features @ self.coef, dtype=np.float64) + self.intercept
 
     def contributions(self, text: str) -> list[tuple[str, float]]:
         """Each n-gram of `text`, named with its part ("claim your (words)", " see (chars)"), with its exact share of
@@ -194,10 +198,11 @@ def load_cascade(run_dir: Path, normalize: Normalization) -> NgramModel:
 
 
 def fit_cascade(train_texts: Sequence[str], train_y: np.ndarray, held_texts: Sequence[str], held_y: np.ndarray,
-                normalize: Normalization, spam_allowed: float, ham_blocked: float,
-                seed: int = 123) -> tuple[NgramModel, CascadeBands]:
+                normalize: Normalization, spam_allowed: float, ham_blocked: float, seed: int = 123,
+                model: NgramModel | None = None) -> tuple[NgramModel, CascadeBands]:
     """The cascade's n-gram model on the training split and its bands on held-out margins: the training split's
-    out-of-fold ones and those of `held_texts` (validation, calibration ham)."""
+    out-of-fold ones and those of `held_texts` (validation, calibration ham). `model`: that model when the caller
+    has fitted it already (a stacked run's n-grams: the same fit)."""
     from sklearn.model_selection import StratifiedKFold
 
     train_y, held_y = np.asarray(train_y), np.asarray(held_y)
@@ -209,7 +214,7 @@ def fit_cascade(train_texts: Sequence[str], train_y: np.ndarray, held_texts: Seq
     for fit_rows, held_rows in StratifiedKFold(CASCADE_FOLDS, shuffle=True, random_state=seed).split(texts, train_y):
         fold = fit_ngram_model([texts[i] for i in fit_rows], train_y[fit_rows], normalize, seed)
         oof[held_rows] = fold.ngram_margin([texts[i] for i in held_rows])
-    model = fit_ngram_model(texts, train_y, normalize, seed)
+    model = model or fit_ngram_model(texts, train_y, normalize, seed)
     margins = np.concatenate([oof, model.ngram_margin(list(held_texts))]) if len(held_texts) else oof
     y = np.concatenate([train_y, held_y])
     return model, pick_cascade_bands(margins[y == 1], margins[y == 0], spam_allowed, ham_blocked)

@@ -53,7 +53,7 @@ class CascadeCheck:
 
         # the n-grams read what the tokenizer read: the first char_cap characters
         features = self.ngrams.features([t[: self.char_cap] for t in texts])
-        margins = np.asarray(features @ self.ngrams.coef, dtype=np.float64) + self.ngrams.intercept
+        margins = self.ngrams.margins(features)
         near = self.near_corrections(features)
         return CheckOutput([self.verdict(float(m), bool(n)) for m, n in zip(margins, near)], margins)
 

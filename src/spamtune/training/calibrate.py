@@ -60,9 +60,9 @@ def calibrate(s: TrainSetup) -> None:
     load_best_epoch(s)
     logits_t, y_t = collect_logits(s.val_eval_loader, s.forward)  # in file order (no length buckets)
     logits, y = logits_t.numpy(), y_t.numpy()
+    val_texts = list(split_rows(s, "validation")["Text"])  # the logits' file order
     stack = None
     if s.args.stack == "ngrams":
-        val_texts = list(read_split(data_path(s, "validation"))["Text"][: s.args.limit])  # the logits' file order
         stack = fit_run_stack(s, val_texts, logits, y)
         logits = stack.combine(logits, val_texts)
     if s.task.picks_thresholds:
@@ -84,24 +84,26 @@ def calibrate(s: TrainSetup) -> None:
                 p_val[y == 1], p_val[y == 0], p_ham, s.label_set.names[1], a.target_fpr, a.target_precision,
                 a.review_fpr)
             if a.cascade == "ngrams":
-                fit_run_cascade(s, y, ham)
+                fit_run_cascade(s, val_texts, y, ham, stack)
             if ham_vectors is not None:
-                calibrate_memory(s, ham_vectors, p_ham >= s.run_config.operating_point.block_threshold, y)
-            write_reference(s, ham, p_val, p_ham, y)
+                calibrate_memory(s, ham_vectors, p_ham >= s.run_config.operating_point.block_threshold, val_texts,
+                                 y)
+            write_reference(s, val_texts, ham, p_val, p_ham, y)
         else:
-            write_reference(s, [], None, None, y)
+            write_reference(s, val_texts, [], None, None, y)
     s.run_config.write(s.run_dir)
 
 
-def fit_run_cascade(s: TrainSetup, val_y: np.ndarray, ham: list[str]) -> None:
-    """--cascade ngrams: the n-gram model on the training split, the bands on held-out margins (stacking.py);
-    the model in RUN/cascade.safetensors, the bands in the manifest."""
-    train = read_split(data_path(s, "train"))[: s.args.limit]
-    val_texts = list(read_split(data_path(s, "validation"))["Text"][: s.args.limit])  # val_y's order
+def fit_run_cascade(s: TrainSetup, val_texts: list[str], val_y: np.ndarray, ham: list[str],
+                    stack: NgramStack | None) -> None:
+    """--cascade ngrams: the n-gram model on the training split (a stacked run's own: the same fit), the bands on
+    held-out margins (stacking.py); the model in RUN/cascade.safetensors, the bands in the manifest."""
+    train = split_rows(s, "train")
     a = s.args
     model, bands = fit_cascade(list(train["Text"]), train["Label"].to_numpy(), val_texts + ham,
                                np.concatenate([val_y, np.zeros(len(ham), dtype=val_y.dtype)]), s.run_config.normalize,
-                               a.cascade_spam_allowed, a.cascade_ham_blocked, a.seed)
+                               a.cascade_spam_allowed, a.cascade_ham_blocked, a.seed,
+                               stack.ngrams if stack is not None else None)
     save_cascade(model, s.run_dir)
     s.run_config.cascade = bands
     print(f"cascade: the n-gram model decides margins below {bands.allow_below:+.3f} (ham) and from "
@@ -122,10 +124,10 @@ def score_texts(s: TrainSetup, texts: list[str], desc: str,
     return out[:, :c], out[:, c:]
 
 
-def calibrate_memory(s: TrainSetup, ham_vectors: np.ndarray, ham_blocked: np.ndarray, y_val: np.ndarray) -> None:
+def calibrate_memory(s: TrainSetup, ham_vectors: np.ndarray, ham_blocked: np.ndarray, val_texts: list[str],
+                     y_val: np.ndarray) -> None:
     """RUN/memory.safetensors: the memory of corrections' threshold, picked with the validation positives as the
     remembered spam and the calibration ham (decisions.py), and the vectors of both for its guard."""
-    val_texts = list(read_split(data_path(s, "validation"))["Text"][: s.args.limit])  # y_val's order
     pooled = score_texts(s, val_texts, "validation vectors", pooled=True)[1]
     assert pooled is not None  # a run of ours: the caller had the calibration ham's
     vectors = unit_rows(pooled)
@@ -139,6 +141,11 @@ def calibrate_memory(s: TrainSetup, ham_vectors: np.ndarray, ham_blocked: np.nda
           f"adds {added:.2%} FPR on the calibration ham)")
 
 
+def split_rows(s: TrainSetup, split: str):
+    """The rows of a split the run trained with (its first `--limit`), in file order."""
+    return read_split(data_path(s, split))[: s.args.limit]
+
+
 def data_path(s: TrainSetup, split: str) -> Path:
     return Path(s.run_config.data_dir or "") / f"{split}.csv"
 
@@ -146,7 +153,7 @@ def data_path(s: TrainSetup, split: str) -> Path:
 def fit_run_stack(s: TrainSetup, val_texts: list[str], val_logits: np.ndarray, val_y: np.ndarray) -> NgramStack:
     """--stack ngrams: the n-gram model on the training split, the stacker on validation (the LLM's `val_logits`
     of `val_texts`); saved as RUN/stack.safetensors."""
-    train = read_split(data_path(s, "train"))[: s.args.limit]
+    train = split_rows(s, "train")
     stack = fit_stack(list(train["Text"]), train["Label"].to_numpy(), val_texts, val_y, val_logits,
                       s.run_config.normalize, s.args.seed)
     stack.save(s.run_dir)
@@ -164,16 +171,13 @@ def positive_rate(s: TrainSetup) -> float:
     return float((labels == 1).mean())
 
 
-def write_reference(s: TrainSetup, ham: list[str], p_val: np.ndarray | None, p_ham: np.ndarray | None,
-                    y_val: np.ndarray) -> None:
+def write_reference(s: TrainSetup, val_texts: list[str], ham: list[str], p_val: np.ndarray | None,
+                    p_ham: np.ndarray | None, y_val: np.ndarray) -> None:
     """RUN/reference.safetensors (drift.py): held-out messages never trained on (validation, in file order, and the
     calibration ham), sampled at the corpus's class ratio: their calibrated scores, input features and pooled
     hidden states."""
     rate = positive_rate(s)
-    validation = read_split(data_path(s, "validation"))
-    if s.args.limit:
-        validation = validation[: s.args.limit]
-    texts_all = [*validation["Text"], *ham]
+    texts_all = [*val_texts, *ham]
     y = np.concatenate([y_val, np.zeros(len(ham), dtype=int)])
     binary = p_val is not None and p_ham is not None
     idx = natural_sample(y, rate, seed=s.args.seed) if binary else np.arange(min(len(y), 600))
