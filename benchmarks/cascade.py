@@ -35,12 +35,12 @@ import pandas as pd
 
 from benchmarks.common import publish, spamtune_server
 from benchmarks.peers import fold_cell, fold_metrics, mcnemar, modern_set
+from spamtune.calibration.decisions import in_calibration_half
+from spamtune.calibration.stacking import fit_cascade
 from spamtune.data import read_split
-from spamtune.decisions import in_calibration_half
 from spamtune.inference import TextClassifier
 from spamtune.inference.cache import CacheConfig
 from spamtune.serving.loadtest import post_json
-from spamtune.stacking import fit_cascade
 
 BATCH = 32
 

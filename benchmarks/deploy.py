@@ -97,8 +97,8 @@ def main() -> None:
     if a.worker:
         worker(str(a.run), str(a.export), str(a.data_dir), a.worker, a.out)
         return
+    from spamtune.calibration.decisions import split_halves
     from spamtune.data import read_split
-    from spamtune.decisions import split_halves
 
     test = read_split(a.data_dir / "test.csv")
     unused = list(read_split(a.data_dir / "unused.csv")["Text"])

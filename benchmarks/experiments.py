@@ -121,7 +121,7 @@ def frames(data_dir: Path, limit: int | None) -> dict:
 
 def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: int | None, store) -> dict:
     from spamtune.batching import TextDataset, create_dataloader
-    from spamtune.stacking import NgramStack
+    from spamtune.calibration.stacking import NgramStack
     from spamtune.training import load_best_epoch, run_training
     from spamtune.training.loss import collect_logits
     from spamtune.training.prefix_cache import collate_hidden

@@ -32,9 +32,9 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.common import spamtune_server
+from spamtune.calibration.decisions import split_halves
 from spamtune.cli import main as spamtune
 from spamtune.data import read_split
-from spamtune.decisions import split_halves
 from spamtune.lifecycle import Registry
 from spamtune.serving.loadtest import post_json
 

@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import publish, spamtune_server
+from spamtune.calibration.decisions import MemoryCalibration, in_calibration_half, unit_rows
 from spamtune.data import read_split
-from spamtune.decisions import MemoryCalibration, in_calibration_half, unit_rows
 from spamtune.inference import TextClassifier
 from spamtune.inference.memory import MemoryCheck, MemoryEntry, Remembered
 from spamtune.serving.loadtest import post_json

@@ -29,7 +29,7 @@ def main() -> None:
     t_load = time.perf_counter() - t0
 
     from spamtune.data import read_split
-    from spamtune.generate import generate_text_simple, zero_shot
+    from spamtune.inference.generate import generate_text_simple, zero_shot
     from spamtune.tokenizers import load_tokenizer
 
     tok = load_tokenizer(bb.tokenizer)

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import chart_path, publish
+from spamtune.calibration.decisions import binary_rates
 from spamtune.data import prepare, read_split
 
 Scorer = Callable[[list[str]], np.ndarray]  # texts -> spam scores (higher: more spam)
@@ -327,11 +328,12 @@ def fold_metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[st
 
     pred = (scores >= threshold).astype(int)
     spam, ham = y == 1, y == 0
+    rates = binary_rates(y, pred == 1)
     # FPR at 95 % recall: the highest threshold that still catches 95 % of this fold's spam
     t95 = np.sort(scores[spam])[::-1][int(np.ceil(0.95 * spam.sum())) - 1]
-    return {"accuracy": float((pred == y).mean()), "recall": float(pred[spam].mean()),
-            "fpr": float(pred[ham].mean()), "mcc": float(matthews_corrcoef(y, pred)),
-            "roc_auc": float(roc_auc_score(y, scores)), "fpr_at_95_recall": float((scores[ham] >= t95).mean())}
+    return {"accuracy": rates["accuracy"], "recall": rates["recall"], "fpr": rates["fpr"],
+            "mcc": float(matthews_corrcoef(y, pred)), "roc_auc": float(roc_auc_score(y, scores)),
+            "fpr_at_95_recall": float((scores[ham] >= t95).mean())}
 
 
 def mcnemar(ref_right: np.ndarray, right: np.ndarray) -> dict[str, float]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up, lint (ruff, mypy, import-linter), and run every test tier (unit, parity, golden values, real-model
-# smoke, the container). Extra arguments go to pytest,
+# smoke, the container), build the docs site and run the notebook. Extra arguments go to pytest,
 # e.g. `scripts/test.sh -m "not real_model and not container"` for the fast tiers only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +20,7 @@ fi
 .venv/bin/ruff check .
 .venv/bin/mypy                 # basic mode, settings in pyproject.toml
 .venv/bin/lint-imports         # the layer contract: lower layers never import higher ones
+# the documentation site, strictly (a broken link or a docstring mkdocstrings cannot read fails), built aside
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 # pytest exits 5 when it collected nothing; set -e turns that (and any failure) into a failed run
 .venv/bin/pytest "$@"

@@ -41,3 +41,15 @@ def test_every_help_example_parses():
         except SystemExit:
             raise AssertionError(f"a --help example does not parse: {line}") from None
         assert callable(args.func), line
+
+
+def test_the_parser_starts_without_the_heavy_libraries():
+    """`spamtune --help` (and a typo's error) answer at once: building every verb's parser imports no torch,
+    FastAPI, SQLAlchemy, scikit-learn or pandas; their defaults come from config.py."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from spamtune.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'fastapi', 'sqlalchemy', 'sklearn', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -9,9 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from spamtune.cli import main
-from spamtune.data import read_split
-from spamtune.decisions import (
+from spamtune.calibration.decisions import (
     bands,
     brier_score,
     expected_calibration_error,
@@ -23,6 +21,8 @@ from spamtune.decisions import (
     threshold_for_fpr,
     threshold_for_precision,
 )
+from spamtune.cli import main
+from spamtune.data import read_split
 from spamtune.inference import TextClassifier
 
 # ---------------------------------------------------------------------------------------------------------------

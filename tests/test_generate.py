@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from spamtune.cli import main
-from spamtune.generate import generate_text_simple, zero_shot
+from spamtune.inference.generate import generate_text_simple, zero_shot
 from spamtune.tokenizers import load_tokenizer
 
 
@@ -28,7 +28,7 @@ def test_zero_shot_reads_each_prompts_last_real_token():
     tok = load_tokenizer("gpt2")
     model = PositionParity(tok.encode(" yes")[0], tok.encode(" no")[0], tok.vocab_size)
     texts = ["short", "a somewhat longer message here", "mid length text", "x", "another one of these"]
-    from spamtune.generate import zero_shot_ids
+    from spamtune.inference.generate import zero_shot_ids
 
     lengths = [len(zero_shot_ids(tok, t, chat=False)) for t in texts]
     labels = [int((n - 1) % 2 == 0) for n in lengths]  # what reading the last real token must give

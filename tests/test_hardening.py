@@ -106,7 +106,7 @@ def test_appended_control_token_no_longer_flips_the_tiny_run(tiny_run, data_dir)
 @pytest.mark.real_model
 def test_zero_shot_chat_template_keeps_its_control_tokens():
     """The template's own <|im_start|>/<|im_end|> are still control tokens; a message's are text."""
-    from spamtune.generate import zero_shot_ids
+    from spamtune.inference.generate import zero_shot_ids
     from spamtune.tokenizers import load_tokenizer
 
     tok = load_tokenizer("smollm2-135m")

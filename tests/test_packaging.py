@@ -78,3 +78,13 @@ def test_resolve_config_reads_only_the_safetensors_header(tmp_path, monkeypatch)
     monkeypatch.setattr(safetensors.torch, "load_file", no_load)
     with pytest.raises(ModelSourceError, match="emb 24 and 1 layers matches no preset"):
         resolve_config(str(path))
+
+
+def test_the_notebook_is_committed_without_outputs():
+    """notebooks/chapter6.ipynb is kept as source: nbmake runs it in the test command, git holds no outputs."""
+    import json
+
+    nb = json.loads((ROOT / "notebooks" / "chapter6.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert len(code) >= 8
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)

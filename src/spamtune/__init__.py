@@ -5,7 +5,8 @@
     clf.predict(["WINNER! Claim your prize", "See you at 6?"])  # [(label, probability), ...]
 
 The package follows the pipeline, top to bottom: data/ -> tokenizers, batching -> models/, weights/ ->
-classifier, tasks, runs -> backends/ -> training/ -> inference/ -> evaluation/ -> serving/, export/ -> cli/.
+calibration/ (decision rules, n-grams, drift reference) -> classifier, tasks, runs -> backends/ -> training/ ->
+inference/ -> evaluation/ -> serving/, export/ -> cli/.
 Lower layers never import higher ones (pyproject.toml's import-linter contract holds this).
 """
 

@@ -43,6 +43,16 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int | N
     return encode_batch(capped) if encode_batch else [tokenizer.encode(t) for t in capped]
 
 
+def encode_for_model(tokenizer: Tokenizer, texts: Sequence[str],
+                     max_tokens: int) -> tuple[list[list[int]], list[bool]]:
+    """What the model reads of each text (its first `max_tokens` ids; one pad id for a text with none) and whether
+    the text was truncated (more tokens, or more characters than `char_cap`)."""
+    full = encode_texts(tokenizer, texts, max_tokens)
+    cap = char_cap(max_tokens)
+    truncated = [len(ids) > max_tokens or len(t) > cap for ids, t in zip(full, texts)]
+    return [ids[:max_tokens] or [tokenizer.pad_id] for ids in full], truncated
+
+
 class TextDataset(Dataset):
     """Encoded messages truncated to `max_length` (default: the longest message, as in the book): the book's
     `SpamDataset`, for any label set.

@@ -20,6 +20,13 @@ from spamtune.errors import ConfigError
 from spamtune.models import Decoder
 
 
+def pad_width(pooling: Pooling, max_length: int) -> int | None:
+    """The width messages are padded to when a run scores them: the training width for the book's `last` pooling,
+    which reads position -1 (a wider or narrower batch would move it onto another token); None (each batch's own
+    longest message) for the poolings that read real tokens only."""
+    return max_length if pooling == "last" else None
+
+
 def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     """(B, T, D) hidden states -> (B, D), the same function in training, evaluation and prediction.
 

@@ -1,4 +1,6 @@
-"""Configuration: the architecture (`ModelConfig`, with a table of known presets) and run settings (`TrainArgs`).
+"""Configuration: the architecture (`ModelConfig`, with a table of known presets), run settings (`TrainArgs`),
+and the defaults of the production loop: the service's limits (`ServeLimits`), what a retrain learns
+(`CorrectionPolicy`) and when it is promoted (`PromotionPolicy`). The CLI reads its defaults from here.
 
 Every choice is a `Literal` type; its values are the CLI's `choices` (cli/args.py reads the types) and the checks
 in `__post_init__`, so a new value is added in one place.
@@ -23,6 +25,8 @@ Backend = Literal["scratch", "hf"]
 Schedule = Literal["constant", "linear", "cosine"]
 Stack = Literal["none", "ngrams"]
 Cascade = Literal["none", "ngrams"]
+DEFAULT_TARGET_FPR = 0.005  # the operating point's block threshold: this false-positive rate on held-out ham
+DEFAULT_REVIEW_FPR = 0.02  # ... and its review threshold
 # the cascade's held-out error budgets (decisions.pick_cascade_bands): on runs/demo's data 0.005 / 0.0005 kept the
 # test MCC, the modern set's recall and ham blocked equal to the LLM's alone with 19 % of the test messages reaching
 # it (benchmarks/cascade.py)
@@ -221,11 +225,13 @@ class TrainArgs:
                                     "before the linear/cosine decay starts (e.g. 0.1)")
     class_weights: str | None = _arg(None, "loss weight per class in label-id order, e.g. 2,1 (a wrong ham costs "
                                            "twice), or balanced (inverse training frequency, as scikit-learn)")
-    target_fpr: float = _arg(0.005, "binary runs: the block threshold is the lowest whose false-positive rate on "
-                                    "validation ham + the calibration half of the unused ham is at most this")
+    target_fpr: float = _arg(DEFAULT_TARGET_FPR, "binary runs: the block threshold is the lowest whose false-positive "
+                                                 "rate on validation ham + the calibration half of the unused ham is "
+                                                 "at most this")
     target_precision: float | None = _arg(None, "binary runs: pick the block threshold for this precision on "
                                                 "validation instead of --target-fpr")
-    review_fpr: float = _arg(0.02, "binary runs: the review band starts where this false-positive rate is reached")
+    review_fpr: float = _arg(DEFAULT_REVIEW_FPR, "binary runs: the review band starts where this false-positive "
+                                                 "rate is reached")
     seed: int = _arg(123, "seed for the head init, shuffling and dropout")
     eval_freq: int = _arg(50, "evaluate every N optimizer steps")
     eval_iter: int = _arg(5, "batches per periodic evaluation")
@@ -314,3 +320,64 @@ class TrainArgs:
         if unknown:
             raise ConfigError(f"unknown training settings: {sorted(unknown)}")
         return cls(**d)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The service and the production loop: their defaults live here, where the CLI (which must start without torch or
+# FastAPI) reads them too
+
+CONFIDENT = 0.99  # an end user's correction against a prediction at least this sure waits for an operator
+CANARY_SHARE = 0.05  # of the requests a --canary answers
+REGISTRY_POLL_S = 2.0  # how often a service following a registry reads its pointer
+MIN_FEEDBACK = 10  # new learnable corrections a retrain needs before it trains anything
+
+
+@dataclass
+class ServeLimits:
+    max_texts: int = 64  # texts per request
+    max_chars: int = 20_000  # characters per text (longer messages would be truncated to max_length tokens anyway)
+    max_body_bytes: int = 2_000_000
+    max_batch: int = 64  # texts per forward pass across requests
+    batch_window_ms: float = 5.0
+    max_queue: int = 2_048  # texts waiting for a forward pass; more: 503 with Retry-After, not an endless queue
+    request_timeout_s: float = 30.0  # a request waiting longer for its forward pass gets a 503
+    explain_budget_s: float = 5.0  # "explain": true: seconds of explanation per request; what runs out says so
+    store_timeout_s: float = 2.0  # the longest a request waits for the prediction store (feedback, admin): 503
+    feedback_per_minute_client: float = 30.0  # corrections per client address (token bucket)
+    feedback_per_minute_key: float = 120.0  # ...and per credential (a key, or one decision's token)
+
+
+@dataclass
+class CorrectionPolicy:
+    """What a retrain learns from the store (lifecycle/corrections.py has the rules)."""
+
+    holdout: float = 0.2  # share of corrected messages held out for the comparison
+    validation: float = 0.125  # share of the learnt ones that go to validation (the data's 70:10)
+    max_share: float = 0.2  # corrections at most this share of the training rows
+    untrusted_share: float = 0.02  # end users' (unreviewed) corrections at most this share of the training rows
+    boost: int = 10  # each learnt correction this many more times in train: perturbed copies (data/perturb.py)
+    confident: float = CONFIDENT  # an end user's correction against a prediction at least this sure needs review
+    learn_unreviewed: bool = False  # learn those too (the report says so)
+
+    def __post_init__(self) -> None:
+        for name in ("holdout", "max_share", "untrusted_share"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1)")
+        if not 0 <= self.boost <= 50:
+            raise ConfigError("--boost must be between 0 and 50 copies")
+        if not 0 < self.validation < 1 or not 0.5 < self.confident <= 1:
+            raise ConfigError("the validation share must be in (0, 1) and --confident in (0.5, 1]")
+
+
+@dataclass
+class PromotionPolicy:
+    fpr_margin: float = 0.002  # guard: the challenger's FPR may exceed the champion's by at most this (absolute)
+    max_recall_drop: float = 0.02  # guard: its test recall may fall at most this much, whatever else it wins
+    recall_margin: float = 0.0  # "not worse": its test recall may fall short by at most this
+    alpha: float = 0.05  # McNemar's exact test: "significantly better" below this p-value
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.fpr_margin < 1 and 0 <= self.recall_margin < 1 and 0 < self.alpha < 1
+                and 0 <= self.max_recall_drop < 1):
+            raise ConfigError("--fpr-margin, --recall-margin and --max-recall-drop must be in [0, 1), --alpha in "
+                              "(0, 1)")

@@ -9,6 +9,7 @@
                            are a pretrained file (they are re-read from it), every tensor for random-init runs
     RUN/resume/            last epoch's weights, optimizer moments, counters and RNG states (for --resume)
     RUN/data/              a retrained run's data (the champion's splits + corrections; `spamtune retrain`)
+    RUN/logits/            the model's logits per message already scored (LogitsMemo): evaluation reuses them
     RUN/log.jsonl, history.json, metrics.json, *.png/*.pdf
 
 Safetensors and JSON only: no pickle, `torch.load` never runs. Every file is written atomically. The manifest is
@@ -20,6 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
+import json
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -27,9 +31,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
+from spamtune.calibration.decisions import Calibration, CascadeBands, OperatingPoint
 from spamtune.config import (
     Backend,
     DType,
@@ -41,7 +47,6 @@ from spamtune.config import (
     check_field_types,
 )
 from spamtune.data.labels import TaskName
-from spamtune.decisions import Calibration, CascadeBands, OperatingPoint
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.fsutil import atomic_file, read_json, sha256_file, write_json
 
@@ -50,7 +55,10 @@ LEGACY_FORMAT = "spamtune-run/1"
 MANIFEST, LEGACY_MANIFEST = "run.json", "config.json"
 LABELS, TRAIN_ARGS, WEIGHTS, RESUME = "labels.json", "train_args.json", "model.safetensors", "resume"
 RUN_DATA = "data"
+LOGITS = "logits"
 DATA_FILES = ("train.csv", "validation.csv", "test.csv", "unused.csv", "labels.json")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -205,13 +213,6 @@ def weights_to_save(module: nn.Module, full: bool) -> dict[str, torch.Tensor]:
     return {k: p.detach().cpu().contiguous() for k, p in module.named_parameters() if p.requires_grad}
 
 
-def save_weights(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save
-
-    with atomic_file(path, "wb") as f:
-        f.write(save(tensors, metadata={"format": "pt"}))
-
-
 def load_weights_into(module: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
     """Load saved tensors by name; an unknown name or shape means the checkpoint is not for this model."""
     own = dict(module.state_dict())
@@ -222,3 +223,83 @@ def load_weights_into(module: nn.Module, tensors: dict[str, torch.Tensor], where
             raise CheckpointError(f"{where}: {name} has shape {tuple(t.shape)}, the model expects "
                                   f"{tuple(own[name].shape)} (incompatible checkpoint)")
     module.load_state_dict(tensors, strict=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The model's logits, kept
+
+
+def text_keys(texts: list[str]) -> list[bytes]:
+    """A 16-byte BLAKE2b digest per text: what the memo is keyed by."""
+    return [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
+
+
+def memo_setting(run_dir: Path, run_config: RunConfig, dtype: str, quantize: str | None, device: str) -> dict:
+    """What the model's logits depend on besides the text: the run's trained weights (by content) and base weights
+    (by path, size and mtime), its width and normalization, the precision, quantization, device type and torch."""
+    from spamtune.weights.sources import local_weight_files
+
+    files = local_weight_files(run_config.model)
+    return {"run_id": run_config.run_id, "weights": sha256_file(run_dir / WEIGHTS),
+            "base": [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files] or run_config.model,
+            "max_length": run_config.max_length, "normalize": run_config.normalize, "dtype": dtype,
+            "quantize": quantize, "device": device, "torch": torch.__version__}
+
+
+class LogitsMemo:
+    """The fine-tuned model's own logits (and whether the text was truncated) per message text, kept in
+    RUN/logits/ so that the same model never scores a message twice: training leaves what it scored after the fit
+    (the training split from its cached prefix, validation, the calibration ham), `spamtune evaluate` reads them
+    and adds what it scored. One file per `memo_setting`: a memo made at another precision, on another device or
+    for other weights is never read. A damaged file is a cache miss (one warning), never an error."""
+
+    def __init__(self, run_dir: str | os.PathLike, setting: dict) -> None:
+        digest = hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:32]
+        self.path = Path(run_dir) / LOGITS / f"{digest}.safetensors"
+        self.rows: dict[bytes, tuple[np.ndarray, bool]] = {}
+        self.scored = self.reused = 0  # distinct texts scored and added; messages answered without scoring
+        self.unsaved = False
+        if self.path.is_file():
+            self._read()
+
+    def _read(self) -> None:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+
+        try:
+            t = load(self.path.read_bytes())
+            keys, logits, truncated = t["keys"], t["logits"], t["truncated"]
+            if keys.ndim != 2 or keys.shape[1] != 16 or logits.ndim != 2 or not (
+                    len(keys) == len(logits) == len(truncated)):
+                raise ValueError("inconsistent shapes")
+        except (SafetensorError, KeyError, ValueError, OSError) as e:
+            log.warning("%s: unreadable (%s); scoring again", self.path, e)
+            return
+        self.rows = {k.tobytes(): (row, bool(cut)) for k, row, cut in zip(keys, logits.astype(np.float32), truncated)}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def lookup(self, keys: list[bytes]) -> list[tuple[np.ndarray, bool] | None]:
+        return [self.rows.get(k) for k in keys]
+
+    def add(self, texts: list[str], logits: np.ndarray, truncated: list[bool]) -> None:
+        assert len(texts) == len(logits) == len(truncated)
+        for k, row, cut in zip(text_keys(texts), logits, truncated):
+            self.scored += k not in self.rows
+            self.unsaved = True
+            self.rows[k] = (np.asarray(row, dtype=np.float32), bool(cut))
+
+    def save(self) -> None:
+        """Write the memo if anything was added (atomically; a concurrent writer's memo is replaced, not mixed)."""
+        if not self.unsaved:
+            return
+        from safetensors.numpy import save
+
+        keys = list(self.rows)
+        data = save({"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16),
+                     "logits": np.stack([self.rows[k][0] for k in keys]),
+                     "truncated": np.array([self.rows[k][1] for k in keys], dtype=np.uint8)})
+        with atomic_file(self.path, "wb") as f:
+            f.write(data)
+        self.unsaved = False

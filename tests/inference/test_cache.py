@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spamtune.calibration.decisions import MemoryCalibration
 from spamtune.data import read_split
-from spamtune.decisions import MemoryCalibration
 from spamtune.errors import ConfigError
 from spamtune.inference import TextClassifier
 from spamtune.inference.cache import CacheConfig, DecisionCache

@@ -11,15 +11,15 @@ import shutil
 import numpy as np
 import pytest
 
+from spamtune.calibration.decisions import in_calibration_half, pick_cascade_bands
+from spamtune.calibration.stacking import CASCADE_FILE, CASCADE_FOLDS, fit_ngram_model
 from spamtune.cli import main
 from spamtune.config import TrainArgs
 from spamtune.data import read_split
-from spamtune.decisions import in_calibration_half, pick_cascade_bands
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.inference import TextClassifier
 from spamtune.inference.memory import MemoryCheck
 from spamtune.runs import RunConfig
-from spamtune.stacking import CASCADE_FILE, CASCADE_FOLDS, fit_ngram_model
 from tests.conftest import CASCADE_LIMIT as LIMIT
 from tests.monitoring.test_memory import Source, entry
 
@@ -112,7 +112,7 @@ def test_sure_messages_skip_the_model_and_the_rest_decide_as_without_the_cascade
 
 
 def test_a_message_like_a_remembered_correction_goes_on_to_the_memory(cascade_run, data_dir):
-    from spamtune.decisions import MemoryCalibration
+    from spamtune.calibration.decisions import MemoryCalibration
 
     clf = TextClassifier.load(cascade_run)
     b = RunConfig.from_dir(cascade_run).cascade

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
+from spamtune.calibration.decisions import bands
 from spamtune.classifier import batched_logits
 from spamtune.cli import main
 from spamtune.config import TrainArgs
-from spamtune.decisions import bands
 from spamtune.inference import Decision, TextClassifier
 from spamtune.inference.explain import WordAttributor, token_words
 from spamtune.inference.pipeline import ExplanationUnavailable, format_checks

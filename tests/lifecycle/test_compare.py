@@ -106,3 +106,20 @@ def test_reports_escape_html_and_terminal_sequences(tiny_run, data_dir, tmp_path
     md = c.to_markdown()
     assert "<script>" not in md and "&lt;script&gt;" in md and "\x1b" not in md and "\\x1b[2J" in md
     assert "\\|" in md and "\u202e" not in md
+
+
+def test_a_comparison_is_bound_to_the_cascade_too(cascade_run, tmp_path):
+    """The cascade decides most messages of a --cascade run: a comparison (and the registry's recorded sha256)
+    must not survive a changed cascade.safetensors."""
+    import shutil
+
+    from spamtune.calibration.stacking import CASCADE_FILE
+    from spamtune.lifecycle.compare import digest_files
+
+    run = tmp_path / "run"
+    shutil.copytree(cascade_run, run)
+    before = digest_files(run)
+    data = bytearray((run / CASCADE_FILE).read_bytes())
+    data[-1] ^= 1  # one bit of the last weight
+    (run / CASCADE_FILE).write_bytes(bytes(data))
+    assert digest_files(run) != before

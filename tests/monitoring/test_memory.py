@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spamtune.decisions import (
+from spamtune.calibration.decisions import (
     MEMORY_FLOOR,
     MemoryCalibration,
     near_duplicate_level,

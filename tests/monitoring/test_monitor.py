@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from spamtune.calibration.decisions import split_halves
+from spamtune.calibration.drift import Reference
 from spamtune.cli import main
 from spamtune.data import read_split
-from spamtune.decisions import split_halves
-from spamtune.drift import Reference
 
 HOMOGLYPHS = str.maketrans({"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"})
 LEET = str.maketrans({"s": "5", "t": "7", "l": "1"})

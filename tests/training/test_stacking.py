@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
+from spamtune.calibration.stacking import STACK_FILE, NgramStack
 from spamtune.config import TrainArgs
 from spamtune.data import read_split
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.normalize import normalize_text
-from spamtune.stacking import STACK_FILE, NgramStack
 
 LIMIT = 200
 

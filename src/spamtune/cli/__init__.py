@@ -35,7 +35,7 @@ VERBS = (prepare, train, evaluate, classify, serve, feedback, lists, memory, mon
 
 EXAMPLES = """\
 examples:
-  spamtune prepare --data ../shared/data/SMSSpamCollection --out data/
+  spamtune prepare --out data/                    # the SMS Spam Collection: $SPAMTUNE_DATA, cache, or download
   spamtune train --data-dir data/ --out runs/smollm2
   spamtune evaluate runs/smollm2 --data-dir data/
   spamtune classify runs/smollm2 "URGENT! You have won a 1 week FREE membership in our £100,000 Prize \

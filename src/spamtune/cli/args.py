@@ -8,7 +8,7 @@ import dataclasses
 import types
 import typing
 
-from spamtune.config import Device, choices
+from spamtune.config import CorrectionPolicy, Device, PromotionPolicy, choices
 from spamtune.normalize import printable  # noqa: F401  (the verbs import it from here)
 
 
@@ -86,3 +86,36 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
                         help="int8: with --runtime onnx the export's ONNX Runtime int8 model; with torch, "
                              "experimental dynamic int8 of the Linear layers (below the 99.5 %% label-agreement "
                              "bar on SmolLM2; benchmarks/RESULTS.md)")
+
+
+def add_promotion_args(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """The promotion policy's flags (`compare`, `retrain`), its defaults read from `PromotionPolicy`."""
+    d = PromotionPolicy()
+    parser.add_argument("--fpr-margin", type=float, default=d.fpr_margin,
+                        help=f"{what}FPR may rise at most this much (absolute; default: {d.fpr_margin})")
+    parser.add_argument("--recall-margin", type=float, default=d.recall_margin,
+                        help=f"{what}test recall may fall this much (default: {d.recall_margin})")
+    parser.add_argument("--max-recall-drop", type=float, default=d.max_recall_drop,
+                        help=f"{what}guard: never promote when test recall falls more than this (default: "
+                             f"{d.max_recall_drop})")
+    parser.add_argument("--alpha", type=float, default=d.alpha,
+                        help=f"{what}McNemar p-value for significantly better (default: {d.alpha})")
+
+
+def add_correction_args(parser: argparse.ArgumentParser) -> None:
+    """What a retrain learns from the store (`retrain`), its defaults read from `CorrectionPolicy`."""
+    d = CorrectionPolicy()
+    parser.add_argument("--holdout", type=float, default=d.holdout,
+                        help=f"share of corrected messages held out (default: {d.holdout})")
+    parser.add_argument("--max-share", type=float, default=d.max_share,
+                        help=f"corrections at most this share of the training rows (default: {d.max_share})")
+    parser.add_argument("--boost", type=int, default=d.boost,
+                        help="each learnt correction this many more times in train, as perturbed copies, so that a "
+                             f"few move the model (default: {d.boost}; 0: once each)")
+    parser.add_argument("--untrusted-share", type=float, default=d.untrusted_share,
+                        help=f"end users' corrections at most this share of the training rows (default: "
+                             f"{d.untrusted_share})")
+    parser.add_argument("--confident", type=float, default=d.confident,
+                        help=f"an end user's correction against a prediction this sure needs review (default: "
+                             f"{d.confident})")
+    parser.add_argument("--learn-unreviewed", action="store_true", help="learn the corrections that need review too")

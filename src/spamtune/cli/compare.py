@@ -6,6 +6,8 @@ import argparse
 import os
 import textwrap
 
+from spamtune.cli.args import add_promotion_args
+
 EPILOG = """\
 examples:
   spamtune compare runs/smollm2 runs/smollm2-r1                 # data: the challenger's (RUN/data) or its own
@@ -27,11 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--registry", default=os.environ.get("SPAMTUNE_REGISTRY"),
                    help="compare the current version with VERSION of this registry")
     p.add_argument("--data-dir", help="the data to compare on (default: the challenger's)")
-    p.add_argument("--fpr-margin", type=float, default=0.002, help="FPR may rise at most this much (default: 0.002)")
-    p.add_argument("--recall-margin", type=float, default=0.0, help="test recall may fall this much (default: 0)")
-    p.add_argument("--max-recall-drop", type=float, default=0.02,
-                   help="guard: never promote when test recall falls more than this (default: 0.02)")
-    p.add_argument("--alpha", type=float, default=0.05, help="McNemar p-value for significantly better")
+    add_promotion_args(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 

@@ -18,6 +18,8 @@ examples:
 Binary runs are also reported at their operating point: the block and review thresholds stored at training
 (for --target-fpr, default 0.005, on validation + the calibration half of the unused ham), with the FPR
 measured on the other half only. Figures: confusion_matrix.png, reliability.png, thresholds.png.
+No message is scored by the same model twice: what training scored after the fit (the training split, validation,
+the calibration ham) and what an earlier evaluation scored is read from RUN/logits/ (--rescore: score everything).
 """
 
 
@@ -37,6 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, help="first N messages of each split only")
     p.add_argument("--no-unused", action="store_true", help="skip the false-positive rate on unused.csv")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--rescore", action="store_true",
+                   help="score every message with the model again, neither reading nor adding to the run's memo "
+                        "of logits (RUN/logits/: what training and earlier evaluations scored)")
     p.add_argument("--perturb", nargs="?", const="all", metavar="NAMES",
                    help="also score the test spam under obfuscations (all, or a comma list of: homoglyphs, "
                         "leetspeak, zero_width, spaced, url_disguise, phone_disguise, case)")
@@ -58,5 +63,6 @@ def run(args: argparse.Namespace) -> None:
     r = evaluate_run(args.run, args.data_dir, args.threshold, args.limit, unused=not args.no_unused,
                      progress=not args.json, target_fpr=args.target_fpr, target_precision=args.target_precision,
                      review_fpr=args.review_fpr, store=args.store, device=args.device, dtype=args.dtype,
-                     runtime=args.runtime, perturb=perturb, cascade=not args.no_cascade)
+                     runtime=args.runtime, perturb=perturb, cascade=not args.no_cascade,
+                     reuse=not args.rescore)
     print(json.dumps(r) if args.json else format_report(r))

@@ -17,9 +17,11 @@ examples:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help="write a run as a transformers model directory", epilog=textwrap.dedent(EPILOG),
+                       help="write a run as a transformers model directory or an ONNX graph",
+                       epilog=textwrap.dedent(EPILOG),
                        description="Write a run as a directory that AutoModelForSequenceClassification."
-                                   "from_pretrained loads, with the same probabilities (last_real-pooled runs).")
+                                   "from_pretrained loads, with the same probabilities (last_real-pooled runs; "
+                                   "--format hf), or as an ONNX graph for ONNX Runtime (--format onnx).")
     p.add_argument("run", help="run directory written by `spamtune train`")
     p.add_argument("--format", default="hf", choices=("hf", "onnx"),
                    help="hf: a transformers model directory; onnx: an ONNX graph for ONNX Runtime (--runtime onnx)")

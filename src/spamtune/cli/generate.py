@@ -6,7 +6,6 @@ import argparse
 
 from spamtune.cli.args import add_device_arg
 from spamtune.config import DEFAULT_MODEL
-from spamtune.devices import resolve_device
 from spamtune.errors import ConfigError
 
 
@@ -33,7 +32,8 @@ def add_parser(sub) -> None:
 def run_generate(args: argparse.Namespace) -> None:
     import torch
 
-    from spamtune.generate import generate_text_simple
+    from spamtune.devices import resolve_device
+    from spamtune.inference.generate import generate_text_simple
     from spamtune.tokenizers import load_tokenizer
     from spamtune.weights import load_backbone
 
@@ -52,7 +52,8 @@ def run_zero_shot(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from spamtune.data import read_split
-    from spamtune.generate import zero_shot
+    from spamtune.devices import resolve_device
+    from spamtune.inference.generate import zero_shot
     from spamtune.tokenizers import load_tokenizer
     from spamtune.weights import load_backbone
 

@@ -7,8 +7,8 @@ import textwrap
 
 EPILOG = """\
 examples:
-  spamtune prepare --data ../shared/data/SMSSpamCollection --out data/
-  spamtune prepare --out data/                  # $SPAMTUNE_DATA, cache, or download
+  spamtune prepare --out data/                  # the SMS Spam Collection: $SPAMTUNE_DATA, cache, or download
+  spamtune prepare --data SMSSpamCollection --out data/   # a copy you have (UCI's file, sha256-checked)
   spamtune prepare --data reviews.csv --text-col review --label-col sentiment --out d/
   spamtune prepare --data big.csv --text-col text --label-col label --stream --out d/   # any size, flat memory
   spamtune prepare --folds 5 --out data/cv/      # data/cv/fold1 ... fold5: stratified 5-fold CV, every message

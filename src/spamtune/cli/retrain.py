@@ -6,6 +6,9 @@ import argparse
 import os
 import textwrap
 
+from spamtune.cli.args import add_correction_args, add_promotion_args
+from spamtune.config import MIN_FEEDBACK
+
 EPILOG = """\
 examples:
   spamtune retrain --db "$DB" --run runs/smollm2 --out runs/smollm2-r1          # compare.md tells the verdict
@@ -49,27 +52,13 @@ def add_parser(sub) -> None:
                                                         "(recorded in the report and the registry log)")
     p.add_argument("--from-scratch", action="store_true", help="train from the base model, not a warm start")
     p.add_argument("--epochs", type=int, help="training epochs (default: the champion's)")
-    p.add_argument("--min-feedback", type=int, default=10,
-                   help="learnable new corrections needed, else nothing to do (default: 10)")
+    p.add_argument("--min-feedback", type=int, default=MIN_FEEDBACK,
+                   help=f"learnable new corrections needed, else nothing to do (default: {MIN_FEEDBACK})")
     p.add_argument("--if-drift", action="store_true",
                    help="only when the champion's recent traffic raises a drift alert (spamtune monitor's tests)")
     p.add_argument("--since", help="the traffic --if-drift tests: 24h, 7d, or a date (default: all)")
-    p.add_argument("--holdout", type=float, default=0.2, help="share of corrected messages held out (default: 0.2)")
-    p.add_argument("--max-share", type=float, default=0.2,
-                   help="corrections at most this share of the training rows (default: 0.2)")
-    p.add_argument("--boost", type=int, default=10, help="each learnt correction this many more times in train, as "
-                   "perturbed copies, so that a few move the model (default: 10; 0: once each)")
-    p.add_argument("--untrusted-share", type=float, default=0.02,
-                   help="end users' corrections at most this share of the training rows (default: 0.02)")
-    p.add_argument("--confident", type=float, default=0.99, help="an end user's correction against a prediction "
-                                                                 "this sure needs review (default: 0.99)")
-    p.add_argument("--learn-unreviewed", action="store_true", help="learn the corrections that need review too")
-    p.add_argument("--fpr-margin", type=float, default=0.002, help="promotion: FPR may rise at most this much "
-                                                                   "(absolute; default: 0.002)")
-    p.add_argument("--recall-margin", type=float, default=0.0, help="promotion: test recall may fall this much")
-    p.add_argument("--max-recall-drop", type=float, default=0.02,
-                   help="promotion guard: never promote when test recall falls more than this (default: 0.02)")
-    p.add_argument("--alpha", type=float, default=0.05, help="promotion: McNemar p-value for significantly better")
+    add_correction_args(p)
+    add_promotion_args(p, "promotion: ")
     p.add_argument("--dry-run", action="store_true", help="say what it would learn and why not the rest; train "
                                                           "nothing")
     p.add_argument("--json", action="store_true", help="end with one line of JSON: the plan, the comparison, "

@@ -7,6 +7,9 @@ import os
 import textwrap
 
 from spamtune.cli.args import add_inference_args
+from spamtune.config import CANARY_SHARE, REGISTRY_POLL_S, ServeLimits
+
+LIMITS = ServeLimits()  # the flags' defaults
 
 EPILOG = """\
 examples:
@@ -46,21 +49,26 @@ def add_parser(sub) -> None:
     p.add_argument("run", nargs="?", help="run directory written by `spamtune train` (or give --registry)")
     p.add_argument("--registry", default=os.environ.get("SPAMTUNE_REGISTRY"),
                    help="serve the registry's current version and follow it (default: $SPAMTUNE_REGISTRY)")
-    p.add_argument("--poll", type=float, default=2.0, help="seconds between reads of the registry's pointer")
+    p.add_argument("--poll", type=float, default=REGISTRY_POLL_S,
+                   help=f"seconds between reads of the registry's pointer (default: {REGISTRY_POLL_S})")
     p.add_argument("--shadow", metavar="RUN_OR_VERSION",
                    help="a second model that scores every request too; recorded, never returned")
     p.add_argument("--canary", metavar="RUN_OR_VERSION", help="a second model that answers --canary-share of "
                                                               "the requests")
-    p.add_argument("--canary-share", type=float, default=0.05, help="share of requests the canary answers "
-                                                                    "(default: 0.05)")
+    p.add_argument("--canary-share", type=float, default=CANARY_SHARE,
+                   help=f"share of requests the canary answers (default: {CANARY_SHARE})")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=os.environ.get("SPAMTUNE_PORT") or "8000",
                    help="port to listen on (default: $SPAMTUNE_PORT, else 8000)")
-    p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: 64)")
-    p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default: 20000)")
-    p.add_argument("--max-queue", type=int, default=2048,
-                   help="texts allowed to wait for the model; beyond, 503 with Retry-After (default: 2048)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait (default: 30)")
+    p.add_argument("--max-texts", type=int, default=LIMITS.max_texts,
+                   help=f"texts per request (default: {LIMITS.max_texts})")
+    p.add_argument("--max-chars", type=int, default=LIMITS.max_chars,
+                   help=f"characters per text (default: {LIMITS.max_chars})")
+    p.add_argument("--max-queue", type=int, default=LIMITS.max_queue,
+                   help=f"texts allowed to wait for the model; beyond, 503 with Retry-After (default: "
+                        f"{LIMITS.max_queue})")
+    p.add_argument("--timeout", type=float, default=LIMITS.request_timeout_s,
+                   help=f"seconds a request may wait (default: {LIMITS.request_timeout_s:g})")
     p.add_argument("--threshold", type=float, help="the server's block threshold on P(spam) (default: the run's "
                                                    "stored operating point); requests may override it")
     p.add_argument("--review-threshold", type=float, help="the server's review threshold (default: the run's)")
@@ -74,8 +82,9 @@ def add_parser(sub) -> None:
     p.add_argument("--feedback-secret", default=os.environ.get("SPAMTUNE_FEEDBACK_SECRET") or None,
                    help="signs each answer's feedback_token; give every server process the same one (default: "
                         "$SPAMTUNE_FEEDBACK_SECRET, else derived from --api-key, else random per process)")
-    p.add_argument("--feedback-rate", type=float, default=30.0,
-                   help="corrections per minute per client address (per credential: 4x; default: 30)")
+    p.add_argument("--feedback-rate", type=float, default=LIMITS.feedback_per_minute_client,
+                   help="corrections per minute per client address (per credential: 4x; default: "
+                        f"{LIMITS.feedback_per_minute_client:g})")
     p.add_argument("--api-key-all", action="store_true", help="require a key (admin or feedback) on every route "
                                                               "but /health")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",

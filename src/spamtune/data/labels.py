@@ -20,6 +20,11 @@ from spamtune.errors import DataError
 TaskName = Literal["single_label", "multi_label", "regression"]
 
 
+# Of two classes, id 1 (the second name in sorted order: "spam" after "ham") is the positive one: what an
+# operating point blocks, FPR counts against id 0 and recall over id 1. Every binary rule reads it from here.
+POSITIVE_ID = 1
+
+
 @dataclass(frozen=True)
 class LabelSet:
     """Class names in id order and the problem type."""
@@ -29,6 +34,20 @@ class LabelSet:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def binary(self) -> bool:
+        """Two single-label classes: a run that allows, reviews or blocks."""
+        return self.task == "single_label" and len(self.names) == 2
+
+    @property
+    def positive(self) -> str | None:
+        """A binary set's positive label (the one an operating point blocks: spam), else None."""
+        return self.names[POSITIVE_ID] if self.binary else None
+
+    @property
+    def negative(self) -> str | None:
+        return self.names[1 - POSITIVE_ID] if self.binary else None
 
     @property
     def id2label(self) -> dict[int, str]:

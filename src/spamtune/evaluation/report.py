@@ -18,20 +18,21 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from spamtune.data import count_rows, iter_split
-from spamtune.data.perturb import PERTURBATIONS
-from spamtune.data.perturb import perturb as perturb_text
-from spamtune.decisions import (
+from spamtune.calibration.decisions import (
     BANDS,
-    DEFAULT_REVIEW_FPR,
-    DEFAULT_TARGET_FPR,
     OperatingPoint,
     bands,
+    binary_rates,
     brier_score,
     expected_calibration_error,
     pick_operating_point,
     split_halves,
 )
+from spamtune.config import DEFAULT_REVIEW_FPR, DEFAULT_TARGET_FPR
+from spamtune.data import count_rows, iter_split
+from spamtune.data.labels import POSITIVE_ID
+from spamtune.data.perturb import PERTURBATIONS
+from spamtune.data.perturb import perturb as perturb_text
 from spamtune.errors import ConfigError
 from spamtune.fsutil import check_writable_dir, write_json
 from spamtune.inference import TextClassifier, check_threshold
@@ -61,14 +62,16 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
                  target_fpr: float | None = None, target_precision: float | None = None,
                  review_fpr: float | None = None, store: bool = False, device: str = "cpu",
                  dtype: str = "fp32", runtime: str = "torch", perturb: tuple[str, ...] = (),
-                 cascade: bool = True) -> dict[str, Any]:
+                 cascade: bool = True, reuse: bool = True) -> dict[str, Any]:
     """Score a run on every split; write `eval.json` and the figures into the run directory.
 
     Binary runs are also scored at their operating point (the stored one, or one picked here for `target_fpr` /
     `target_precision` by the protocol of decisions.py, and with `store` written into the run's manifest), with
     FPR on the report half of the unused ham only; single-label runs get ECE and Brier before and after
     calibration. A --cascade run is scored as it decides (`cascade=False`: every message through the model), with
-    the share of each split that reached the model.
+    the share of each split that reached the model. With `reuse` (the default) no message is scored by the model
+    twice: the run's memo of the model's logits (runs.LogitsMemo: what training scored after the fit, what earlier
+    evaluations scored) answers what it holds, and what this evaluation scores is added to it.
     """
     check_threshold(threshold)
     if limit is not None and limit < 1:
@@ -83,6 +86,7 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     # a partial evaluation never replaces the full one
     report = run_dir / ("eval.json" if limit is None else f"eval-limit{limit}.json")
     clf = TextClassifier.load(run_dir, dtype, device=device, runtime=runtime, cascade=cascade)
+    memo = clf.keep_logits() if reuse else None
     if (repick or perturb) and not clf.binary:
         raise ConfigError("an operating point and --perturb are for binary runs only")
     paths = {name: data_dir / f"{name}.csv" for name in SPLITS}
@@ -92,15 +96,22 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     rows = {name: min(count_rows(path), limit or np.inf) for name, path in paths.items()}
     result: dict[str, Any] = {"run": str(run_dir), "run_id": clf.run_id, "threshold": threshold,
                               "labels": clf.label_names, "accuracy": {}, "n": {}}
-    with tqdm(total=int(sum(rows.values())), desc="evaluating", unit="msg", disable=not progress) as bar:
-        if clf.task.name != "single_label":
-            return _evaluate_task(clf, paths, limit, result, report, batch_size, bar)
-        scored = {name: Scored.of(clf, path, batch_size, bar, limit) for name, path in paths.items() if rows[name]}
-        if perturb and rows["test"]:
-            bar.reset(total=len(perturb) * int(scored["test"].y.sum()))
-            bar.set_description("perturbed spam")
-            result["robustness"] = robustness(decides_spam(clf, threshold, batch_size), paths["test"], perturb,
-                                              bar, limit)
+    try:
+        with tqdm(total=int(sum(rows.values())), desc="evaluating", unit="msg", disable=not progress) as bar:
+            if clf.task.name != "single_label":
+                return _evaluate_task(clf, paths, limit, result, report, batch_size, bar)
+            scored = {name: Scored.of(clf, path, batch_size, bar, limit) for name, path in paths.items()
+                      if rows[name]}
+            if perturb and rows["test"]:
+                bar.reset(total=len(perturb) * int(scored["test"].y.sum()))
+                bar.set_description("perturbed spam")
+                result["robustness"] = robustness(decides_spam(clf, threshold, batch_size), paths["test"], perturb,
+                                                  bar, limit)
+    finally:  # an interrupted evaluation keeps what it scored
+        if memo is not None:
+            memo.save()
+    if memo is not None:
+        result["model_logits"] = {"reused": memo.reused, "scored": memo.scored}
     if clf.pipeline is not None and clf.pipeline.check("cascade") is not None:
         result["reached_model"] = {name: float(sc.reached.mean()) for name, sc in scored.items()}
     for name, sc in scored.items():
@@ -231,7 +242,7 @@ def repick_operating_point(clf: TextClassifier, scored: dict[str, Scored], targe
     calib, _ = report_half(scored)
     stored = clf.operating_point
     return pick_operating_point(
-        p_val[val.y == 1], p_val[val.y == 0], calib, clf.label_names[1],
+        p_val[val.y == 1], p_val[val.y == 0], calib, clf.label_names[POSITIVE_ID],
         target_fpr if target_fpr is not None else (stored.target_fpr if stored and stored.target_fpr else
                                                    DEFAULT_TARGET_FPR),
         target_precision, review_fpr if review_fpr is not None else DEFAULT_REVIEW_FPR)
@@ -241,14 +252,12 @@ def operating_point_report(op: OperatingPoint, scored: dict[str, Scored], stored
     """Test metrics and band counts at the block threshold, and FPR on the report half only."""
     test = scored["test"]
     p = test.probs[:, 1]
-    pred = (p >= op.block_threshold).astype(int)
-    tp, fp = int(((pred == 1) & (test.y == 1)).sum()), int(((pred == 1) & (test.y == 0)).sum())
-    fn, tn = int(((pred == 0) & (test.y == 1)).sum()), int(((pred == 0) & (test.y == 0)).sum())
+    rates = binary_rates(test.y, p >= op.block_threshold)
     band_of = bands(p, op.block_threshold, op.review_threshold)
     _, rep = report_half(scored)
     out = {**dataclasses.asdict(op), "stored": stored,
-           "accuracy": (tp + tn) / len(pred), "recall": tp / max(tp + fn, 1),
-           "precision": tp / (tp + fp) if tp + fp else None, "confusion_matrix": [[tn, fp], [fn, tp]],
+           "accuracy": rates["accuracy"], "recall": rates["recall"] or 0.0, "precision": rates["precision"],
+           "confusion_matrix": rates["confusion_matrix"],
            "bands_test": {b: band_of.count(b) for b in BANDS},
            "recall_with_review": float((p[test.y == 1] >= op.review_threshold).mean()) if (test.y == 1).any()
            else None,
@@ -269,7 +278,7 @@ def calibration_report(clf: TextClassifier, test: Scored) -> dict[str, Any]:
 
 def _plots(clf: TextClassifier, result: dict[str, Any], scored: dict[str, Scored], op: OperatingPoint | None,
            run_dir: Path) -> None:
-    from spamtune.plots import plot_confusion_matrix, plot_reliability, plot_thresholds
+    from spamtune.training.plots import plot_confusion_matrix, plot_reliability, plot_thresholds
 
     if "confusion_matrix" in result:
         plot_confusion_matrix(result["confusion_matrix"], clf.label_names, run_dir / "confusion_matrix.png")
@@ -338,6 +347,9 @@ def format_report(r: dict[str, Any]) -> str:
     if reached := r.get("reached_model"):
         lines.append("cascade: messages that reached the model (the n-gram model decided the rest): " + ", ".join(
             f"{name} {share:.1%}" for name, share in reached.items()))
+    if kept := r.get("model_logits"):
+        lines.append(f"model logits: {kept['reused']} messages read from the run's memo (RUN/logits/), "
+                     f"{kept['scored']} distinct texts scored now")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spamtune.calibration.stacking import CASCADE_FILE, STACK_FILE
 from spamtune.errors import ConfigError
 from spamtune.export.hf import EXPORT_MARKER, _hf_tokenizer, check_export_dir
 from spamtune.fsutil import atomic_dir, write_json
@@ -28,7 +29,6 @@ from spamtune.inference import load_run
 from spamtune.inference.onnx_runtime import ONNX_INT8, ONNX_MODEL
 from spamtune.inference.precision import prepare_for_inference
 from spamtune.runs import LABELS, created_now
-from spamtune.stacking import CASCADE_FILE, STACK_FILE
 
 OPSET = 18
 

@@ -8,6 +8,7 @@ scoring whole files.
     explain.py    the words behind the model's verdict (captum: word occlusion, or layer integrated gradients)
     precision.py  LoRA merge, bf16, dynamic int8
     files.py      .txt / .csv / .tsv in, .jsonl / .csv out, streamed
+    generate.py   the book's sanity checks on the base model: greedy generation, zero-shot classification
 """
 
 from spamtune.inference.api import SpamClassifier, TextClassifier, check_threshold

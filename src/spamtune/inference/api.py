@@ -18,15 +18,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from spamtune.batching import char_cap, encode_texts
-from spamtune.classifier import Classifier, batched_logits
-from spamtune.decisions import check_thresholds
+from spamtune.batching import char_cap, encode_for_model, encode_texts
+from spamtune.calibration.decisions import check_thresholds
+from spamtune.classifier import Classifier, batched_logits, pad_width
+from spamtune.data.labels import POSITIVE_ID
 from spamtune.devices import resolve_device, resolve_dtype
 from spamtune.errors import ConfigError, DataError
 from spamtune.inference.loading import LoadedRun, load_run
 from spamtune.inference.onnx_runtime import OnnxPredictor, load_onnx_run
 from spamtune.inference.pipeline import BatchOptions, Decision, DecisionPipeline, Scored
 from spamtune.inference.precision import prepare_for_inference
+from spamtune.runs import LogitsMemo, memo_setting, text_keys
 from spamtune.tasks import SingleLabel, task_for
 
 
@@ -72,6 +74,7 @@ class TextClassifier:
         self.char_cap = char_cap(self.max_length)
         self.line_cap = 4 * self.char_cap  # bytes of a line read from a file or stdin (UTF-8: <= 4 per char)
         self.pipeline = DecisionPipeline(self, cascade=cascade) if self.task.name == "single_label" else None
+        self.memo: LogitsMemo | None = None  # keep_logits(): model_logits reads and adds to the run's memo
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, dtype: str = "fp32", quantize: str | None = None,
@@ -107,16 +110,16 @@ class TextClassifier:
 
     @property
     def binary(self) -> bool:
-        return self.task.name == "single_label" and len(self.label_set) == 2
+        return self.label_set.binary
 
     @property
     def positive_id(self) -> int | None:
-        """Binary runs: the id of the positive label (spam), 1 by the data stage's rule; None otherwise."""
-        return 1 if self.binary else None
+        """Binary runs: the id of the positive label (spam), POSITIVE_ID by the data stage's rule; None otherwise."""
+        return POSITIVE_ID if self.binary else None
 
     @property
     def positive_label(self) -> str | None:
-        return self.label_names[1] if self.binary else None
+        return self.label_set.positive
 
     def require_single_label(self, what: str, hint: str = "") -> None:
         if self.task.name != "single_label":
@@ -133,9 +136,7 @@ class TextClassifier:
         return [len(ids) for ids in encode_texts(self.tokenizer, texts, self.max_length)]
 
     def _encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        full = encode_texts(self.tokenizer, texts, self.max_length)
-        truncated = [len(ids) > self.max_length or len(t) > self.char_cap for ids, t in zip(full, texts)]
-        return [ids[: self.max_length] or [self.tokenizer.pad_id] for ids in full], truncated
+        return encode_for_model(self.tokenizer, texts, self.max_length)
 
     @staticmethod
     def check_messages(texts: str | Sequence[str]) -> list[str]:
@@ -168,10 +169,31 @@ class TextClassifier:
 
     def model_logits(self, texts: Sequence[str], batch_size: int = 16,
                      progress: bool = False) -> tuple[np.ndarray, list[bool]]:
-        """(N, C) the fine-tuned model's own logits (nothing stacked), and truncation: the model check's work."""
+        """(N, C) the fine-tuned model's own logits (nothing stacked), and truncation: the model check's work.
+        With `keep_logits()`, a text the memo holds is not scored again, and each other distinct text once."""
         if not texts:
             return np.zeros((0, len(self.label_set)), dtype=np.float32), []
-        return self._pass(texts, batch_size, progress, "forward")
+        if self.memo is None:
+            return self._pass(texts, batch_size, progress, "forward")
+        keys = text_keys(list(texts))
+        found = self.memo.lookup(keys)
+        todo = list(dict.fromkeys(t for t, f in zip(texts, found) if f is None))
+        self.memo.reused += len(texts) - len(todo)  # each distinct new text is scored once, every other is read
+        if todo:
+            self.memo.add(todo, *self._pass(todo, batch_size, progress, "forward"))
+            found = self.memo.lookup(keys)
+        rows = [f for f in found if f is not None]
+        return np.stack([r[0] for r in rows]), [r[1] for r in rows]
+
+    def keep_logits(self) -> LogitsMemo | None:
+        """Read and add to the run's memo of the model's logits (runs.LogitsMemo) from now on: what `spamtune
+        evaluate` uses so that no message the same model already scored is scored again. Runs in torch only (an
+        ONNX export has no run weights to key it by): None there."""
+        if isinstance(self.module, OnnxPredictor):
+            return None
+        self.memo = LogitsMemo(self.run.run_dir, memo_setting(self.run.run_dir, self.run.run_config, self.dtype,
+                                                              self.quantize, self.device.type))
+        return self.memo
 
     def model_logits_pooled(self, texts: Sequence[str], batch_size: int = 16,
                             progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[bool]]:
@@ -211,8 +233,7 @@ class TextClassifier:
               desc: str = "classifying") -> tuple[np.ndarray, list[bool]]:
         """One batched pass of `method` (forward, embed, frozen_features) over `texts`, and their truncation."""
         encoded, truncated = self._encode(texts)
-        # the book's `last` pooling reads a pad position: pad to the training width as training did
-        width = self.max_length if self.run.run_config.pooling == "last" else None
+        width = pad_width(self.run.run_config.pooling, self.max_length)
         out = batched_logits(self.module, encoded, self.tokenizer.pad_id, batch_size, width, progress, desc, method)
         return out, truncated
 

@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spamtune.decisions import CascadeBands
+from spamtune.calibration.decisions import CascadeBands
+from spamtune.data.labels import POSITIVE_ID
 
 if TYPE_CHECKING:
+    from spamtune.calibration.stacking import NgramModel
     from spamtune.inference.memory import MemoryCheck, Remembered
     from spamtune.inference.pipeline import BatchOptions, CheckOutput, Verdict
-    from spamtune.stacking import NgramModel
 
 # TF-IDF cosine (word and character parts averaged) at which a message counts as close to a remembered one: a copy
 # with a changed name, amount or link keeps most of its n-grams and scores well above it
@@ -62,9 +63,9 @@ class CascadeCheck:
 
         b = self.bands
         if margin < b.allow_below:
-            label, sure = self.names[0], f"below {b.allow_below:+.3f}"
+            label, sure = self.names[1 - POSITIVE_ID], f"below {b.allow_below:+.3f}"
         elif margin >= b.block_at:
-            label, sure = self.names[1], f"at or above {b.block_at:+.3f}"
+            label, sure = self.names[POSITIVE_ID], f"at or above {b.block_at:+.3f}"
         else:
             return Verdict(self.name, None, margin, f"n-gram model unsure: margin {margin:+.3f} between the bands "
                                                     f"({b.allow_below:+.3f}, {b.block_at:+.3f}): the model decides")

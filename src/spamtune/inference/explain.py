@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from spamtune.classifier import pad_width
 from spamtune.inference.pipeline import ExplanationUnavailable
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class WordAttributor:
         (1,) length, and the ids."""
         clf = self.clf
         (ids,) = clf.encode([text])
-        pad_to = clf.max_length if clf.run.run_config.pooling == "last" else len(ids)
+        pad_to = pad_width(clf.run.run_config.pooling, clf.max_length) or len(ids)
         row = ids + [clf.tokenizer.pad_id] * (pad_to - len(ids))
         return torch.tensor([row], device=clf.device), torch.tensor([len(ids)], device=clf.device), ids
 

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from spamtune.data.labels import POSITIVE_ID
 from spamtune.errors import DataError
 from spamtune.normalize import INVISIBLE, latin_lookalike, normalize_text
 
@@ -296,7 +297,7 @@ class ListCheck:
         from spamtune.inference.pipeline import Refresher
 
         self.source = source
-        self.allow_label, self.deny_label = label_names[0], label_names[1]
+        self.allow_label, self.deny_label = label_names[1 - POSITIVE_ID], label_names[POSITIVE_ID]
         self.compiled = CompiledLists([])
         self.refresh = Refresher(lambda: source.revision(), lambda: CompiledLists(source.entries()), self._use,
                                  "operator lists", lambda: self.compiled.size, refresh_s)

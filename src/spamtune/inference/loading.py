@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from spamtune.backends import BuiltModel, build_run_model
+from spamtune.calibration.stacking import NgramModel, NgramStack, load_cascade
 from spamtune.data.labels import LabelSet
 from spamtune.errors import CheckpointError, DataError
 from spamtune.fsutil import read_json
 from spamtune.normalize import normalizing
 from spamtune.runs import LABELS, WEIGHTS, RunConfig, load_weights_into, weights_to_save
-from spamtune.stacking import NgramModel, NgramStack, load_cascade
 from spamtune.weights import read_safetensors
 
 

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from spamtune.decisions import MemoryCalibration, unit_rows
+from spamtune.calibration.decisions import MemoryCalibration, unit_rows
 
 if TYPE_CHECKING:
     from spamtune.inference.api import TextClassifier

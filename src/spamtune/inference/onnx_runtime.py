@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from spamtune.calibration.stacking import NgramStack, load_cascade
 from spamtune.data.labels import LabelSet
 from spamtune.errors import CheckpointError, ConfigError, DataError
 from spamtune.fsutil import read_json
 from spamtune.inference.loading import LoadedRun
 from spamtune.runs import LABELS, RunConfig
-from spamtune.stacking import NgramStack, load_cascade
 
 ONNX_MODEL, ONNX_INT8 = "model.onnx", "model.int8.onnx"
 INPUTS = {"input_ids": 2, "lengths": 1}  # name -> rank; both int64

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from spamtune.decisions import Band, bands
+from spamtune.calibration.decisions import Band, bands
+from spamtune.data.labels import POSITIVE_ID
 from spamtune.inference.cache import CacheConfig, DecisionCache
 from spamtune.inference.cascade import CascadeCheck
 from spamtune.inference.memory import MemoryCheck
@@ -41,8 +42,8 @@ from spamtune.normalize import normalize_text
 from spamtune.tasks import SingleLabel
 
 if TYPE_CHECKING:
+    from spamtune.calibration.stacking import NgramModel
     from spamtune.inference.api import TextClassifier
-    from spamtune.stacking import NgramModel
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +280,9 @@ def explain_ngrams(ngrams: NgramModel, names: Sequence[str], char_cap: int, text
             missing(v, "the time budget ran out")
             continue
         top = ngrams.contributions(text[:char_cap])
-        # a positive margin votes for label id 1
-        label = v.label if v.label is not None else names[int((v.score or 0.0) > 0)]
-        towards = 1.0 if label == names[1] else -1.0
+        # a positive margin votes for the positive label
+        label = v.label if v.label is not None else names[POSITIVE_ID if (v.score or 0.0) > 0 else 1 - POSITIVE_ID]
+        towards = 1.0 if label == names[POSITIVE_ID] else -1.0
         top.sort(key=lambda gc: -towards * gc[1])
         v.evidence = {"ngrams": [[g, round(c, 6)] for g, c in top[:TOP_EVIDENCE]], "towards": label,
                       "method": "exact contributions of the linear model (tf-idf value x weight)"}

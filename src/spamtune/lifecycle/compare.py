@@ -35,8 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from spamtune.calibration.decisions import binary_rates, split_halves
+from spamtune.config import PromotionPolicy
 from spamtune.data import read_split
-from spamtune.decisions import split_halves
+from spamtune.data.labels import POSITIVE_ID
 from spamtune.errors import ConfigError
 from spamtune.fsutil import atomic_file, write_json
 from spamtune.inference import TextClassifier
@@ -45,20 +47,6 @@ from spamtune.tasks import SingleLabel
 
 COMPARE_JSON, COMPARE_MD = "compare.json", "compare.md"  # written into the challenger's run directory
 SETS = ("test", "unused ham (report half)", "held-out corrections")
-
-
-@dataclass
-class PromotionPolicy:
-    fpr_margin: float = 0.002  # guard: the challenger's FPR may exceed the champion's by at most this (absolute)
-    max_recall_drop: float = 0.02  # guard: its test recall may fall at most this much, whatever else it wins
-    recall_margin: float = 0.0  # "not worse": its test recall may fall short by at most this
-    alpha: float = 0.05  # McNemar's exact test: "significantly better" below this p-value
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.fpr_margin < 1 and 0 <= self.recall_margin < 1 and 0 < self.alpha < 1
-                and 0 <= self.max_recall_drop < 1):
-            raise ConfigError("--fpr-margin, --recall-margin and --max-recall-drop must be in [0, 1), --alpha in "
-                              "(0, 1)")
 
 
 @dataclass
@@ -127,13 +115,13 @@ def shown(text: str, width: int | None = None) -> str:
 
 
 def digest_files(run_dir: str | os.PathLike) -> str:
-    """sha256 over what decides in a run: its weights, n-gram stack, labels and manifest (without `data_dir`, which
-    a registry rewrites when it takes a run in). The identity a comparison is bound to."""
+    """sha256 over what decides in a run: its weights, n-gram stack and cascade, labels and manifest (without
+    `data_dir`, which a registry rewrites when it takes a run in). The identity a comparison is bound to."""
+    from spamtune.calibration.stacking import CASCADE_FILE, STACK_FILE
     from spamtune.runs import WEIGHTS
-    from spamtune.stacking import STACK_FILE
 
     h = hashlib.sha256()
-    for name in (WEIGHTS, STACK_FILE, "labels.json"):
+    for name in (WEIGHTS, STACK_FILE, CASCADE_FILE, "labels.json"):
         path = Path(run_dir) / name
         if path.is_file():
             h.update(name.encode() + b"\0")
@@ -193,11 +181,10 @@ def evaluation_sets(data_dir: str | os.PathLike) -> dict[str, tuple[list[str], n
 
 
 def _metrics(pred: np.ndarray, y: np.ndarray, binary: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"accuracy": float((pred == y).mean())}
-    if binary:
-        out["fpr"] = float((pred[y == 0] == 1).mean()) if (y == 0).any() else None
-        out["recall"] = float((pred[y == 1] == 1).mean()) if (y == 1).any() else None
-    return out
+    if not binary:
+        return {"accuracy": float((pred == y).mean())}
+    rates = binary_rates(y, pred == POSITIVE_ID)
+    return {k: rates[k] for k in ("accuracy", "fpr", "recall")}
 
 
 def _model_info(clf: TextClassifier) -> dict[str, Any]:

@@ -39,36 +39,14 @@ from typing import Any
 
 import pandas as pd
 
+from spamtune.config import CorrectionPolicy
 from spamtune.data import LABELS_FILE, LabelSet, read_split
 from spamtune.data.perturb import PERTURBATIONS, perturb
-from spamtune.errors import ConfigError
 from spamtune.monitoring.memory import LEARNT_PREFIX, SOURCE_COLUMN
-from spamtune.monitoring.store import CONFIDENT, TRUSTED_SOURCES, needs_review
+from spamtune.monitoring.store import TRUSTED_SOURCES, needs_review
 
 HOLDOUT_FILE = "holdout.csv"  # beside the splits in a retrain's data directory
 SOURCE = SOURCE_COLUMN  # the provenance column: "data", or "feedback:<prediction id>"
-
-
-@dataclass
-class CorrectionPolicy:
-    """What a retrain learns from the store (see the module docstring)."""
-
-    holdout: float = 0.2  # share of corrected messages held out for the comparison
-    validation: float = 0.125  # share of the learnt ones that go to validation (the data's 70:10)
-    max_share: float = 0.2  # corrections at most this share of the training rows
-    untrusted_share: float = 0.02  # end users' (unreviewed) corrections at most this share of the training rows
-    boost: int = 10  # each learnt correction this many more times in train: perturbed copies (data/perturb.py)
-    confident: float = CONFIDENT  # an end user's correction against a prediction at least this sure needs review
-    learn_unreviewed: bool = False  # learn those too (the report says so)
-
-    def __post_init__(self) -> None:
-        for name in ("holdout", "max_share", "untrusted_share"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1)")
-        if not 0 <= self.boost <= 50:
-            raise ConfigError("--boost must be between 0 and 50 copies")
-        if not 0 < self.validation < 1 or not 0.5 < self.confident <= 1:
-            raise ConfigError("the validation share must be in (0, 1) and --confident in (0.5, 1]")
 
 
 @dataclass

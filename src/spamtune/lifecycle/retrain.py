@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from spamtune.config import TrainArgs
+from spamtune.config import MIN_FEEDBACK, TrainArgs
 from spamtune.data import read_label_set, read_split
 from spamtune.errors import CheckpointError, ConfigError
 from spamtune.fsutil import read_json, write_json
@@ -43,7 +43,7 @@ OWNER = ".owner"  # in a retrain's staging directory: the pid of the retrain wri
 class RetrainOptions:
     from_scratch: bool = False  # train from the base model instead of the champion's trained tensors
     epochs: int | None = None  # default: the champion's
-    min_feedback: int = 10  # new learnable corrections needed before anything is trained
+    min_feedback: int = MIN_FEEDBACK  # new learnable corrections needed before anything is trained
     if_drift: bool = False  # ...and a drift alert on the champion's recent traffic
     drift_since: datetime.datetime | None = None  # the window the drift test looks at (default: all)
     corrections: CorrectionPolicy = field(default_factory=CorrectionPolicy)

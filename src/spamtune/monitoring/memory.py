@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spamtune.decisions import MemoryCalibration
+from spamtune.calibration.decisions import MemoryCalibration
 from spamtune.inference.memory import ACTIVE, MemoryCheck, MemoryEntry
 from spamtune.monitoring.store import TRUSTED_SOURCES, PredictionStore, _utc, needs_review
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from spamtune.drift import Reference, drift_summary, message_features
+from spamtune.calibration.drift import Reference, drift_summary, message_features
 from spamtune.errors import ConfigError
 from spamtune.fsutil import atomic_file, write_json
 from spamtune.monitoring.charts import CHARTS, Traffic, figure, png

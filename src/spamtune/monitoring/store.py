@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, create_engine, event, func, select, tuple_, update
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
+from spamtune.config import CONFIDENT
 from spamtune.errors import ConfigError, DataError, SpamtuneError
 from spamtune.monitoring.schema import audit_findings, feedback, predictions
 
@@ -64,7 +65,6 @@ def text_sha256(text: str) -> str:
 # Corrections from these sources were made by an operator (the admin page, the CLI on the store): trusted. End
 # users' corrections (POST /feedback: "api") are checked before a retrain learns them (lifecycle.corrections).
 TRUSTED_SOURCES = ("admin", "cli")
-CONFIDENT = 0.99  # an end user's correction against a prediction at least this sure waits for an operator
 
 
 def needs_review(source: str, label: str, predicted: str, confidence: float, confident: float = CONFIDENT) -> bool:

@@ -12,8 +12,8 @@
     loadtest.py  a bounded loopback load generator (tests, benchmarks/load.py)
 """
 
+from spamtune.config import ServeLimits
 from spamtune.serving.app import ServeOptions, create_app, serve
-from spamtune.serving.limits import ServeLimits
 from spamtune.serving.models import ModelSource
 
 __all__ = ["ModelSource", "ServeLimits", "ServeOptions", "create_app", "serve"]

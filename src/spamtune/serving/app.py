@@ -17,13 +17,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from spamtune.decisions import check_thresholds
+from spamtune.calibration.decisions import check_thresholds
+from spamtune.config import ServeLimits
 from spamtune.errors import ConfigError
 from spamtune.inference import TextClassifier
 from spamtune.serving import admin, routes
 from spamtune.serving.access import HostCheck
 from spamtune.serving.batcher import Overloaded
-from spamtune.serving.limits import BodyLimit, ServeLimits
+from spamtune.serving.limits import BodyLimit
 from spamtune.serving.metrics import ServiceMetrics
 from spamtune.serving.models import ModelSource
 from spamtune.serving.observe import Observe

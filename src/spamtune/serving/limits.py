@@ -3,26 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from fastapi.responses import JSONResponse
 
 DRAIN_LIMIT = 32 * 2**20  # over-limit bodies up to this size are read and discarded before the 413
-
-
-@dataclass
-class ServeLimits:
-    max_texts: int = 64  # texts per request
-    max_chars: int = 20_000  # characters per text (longer messages would be truncated to max_length tokens anyway)
-    max_body_bytes: int = 2_000_000
-    max_batch: int = 64  # texts per forward pass across requests
-    batch_window_ms: float = 5.0
-    max_queue: int = 2_048  # texts waiting for a forward pass; more: 503 with Retry-After, not an endless queue
-    request_timeout_s: float = 30.0  # a request waiting longer for its forward pass gets a 503
-    explain_budget_s: float = 5.0  # "explain": true: seconds of explanation per request; what runs out says so
-    store_timeout_s: float = 2.0  # the longest a request waits for the prediction store (feedback, admin): 503
-    feedback_per_minute_client: float = 30.0  # corrections per client address (token bucket)
-    feedback_per_minute_key: float = 120.0  # ...and per credential (a key, or one decision's token)
 
 
 class BodyLimit:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spamtune.config import CANARY_SHARE, REGISTRY_POLL_S
 from spamtune.inference import TextClassifier
 from spamtune.lifecycle.registry import Registry
 from spamtune.serving.batcher import MicroBatcher
@@ -37,8 +38,8 @@ class ModelSource:
     registry: str | None = None  # a registry whose current version answers, followed while serving
     shadow: str | None = None  # a run directory, or a version of the registry
     canary: str | None = None
-    canary_share: float = 0.0  # of requests answered by the canary
-    poll_s: float = 2.0  # how often the registry's pointer is read
+    canary_share: float = CANARY_SHARE  # of requests answered by the canary (when there is one)
+    poll_s: float = REGISTRY_POLL_S  # how often the registry's pointer is read
     dtype: str = "fp32"
     quantize: str | None = None
     device: str = "cpu"

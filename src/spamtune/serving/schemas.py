@@ -24,7 +24,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from spamtune.decisions import Band
+from spamtune.calibration.decisions import Band
 from spamtune.inference.lists import MAX_SENDER, MAX_VALUE
 from spamtune.monitoring.lists import WHO
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
+from spamtune.config import ServeLimits
 from spamtune.inference import Decision, TextClassifier
 from spamtune.inference.cache import CacheConfig
 from spamtune.inference.memory import MemoryCheck
@@ -26,7 +27,6 @@ from spamtune.monitoring.store import PredictionRecord, PredictionStore
 from spamtune.monitoring.writer import StoreWriter
 from spamtune.serving.access import Keys, RateLimiter
 from spamtune.serving.batcher import MicroBatcher, Overloaded
-from spamtune.serving.limits import ServeLimits
 from spamtune.serving.metrics import ServiceMetrics
 from spamtune.serving.models import Deployment, ModelSource
 

@@ -5,8 +5,10 @@
     setup.py          TrainSetup per backend: model, scope, data, loaders, optimizer, lr schedule, loss weights
     state.py          TrainState / History and the resume checkpoint
     fit.py            the loop, with callbacks and a metric-logger seam
-    calibrate.py      after the fit: temperature, operating point (binary), label thresholds (multi-label)
+    calibrate.py      after the fit: temperature, operating point (binary), label thresholds (multi-label), the
+                      n-gram models, the drift reference (calibration/), the memo of logits (runs.LogitsMemo)
     run.py            the whole run: train_run, resume_run
+    plots.py          the book's plot_values (loss and accuracy curves) and the evaluation's figures
 """
 
 from spamtune.training.calibrate import load_best_epoch

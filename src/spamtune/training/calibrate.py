@@ -8,7 +8,9 @@
 - `--cascade ngrams` runs: the cascade's n-gram model (RUN/cascade.safetensors) and its bands (stacking.py);
 - binary runs of ours (scratch backend): the memory of corrections' similarity threshold and its guard's vectors
   (RUN/memory.safetensors; decisions.py has the protocol);
-- single-label runs: RUN/reference.safetensors, what `spamtune monitor` compares production with (drift.py).
+- single-label runs: RUN/reference.safetensors, what `spamtune monitor` compares production with (drift.py);
+- fp32 runs: the model's logits of what was scored here (and of the training split, from its cached prefix) in
+  the run's memo (runs.LogitsMemo), so that `spamtune evaluate` does not score them again.
 """
 
 from __future__ import annotations
@@ -17,10 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spamtune.batching import TextDataset
-from spamtune.classifier import Classifier, batched_logits
-from spamtune.data import SPLIT_FILES, read_split
-from spamtune.decisions import (
+from spamtune.batching import TextDataset, encode_for_model
+from spamtune.calibration.decisions import (
     MemoryCalibration,
     fit_temperature,
     in_calibration_half,
@@ -29,9 +29,13 @@ from spamtune.decisions import (
     pick_operating_point,
     unit_rows,
 )
-from spamtune.drift import Reference, message_features, natural_sample
-from spamtune.runs import WEIGHTS, load_weights_into
-from spamtune.stacking import NgramStack, fit_cascade, fit_stack, save_cascade
+from spamtune.calibration.drift import Reference, message_features, natural_sample
+from spamtune.calibration.stacking import NgramStack, fit_cascade, fit_stack, save_cascade
+from spamtune.classifier import Classifier, batched_logits, pad_width
+from spamtune.data import SPLIT_FILES, read_split
+from spamtune.data.labels import POSITIVE_ID
+from spamtune.devices import resolve_dtype
+from spamtune.runs import WEIGHTS, LogitsMemo, load_weights_into, memo_setting
 from spamtune.training.loss import collect_logits
 from spamtune.training.setup import TrainSetup
 from spamtune.weights import read_safetensors
@@ -61,6 +65,9 @@ def calibrate(s: TrainSetup) -> None:
     logits_t, y_t = collect_logits(s.val_eval_loader, s.forward)  # in file order (no length buckets)
     logits, y = logits_t.numpy(), y_t.numpy()
     val_texts = list(split_rows(s, "validation")["Text"])  # the logits' file order
+    memo = logits_memo(s)
+    if memo is not None:
+        memo_add(s, memo, val_texts, logits)
     stack = None
     if s.args.stack == "ngrams":
         stack = fit_run_stack(s, val_texts, logits, y)
@@ -76,12 +83,14 @@ def calibrate(s: TrainSetup) -> None:
             p_ham, ham_vectors = np.zeros(0), None
             if ham:
                 raw, ham_vectors = score_texts(s, ham, "scoring the calibration ham", pooled=True)
+                if memo is not None:
+                    memo_add(s, memo, ham, raw)
                 if stack is not None:
                     raw = stack.combine(raw, ham)
                 p_ham = s.task.scores(raw / np.float32(cal.temperature))[:, 1]
             a = s.args
             s.run_config.operating_point = pick_operating_point(
-                p_val[y == 1], p_val[y == 0], p_ham, s.label_set.names[1], a.target_fpr, a.target_precision,
+                p_val[y == 1], p_val[y == 0], p_ham, s.label_set.names[POSITIVE_ID], a.target_fpr, a.target_precision,
                 a.review_fpr)
             if a.cascade == "ngrams":
                 fit_run_cascade(s, val_texts, y, ham, stack)
@@ -92,6 +101,26 @@ def calibrate(s: TrainSetup) -> None:
         else:
             write_reference(s, val_texts, [], None, None, y)
     s.run_config.write(s.run_dir)
+    if memo is not None:
+        # the training split's frozen prefix is cached, so its logits cost only the trained layers (--augment: the
+        # loader also holds perturbed copies, which evaluation never reads)
+        if s.cached and not s.args.augment:
+            train = list(split_rows(s, "train")["Text"])
+            memo_add(s, memo, train, collect_logits(s.train_eval_loader, s.forward)[0].numpy())
+        memo.save()
+
+
+def logits_memo(s: TrainSetup) -> LogitsMemo | None:
+    """The run's memo of the model's logits as `spamtune evaluate` will read it (fp32 on this device type), or None
+    where evaluation would compute them differently (bf16 here: autocast, not bf16 weights)."""
+    if s.args.dtype == "bf16" or resolve_dtype(s.args.dtype, s.device) != "fp32":
+        return None
+    return LogitsMemo(s.run_dir, memo_setting(s.run_dir, s.run_config, "fp32", None, s.device.type))
+
+
+def memo_add(s: TrainSetup, memo: LogitsMemo, texts: list[str], logits: np.ndarray) -> None:
+    assert len(texts) == len(logits), "the logits are not the texts' (a loader out of file order?)"
+    memo.add(texts, logits, encode_for_model(s.tokenizer, texts, s.run_config.max_length)[1])
 
 
 def fit_run_cascade(s: TrainSetup, val_texts: list[str], val_y: np.ndarray, ham: list[str],
@@ -116,7 +145,7 @@ def score_texts(s: TrainSetup, texts: list[str], desc: str,
     """The model's raw logits for `texts` and, with `pooled` (runs of ours only), the pooled vectors the head read,
     from the same pass."""
     ds = TextDataset(texts, [0] * len(texts), s.tokenizer, s.run_config.max_length)
-    width = ds.max_length if s.run_config.pooling == "last" else None
+    width = pad_width(s.run_config.pooling, ds.max_length)
     if not (pooled and isinstance(s.clf, Classifier)):
         return batched_logits(s.predictor, ds.encoded, ds.pad_id, 32, width, progress=True, desc=desc), None
     out = batched_logits(s.clf, ds.encoded, ds.pad_id, 32, width, progress=True, desc=desc, method="forward_pooled")
@@ -188,7 +217,7 @@ def write_reference(s: TrainSetup, val_texts: list[str], ham: list[str], p_val: 
     if isinstance(s.clf, Classifier):  # the hf backend's models pool inside transformers: no embeddings
         some = texts[:300]
         ds = TextDataset(some, [0] * len(some), s.tokenizer, s.run_config.max_length)
-        width = ds.max_length if s.run_config.pooling == "last" else None
+        width = pad_width(s.run_config.pooling, ds.max_length)
         embeddings = batched_logits(s.clf, ds.encoded, ds.pad_id, 32, width, progress=True,
                                     desc="drift reference", method="embed")
     Reference(scores, np.ones(len(scores)), message_features(texts, s.tokenizer), embeddings, rate).save(s.run_dir)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
-from spamtune.runs import WEIGHTS, save_weights, weights_to_save
+from spamtune.runs import WEIGHTS, weights_to_save
 from spamtune.training.layerwise import frozen_for_epoch
 from spamtune.training.loss import (
     calc_accuracy_loader,
@@ -28,6 +28,7 @@ from spamtune.training.loss import (
 )
 from spamtune.training.setup import TrainSetup
 from spamtune.training.state import TrainState, save_resume
+from spamtune.weights import save_weights
 
 
 class Callback:

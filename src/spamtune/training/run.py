@@ -151,7 +151,7 @@ def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequen
 
 def _finish(s: TrainSetup, state: TrainState) -> dict[str, Any]:
     """history.json, metrics.json, loss and accuracy plots; a one-line summary."""
-    from spamtune.plots import plot_values
+    from spamtune.training.plots import plot_values
 
     args, run_dir, hist = s.args, s.run_dir, state.history
     examples = state.examples_seen

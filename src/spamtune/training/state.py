@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 from spamtune.batching import LengthBucketSampler, RankBatches
 from spamtune.errors import CheckpointError
 from spamtune.fsutil import atomic_dir, read_json, write_json
-from spamtune.runs import RESUME, load_weights_into, save_weights, weights_to_save
-from spamtune.weights import read_safetensors
+from spamtune.runs import RESUME, load_weights_into, weights_to_save
+from spamtune.weights import read_safetensors, save_weights
 
 if TYPE_CHECKING:
     from spamtune.training.setup import TrainSetup

@@ -7,6 +7,13 @@
     load.py      a model spec -> Backbone (model, config, tokenizer spec)
 """
 
-from spamtune.weights.load import Backbone, count_parameters, load_backbone, read_safetensors, resolve_config
+from spamtune.weights.load import (
+    Backbone,
+    count_parameters,
+    load_backbone,
+    read_safetensors,
+    resolve_config,
+    save_weights,
+)
 
-__all__ = ["Backbone", "count_parameters", "load_backbone", "read_safetensors", "resolve_config"]
+__all__ = ["Backbone", "count_parameters", "load_backbone", "read_safetensors", "resolve_config", "save_weights"]

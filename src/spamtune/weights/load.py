@@ -14,6 +14,7 @@ from torch import nn
 
 from spamtune.config import GPT2_PRESETS, ModelConfig
 from spamtune.errors import ModelSourceError
+from spamtune.fsutil import atomic_file
 from spamtune.models import Decoder, build_model
 from spamtune.weights.convert import (
     gguf_to_llama,
@@ -35,6 +36,14 @@ class Backbone:
     cfg: ModelConfig
     tokenizer: str  # a spec for `tokenizers.load_tokenizer`
     source: str  # where the weights came from ("random" for random init)
+
+
+def save_weights(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A safetensors file of `tensors`, written atomically (a run's weights, its n-gram models, resume state)."""
+    from safetensors.torch import save
+
+    with atomic_file(path, "wb") as f:
+        f.write(save(tensors, metadata={"format": "pt"}))
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

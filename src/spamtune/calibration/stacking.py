@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spamtune.calibration.decisions import CascadeBands, pick_cascade_bands
 from spamtune.config import Normalization
-from spamtune.decisions import CascadeBands, pick_cascade_bands
 from spamtune.errors import CheckpointError, ConfigError, ModelSourceError
 from spamtune.normalize import normalize_text
 
@@ -173,7 +173,7 @@ class NgramStack:
     def save(self, run_dir: Path) -> None:
         import torch
 
-        from spamtune.runs import save_weights
+        from spamtune.weights import save_weights
 
         save_weights(run_dir / STACK_FILE,
                      {**self.ngrams.tensors(), "stacker": torch.from_numpy(self.stacker.astype(np.float64))})
@@ -186,7 +186,7 @@ class NgramStack:
 
 
 def save_cascade(model: NgramModel, run_dir: Path) -> None:
-    from spamtune.runs import save_weights
+    from spamtune.weights import save_weights  # torch: only when writing
 
     save_weights(run_dir / CASCADE_FILE, model.tensors())
 

@@ -44,16 +44,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from spamtune.config import CASCADE_HAM_BLOCKED, CASCADE_SPAM_ALLOWED
+from spamtune.config import CASCADE_HAM_BLOCKED, CASCADE_SPAM_ALLOWED, DEFAULT_REVIEW_FPR, DEFAULT_TARGET_FPR
+from spamtune.data.labels import POSITIVE_ID
 
 Band = Literal["allow", "review", "block"]
 BANDS: tuple[Band, ...] = ("allow", "review", "block")
-DEFAULT_TARGET_FPR = 0.005
-DEFAULT_REVIEW_FPR = 0.02
 MEMORY_ADDED_FPR = 0.0005  # the calibration ham the memory's threshold may add (see the module docstring)
 MEMORY_FLOOR = 0.5  # never remember by a looser similarity than this, however far apart the ham lies
 MEMORY_NEAR_DUPLICATE = 0.99  # the share of calibration ham with no distinct ham message at the threshold or above
@@ -175,6 +174,19 @@ def split_halves(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (calibration half, report half) over `texts`."""
     calib = np.array([in_calibration_half(t) for t in texts], dtype=bool)
     return calib, ~calib
+
+
+def binary_rates(y: np.ndarray, blocked: np.ndarray) -> dict[str, Any]:
+    """What decisions give on labels `y` (POSITIVE_ID is the positive class) when `blocked` marks the messages
+    decided positive: accuracy, recall (over the positives), FPR (over the negatives), precision (over the
+    blocked) and the confusion matrix [[tn, fp], [fn, tp]]; a rate over an empty set is None. The one place these
+    are computed from decisions."""
+    positive, blocked = np.asarray(y) == POSITIVE_ID, np.asarray(blocked, dtype=bool)
+    tp, fp = int((blocked & positive).sum()), int((blocked & ~positive).sum())
+    fn, tn = int((~blocked & positive).sum()), int((~blocked & ~positive).sum())
+    return {"accuracy": (tp + tn) / len(positive) if len(positive) else None,
+            "recall": tp / (tp + fn) if tp + fn else None, "fpr": fp / (fp + tn) if fp + tn else None,
+            "precision": tp / (tp + fp) if tp + fp else None, "confusion_matrix": [[tn, fp], [fn, tp]]}
 
 
 def threshold_for_fpr(negatives: np.ndarray, target: float) -> float:
