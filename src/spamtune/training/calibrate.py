@@ -94,10 +94,14 @@ def calibrate(s: TrainSetup) -> None:
                 a.review_fpr)
             if a.cascade == "ngrams":
                 fit_run_cascade(s, val_texts, y, ham, stack)
-            if ham_vectors is not None:
-                calibrate_memory(s, ham_vectors, p_ham >= s.run_config.operating_point.block_threshold, val_texts,
-                                 y)
-            write_reference(s, val_texts, ham, p_val, p_ham, y)
+            vectors = None
+            if ham_vectors is not None:  # a run of ours: the pooled vectors serve the memory and the reference
+                val_vectors = score_texts(s, val_texts, "validation vectors", pooled=True)[1]
+                assert val_vectors is not None
+                calibrate_memory(s, val_vectors, ham_vectors,
+                                 p_ham >= s.run_config.operating_point.block_threshold, y)
+                vectors = np.concatenate([val_vectors, ham_vectors])
+            write_reference(s, val_texts, ham, p_val, p_ham, y, vectors)
         else:
             write_reference(s, val_texts, [], None, None, y)
     s.run_config.write(s.run_dir)
@@ -153,13 +157,11 @@ def score_texts(s: TrainSetup, texts: list[str], desc: str,
     return out[:, :c], out[:, c:]
 
 
-def calibrate_memory(s: TrainSetup, ham_vectors: np.ndarray, ham_blocked: np.ndarray, val_texts: list[str],
+def calibrate_memory(s: TrainSetup, val_vectors: np.ndarray, ham_vectors: np.ndarray, ham_blocked: np.ndarray,
                      y_val: np.ndarray) -> None:
     """RUN/memory.safetensors: the memory of corrections' threshold, picked with the validation positives as the
-    remembered spam and the calibration ham (decisions.py), and the vectors of both for its guard."""
-    pooled = score_texts(s, val_texts, "validation vectors", pooled=True)[1]
-    assert pooled is not None  # a run of ours: the caller had the calibration ham's
-    vectors = unit_rows(pooled)
+    remembered spam and the calibration ham (decisions.py), and the (pooled) vectors of both for its guard."""
+    vectors = unit_rows(val_vectors)
     near = near_duplicate_level(ham_vectors)
     threshold, added = pick_memory_threshold(vectors[y_val == 1], ham_vectors, ham_blocked, at_least=near)
     guard = np.concatenate([vectors, unit_rows(ham_vectors)])  # every held-out message with a known label
@@ -191,6 +193,7 @@ def fit_run_stack(s: TrainSetup, val_texts: list[str], val_logits: np.ndarray, v
 
 
 SPLITS = [name.removesuffix(".csv") for name in SPLIT_FILES]
+REFERENCE_EMBEDDINGS = 300  # held-out messages whose pooled states the drift reference keeps
 
 
 def positive_rate(s: TrainSetup) -> float:
@@ -201,10 +204,10 @@ def positive_rate(s: TrainSetup) -> float:
 
 
 def write_reference(s: TrainSetup, val_texts: list[str], ham: list[str], p_val: np.ndarray | None,
-                    p_ham: np.ndarray | None, y_val: np.ndarray) -> None:
+                    p_ham: np.ndarray | None, y_val: np.ndarray, vectors: np.ndarray | None = None) -> None:
     """RUN/reference.safetensors (drift.py): held-out messages never trained on (validation, in file order, and the
     calibration ham), sampled at the corpus's class ratio: their calibrated scores, input features and pooled
-    hidden states."""
+    hidden states (`vectors`: those of validation + ham, already computed; else computed here)."""
     rate = positive_rate(s)
     texts_all = [*val_texts, *ham]
     y = np.concatenate([y_val, np.zeros(len(ham), dtype=int)])
@@ -214,8 +217,10 @@ def write_reference(s: TrainSetup, val_texts: list[str], ham: list[str], p_val: 
     texts = [texts_all[i] for i in idx]
     scores = np.concatenate([p_val, p_ham])[idx] if binary else np.zeros(0)
     embeddings = None
-    if isinstance(s.clf, Classifier):  # the hf backend's models pool inside transformers: no embeddings
-        some = texts[:300]
+    if vectors is not None:
+        embeddings = vectors[idx[:REFERENCE_EMBEDDINGS]]
+    elif isinstance(s.clf, Classifier):  # the hf backend's models pool inside transformers: no embeddings
+        some = texts[:REFERENCE_EMBEDDINGS]
         ds = TextDataset(some, [0] * len(some), s.tokenizer, s.run_config.max_length)
         width = pad_width(s.run_config.pooling, ds.max_length)
         embeddings = batched_logits(s.clf, ds.encoded, ds.pad_id, 32, width, progress=True,
