@@ -235,11 +235,13 @@ def text_keys(texts: list[str]) -> list[bytes]:
 
 
 def memo_setting(run_dir: Path, run_config: RunConfig, dtype: str, quantize: str | None, device: str) -> dict:
-    """What the model's logits depend on besides the text: the run's trained weights (by content) and base weights
-    (by path, size and mtime), its width and normalization, the precision, quantization, device type and torch."""
+    """What the model's logits depend on besides the text: the run's trained weights (by content), its base weights
+    and a tokenizer directory's tokenizer.json (by path, size and mtime), its width and normalization, the
+    precision, quantization, device type and torch."""
     from spamtune.weights.sources import local_weight_files
 
-    files = local_weight_files(run_config.model)
+    tokenizer = Path(run_config.tokenizer) / "tokenizer.json"
+    files = [*local_weight_files(run_config.model), *([tokenizer] if tokenizer.is_file() else [])]
     return {"run_id": run_config.run_id, "weights": sha256_file(run_dir / WEIGHTS),
             "base": [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files] or run_config.model,
             "max_length": run_config.max_length, "normalize": run_config.normalize, "dtype": dtype,

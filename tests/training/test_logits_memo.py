@@ -115,3 +115,16 @@ def test_a_damaged_memo_is_scored_again_and_rewritten(trained, data_dir, tmp_pat
         r = evaluate_run(run, data_dir, limit=8, progress=False)
     assert "unreadable" in caplog.text and r["model_logits"]["reused"] == 0
     assert len(LogitsMemo(run, memo_setting(run, RunConfig.from_dir(run), "fp32", None, "cpu"))) > 0
+
+
+def test_a_changed_tokenizer_file_is_another_memo(trained, tmp_path):
+    """A directory tokenizer edited in place reads the same texts as other ids: the memo's setting sees it."""
+    import dataclasses
+
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_text("{}")
+    config = dataclasses.replace(RunConfig.from_dir(trained), tokenizer=str(tok))
+    before = memo_setting(trained, config, "fp32", None, "cpu")
+    (tok / "tokenizer.json").write_text('{"edited": true}')
+    assert memo_setting(trained, config, "fp32", None, "cpu") != before
