@@ -9,8 +9,6 @@ import textwrap
 from spamtune.cli.args import add_inference_args
 from spamtune.config import CANARY_SHARE, REGISTRY_POLL_S, ServeLimits
 
-LIMITS = ServeLimits()  # the flags' defaults
-
 EPILOG = """\
 examples:
   spamtune serve runs/smollm2                 # http://127.0.0.1:8000/, /docs, /admin, /metrics
@@ -44,6 +42,7 @@ the background: a store that is down costs records ("not recorded" in /metrics a
 
 
 def add_parser(sub) -> None:
+    limits = ServeLimits()  # the flags' defaults
     p = sub.add_parser("serve", formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="HTTP API, web page and admin page, recording decisions", epilog=textwrap.dedent(EPILOG))
     p.add_argument("run", nargs="?", help="run directory written by `spamtune train` (or give --registry)")
@@ -60,15 +59,15 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=os.environ.get("SPAMTUNE_PORT") or "8000",
                    help="port to listen on (default: $SPAMTUNE_PORT, else 8000)")
-    p.add_argument("--max-texts", type=int, default=LIMITS.max_texts,
-                   help=f"texts per request (default: {LIMITS.max_texts})")
-    p.add_argument("--max-chars", type=int, default=LIMITS.max_chars,
-                   help=f"characters per text (default: {LIMITS.max_chars})")
-    p.add_argument("--max-queue", type=int, default=LIMITS.max_queue,
+    p.add_argument("--max-texts", type=int, default=limits.max_texts,
+                   help=f"texts per request (default: {limits.max_texts})")
+    p.add_argument("--max-chars", type=int, default=limits.max_chars,
+                   help=f"characters per text (default: {limits.max_chars})")
+    p.add_argument("--max-queue", type=int, default=limits.max_queue,
                    help=f"texts allowed to wait for the model; beyond, 503 with Retry-After (default: "
-                        f"{LIMITS.max_queue})")
-    p.add_argument("--timeout", type=float, default=LIMITS.request_timeout_s,
-                   help=f"seconds a request may wait (default: {LIMITS.request_timeout_s:g})")
+                        f"{limits.max_queue})")
+    p.add_argument("--timeout", type=float, default=limits.request_timeout_s,
+                   help=f"seconds a request may wait (default: {limits.request_timeout_s:g})")
     p.add_argument("--threshold", type=float, help="the server's block threshold on P(spam) (default: the run's "
                                                    "stored operating point); requests may override it")
     p.add_argument("--review-threshold", type=float, help="the server's review threshold (default: the run's)")
@@ -82,9 +81,9 @@ def add_parser(sub) -> None:
     p.add_argument("--feedback-secret", default=os.environ.get("SPAMTUNE_FEEDBACK_SECRET") or None,
                    help="signs each answer's feedback_token; give every server process the same one (default: "
                         "$SPAMTUNE_FEEDBACK_SECRET, else derived from --api-key, else random per process)")
-    p.add_argument("--feedback-rate", type=float, default=LIMITS.feedback_per_minute_client,
+    p.add_argument("--feedback-rate", type=float, default=limits.feedback_per_minute_client,
                    help="corrections per minute per client address (per credential: 4x; default: "
-                        f"{LIMITS.feedback_per_minute_client:g})")
+                        f"{limits.feedback_per_minute_client:g})")
     p.add_argument("--api-key-all", action="store_true", help="require a key (admin or feedback) on every route "
                                                               "but /health")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",

@@ -46,10 +46,6 @@ class LabelSet:
         return self.names[POSITIVE_ID] if self.binary else None
 
     @property
-    def negative(self) -> str | None:
-        return self.names[1 - POSITIVE_ID] if self.binary else None
-
-    @property
     def id2label(self) -> dict[int, str]:
         return dict(enumerate(self.names))
 

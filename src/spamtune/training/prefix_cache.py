@@ -33,6 +33,7 @@ from spamtune.classifier import Classifier
 from spamtune.config import TrainArgs
 from spamtune.devices import Dist, autocast, width_multiple
 from spamtune.fsutil import sha256_file, write_json
+from spamtune.weights.sources import local_weight_files
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = "spamtune-prefix-cache/1"
@@ -366,10 +367,9 @@ _DIGESTS: dict[tuple, str] = {}
 def model_digest(source: str) -> str:
     """sha256 of a model's weight files (a file, or a directory's *.safetensors / *.gguf), once per process per
     (path, size, mtime); a name that is not a local path stays as it is."""
-    path = Path(source)
-    if not path.exists():
+    if not Path(source).exists():
         return source
-    files = sorted([*path.glob("*.safetensors"), *path.glob("*.gguf")]) if path.is_dir() else [path]
+    files = local_weight_files(source)
     stamp = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if stamp not in _DIGESTS:
         _DIGESTS[stamp] = "sha256:" + hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
