@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import publish
+from spamtune.calibration.decisions import binary_rates
 from spamtune.config import TrainArgs
 from spamtune.data import read_split
 from spamtune.tasks import THRESHOLD_GRID
@@ -122,13 +123,16 @@ def frames(data_dir: Path, limit: int | None) -> dict:
 def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: int | None, store) -> dict:
     from spamtune.batching import TextDataset, create_dataloader
     from spamtune.calibration.stacking import NgramStack
-    from spamtune.training import load_best_epoch, run_training
+    from spamtune.training import KeepSetup, load_best_epoch, train_run
     from spamtune.training.loss import collect_logits
     from spamtune.training.prefix_cache import collate_hidden
 
     args = TrainArgs(**{**row.args, "seed": seed, "limit": limit, **({"epochs": epochs} if epochs else {})})
     with tempfile.TemporaryDirectory() as tmp:
-        s, metrics = run_training(args, data_dir, Path(tmp) / "run", store=store)
+        kept = KeepSetup()
+        metrics = train_run(args, data_dir, Path(tmp) / "run", callbacks=[kept], store=store)
+        s = kept.s
+        assert s is not None, "training ended before its first epoch"
         load_best_epoch(s)  # what users get
         stack = NgramStack.load(Path(tmp) / "run", args.normalize) if args.stack == "ngrams" else None
     max_length, last = s.run_config.max_length, s.run_config.pooling == "last"
@@ -176,16 +180,17 @@ def scores(probs: dict) -> dict:
         out = {}
         for split, (p, y) in probs.items():
             pred = (p >= t).astype(int)
+            rates = binary_rates(y, pred)
             if split == "unused":  # all ham: every spam prediction is a false positive
-                out["fpr_unused"], out["fp_unused"] = float(pred.mean()), int(pred.sum())
+                out["fpr_unused"], out["fp_unused"] = rates["fpr"], rates["confusion_matrix"][0][1]
             else:
-                out[f"{split}_acc"] = float((pred == y).mean())
+                out[f"{split}_acc"] = rates["accuracy"]
             if split == "test":
                 out["test_f1"] = float(f1_score(y, pred, zero_division=0))
         return out
 
     p_val, y_val = probs["validation"]
-    val_acc = [((p_val >= t) == y_val).mean() for t in THRESHOLD_GRID]
+    val_acc = [binary_rates(y_val, p_val >= t)["accuracy"] for t in THRESHOLD_GRID]
     t_best = float(THRESHOLD_GRID[max(i for i, a in enumerate(val_acc) if a == max(val_acc))])
     tuned = at(t_best)
     return {**at(0.5), "val_threshold": t_best, "test_acc_valthr": tuned["test_acc"],
@@ -281,8 +286,9 @@ def hindsight_ceiling(p_test: np.ndarray, y: np.ndarray, p_unused: np.ndarray, m
     these, so a run below the goal here cannot reach it by tuning the threshold."""
     # "spam iff p >= t": every distinct test outcome is one of these cuts, each at its lowest FPR (highest t)
     cuts = np.append(np.unique(p_test), np.inf)
-    acc = np.array([((p_test >= t) == y).mean() for t in cuts])
-    fpr = np.array([(p_unused >= t).mean() for t in cuts])
+    ham = np.zeros(len(p_unused), dtype=int)
+    acc = np.array([binary_rates(y, p_test >= t)["accuracy"] for t in cuts])
+    fpr = np.array([binary_rates(ham, p_unused >= t)["fpr"] for t in cuts])
     return float(acc.max()), float(acc[fpr <= max_fpr].max())  # the inf cut has FPR 0
 
 

@@ -18,7 +18,7 @@ from spamtune.errors import ConfigError
 from spamtune.inference import TextClassifier, load_run
 from spamtune.normalize import NormalizingTokenizer, normalize_text
 from spamtune.runs import RunConfig
-from spamtune.training import run_training, train_run
+from spamtune.training import KeepSetup, train_run
 
 SPAM = "FREE entry! Win a £1000 prize. Call 08712460324 or visit www.prizes-now.com/claim today"
 
@@ -97,7 +97,8 @@ def test_augment_adds_perturbed_copies(tiny_gpt2_dir, data_dir, tmp_path):
     assert augment(df, 2, seed=0).equals(grown)
     assert not grown["Text"][2:].isin(df["Text"]).any()
     args = TrainArgs(model=str(tiny_gpt2_dir), epochs=1, limit=16, eval_freq=2, eval_iter=1, augment=1)
-    s, metrics = run_training(args, data_dir, tmp_path / "aug")
-    assert 16 < len(s.train_eval_loader.dataset) <= 32 and metrics["examples_seen"] > 16
+    kept = KeepSetup()
+    metrics = train_run(args, data_dir, tmp_path / "aug", callbacks=[kept])
+    assert kept.s is not None and 16 < len(kept.s.train_eval_loader.dataset) <= 32 and metrics["examples_seen"] > 16
     with pytest.raises(ConfigError, match="--augment"):
         TrainArgs(augment=21)

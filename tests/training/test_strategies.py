@@ -13,7 +13,6 @@ from spamtune.config import TrainArgs
 from spamtune.errors import ConfigError
 from spamtune.training import train_run
 from spamtune.training.fit import Callback
-from spamtune.training.run import run_training
 from spamtune.weights import load_backbone, read_safetensors
 
 N_LAYERS = 3  # the tiny GPT-2 of conftest.py
@@ -59,8 +58,8 @@ class Snapshots(Callback):
 
 def test_gradual_unfreezing_opens_one_block_per_epoch(tiny_gpt2_dir, data_dir, tmp_path):
     snaps = Snapshots()
-    run_training(TrainArgs(model=str(tiny_gpt2_dir), trainable="last_two_blocks", unfreeze_every=1, epochs=3,
-                           limit=24, lr=1e-3), data_dir, tmp_path / "run", callbacks=[snaps])
+    train_run(TrainArgs(model=str(tiny_gpt2_dir), trainable="last_two_blocks", unfreeze_every=1, epochs=3,
+                        limit=24, lr=1e-3), data_dir, tmp_path / "run", callbacks=[snaps])
     base = base_tensors(tiny_gpt2_dir)
 
     def moved(epoch: int) -> set[int]:

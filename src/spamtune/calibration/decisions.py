@@ -176,15 +176,16 @@ def split_halves(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return calib, ~calib
 
 
-def binary_rates(y: np.ndarray, blocked: np.ndarray) -> dict[str, Any]:
+def binary_rates(y: np.ndarray, blocked: np.ndarray, counts: np.ndarray | None = None) -> dict[str, Any]:
     """What decisions give on labels `y` (POSITIVE_ID is the positive class) when `blocked` marks the messages
     decided positive: accuracy, recall (over the positives), FPR (over the negatives), precision (over the
-    blocked) and the confusion matrix [[tn, fp], [fn, tp]]; a rate over an empty set is None. The one place these
-    are computed from decisions."""
+    blocked) and the confusion matrix [[tn, fp], [fn, tp]]; a rate over an empty set is None. `counts`: how many
+    messages each row stands for (tallies), 1 each by default. The one place these are computed from decisions."""
     positive, blocked = np.asarray(y) == POSITIVE_ID, np.asarray(blocked, dtype=bool)
-    tp, fp = int((blocked & positive).sum()), int((blocked & ~positive).sum())
-    fn, tn = int((~blocked & positive).sum()), int((~blocked & ~positive).sum())
-    return {"accuracy": (tp + tn) / len(positive) if len(positive) else None,
+    k = np.ones(len(positive), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+    tp, fp = int(k[blocked & positive].sum()), int(k[blocked & ~positive].sum())
+    fn, tn = int(k[~blocked & positive].sum()), int(k[~blocked & ~positive].sum())
+    return {"accuracy": (tp + tn) / (tp + fp + fn + tn) if tp + fp + fn + tn else None,
             "recall": tp / (tp + fn) if tp + fn else None, "fpr": fp / (fp + tn) if fp + tn else None,
             "precision": tp / (tp + fp) if tp + fp else None, "confusion_matrix": [[tn, fp], [fn, tp]]}
 

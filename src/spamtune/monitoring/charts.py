@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from spamtune.calibration.decisions import binary_rates
+from spamtune.data.labels import POSITIVE_ID
 from spamtune.monitoring.store import PredictionStore, now
 
 CHARTS = ("volume", "decisions", "scores", "latency")
@@ -114,13 +116,13 @@ class Traffic:
         out: dict[str, Any] = {"n": n}
         if not n:
             return out
-        out["accuracy"] = sum(k for label, fb, k in rows if label == fb) / n
-        if positive is not None:
-            neg = [(label, k) for label, fb, k in rows if fb != positive]
-            pos = [(label, k) for label, fb, k in rows if fb == positive]
-            n_neg, n_pos = sum(k for _, k in neg), sum(k for _, k in pos)
-            out["fpr"] = sum(k for label, k in neg if label == positive) / n_neg if n_neg else None
-            out["fnr"] = sum(k for label, k in pos if label != positive) / n_pos if n_pos else None
+        out["accuracy"] = sum(k for label, fb, k in rows if label == fb) / n  # any label set
+        if positive is not None:  # the people's label is the truth, the stored decision what was blocked
+            rates = binary_rates(np.array([POSITIVE_ID if fb == positive else 1 - POSITIVE_ID for _, fb, _ in rows]),
+                                 np.array([label == positive for label, _, _ in rows]),
+                                 np.array([k for *_, k in rows]))
+            out["fpr"] = rates["fpr"]
+            out["fnr"] = None if rates["recall"] is None else 1 - rates["recall"]
         return out
 
 

@@ -12,10 +12,10 @@
 """
 
 from spamtune.training.calibrate import load_best_epoch
-from spamtune.training.fit import Callback, JsonlLogger, MetricLogger, fit
-from spamtune.training.run import resume_run, run_training, train_run
+from spamtune.training.fit import Callback, JsonlLogger, KeepSetup, MetricLogger, fit
+from spamtune.training.run import resume_run, train_run
 from spamtune.training.setup import TrainSetup, setup
 from spamtune.training.state import History, TrainState
 
-__all__ = ["Callback", "History", "JsonlLogger", "MetricLogger", "TrainSetup", "TrainState", "fit",
-           "load_best_epoch", "resume_run", "run_training", "setup", "train_run"]
+__all__ = ["Callback", "History", "JsonlLogger", "KeepSetup", "MetricLogger", "TrainSetup", "TrainState", "fit",
+           "load_best_epoch", "resume_run", "setup", "train_run"]

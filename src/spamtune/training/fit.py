@@ -41,6 +41,16 @@ class Callback:
         """After an epoch's evaluation, best-weights save and resume checkpoint."""
 
 
+class KeepSetup(Callback):
+    """Keeps the setup a run trained with, for a caller that reads on after `train_run` (`.s`: its model holds the
+    last epoch, the run directory the best one)."""
+
+    s: TrainSetup | None = None
+
+    def on_epoch_end(self, s: TrainSetup, state: TrainState) -> None:
+        self.s = s
+
+
 class MetricLogger(Protocol):
     def log(self, record: dict[str, Any]) -> None: ...
 

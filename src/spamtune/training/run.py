@@ -71,14 +71,18 @@ def _trim_log(run_dir: Path, epoch: int) -> None:
 
 
 def train_run(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwrite: bool = False,
-              callbacks: Sequence[Callback] = (), logger: MetricLogger | None = None) -> dict[str, Any]:
+              callbacks: Sequence[Callback] = (), logger: MetricLogger | None = None,
+              store: PrefixStore | None = None) -> dict[str, Any]:
     """prepare the run dir -> setup -> fit -> history, metrics and plots. Returns the metrics.
 
     Args:
-        callbacks: see `fit` (every step, every epoch end).
+        callbacks: see `fit` (every step, every epoch end; `KeepSetup` keeps the setup for a caller that reads on).
         logger: where logged records go (default: RUN/log.jsonl).
+        store: shares prefix caches between runs on one base model (experiments).
     """
-    return run_training(args, data_dir, run_dir, overwrite, callbacks, logger=logger)[1]
+    run_dir = Path(run_dir)
+    target = check_run_dir(run_dir, overwrite)
+    return _run(args, data_dir, target, callbacks, logger, store, replaces=run_dir if target != run_dir else None)
 
 
 def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (),
@@ -95,22 +99,12 @@ def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (),
         raise CheckpointError(f"{run_dir}: written by an older spamtune without its data directory; train it again")
     args = TrainArgs.from_dict(read_json(run_dir / TRAIN_ARGS, CheckpointError))
     args = dataclasses.replace(args, init_from=None)  # the resume state replaces a warm start's tensors anyway
-    return _run(args, run.data_dir, run_dir, callbacks, logger, None, resume=run)[1]
-
-
-def run_training(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, overwrite: bool = False,
-                 callbacks: Sequence[Callback] = (), store: PrefixStore | None = None,
-                 logger: MetricLogger | None = None) -> tuple[TrainSetup, dict]:
-    """`train_run`, also returning the setup (its model holds the last epoch; the run dir the best one).
-    `store` shares prefix caches between runs on one base model (experiments)."""
-    run_dir = Path(run_dir)
-    target = check_run_dir(run_dir, overwrite)
-    return _run(args, data_dir, target, callbacks, logger, store, replaces=run_dir if target != run_dir else None)
+    return _run(args, run.data_dir, run_dir, callbacks, logger, None, resume=run)
 
 
 def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequence[Callback],
          logger: MetricLogger | None, store: PrefixStore | None, resume: RunConfig | None = None,
-         replaces: Path | None = None) -> tuple[TrainSetup, dict]:
+         replaces: Path | None = None) -> dict[str, Any]:
     """Under torchrun every rank trains its share of each batch; only rank 0 writes the run, calibrates it and
     reports (the other ranks return after the last step with no metrics)."""
     torch.manual_seed(args.seed)
@@ -136,7 +130,7 @@ def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequen
         state = fit(s, state, callbacks, logger)
         dist.barrier()
     if not dist.main:
-        return s, {}
+        return {}
     calibrate(s)
     metrics = _finish(s, state)
     if s.run_config.replaces is not None:  # an --overwrite: the finished run takes the old one's place
@@ -146,7 +140,7 @@ def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequen
         swap_dir(run_dir, dest)
         s.run_dir = dest
         print(f"replaced {dest} with the new run")
-    return s, metrics
+    return metrics
 
 
 def _finish(s: TrainSetup, state: TrainState) -> dict[str, Any]:
