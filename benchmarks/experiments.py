@@ -138,13 +138,14 @@ def run_train(row: Row, seed: int, data_dir: Path, limit: int | None, epochs: in
     max_length, last = s.run_config.max_length, s.run_config.pooling == "last"
     probs = {}
     for split, df in frames(data_dir, limit).items():
-        ds = TextDataset(df["Text"], df["Label"], s.tokenizer, max_length)
+        ds = TextDataset(df["Text"], df["Label"], s.model.tokenizer, max_length)
         # prediction's rules (inference/api.py): `last` pools at the training width, other poolings see real tokens only
-        src = store.get(s.base, s.clf, ds, max_length if last else None, split) if s.cached else ds
+        m = s.model
+        src = store.get(m.base, m.classifier, ds, max_length if last else None, split) if m.cached else ds
         # in file order (no length buckets), so stored probabilities line up with the CSV rows
         loader = create_dataloader(src, 16, padding="longest_train" if last else "dynamic",
-                                   collate_fn=collate_hidden if s.cached else None)
-        logits, y = collect_logits(loader, s.forward)
+                                   collate_fn=collate_hidden if s.model.cached else None)
+        logits, y = collect_logits(loader, s.model.forward)
         if stack is not None:
             logits = torch.from_numpy(stack.combine(logits.numpy(), list(df["Text"])))
         probs[split] = (torch.softmax(logits, -1)[:, 1].numpy(), y.numpy())

@@ -39,16 +39,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainArgs(model=a.model, trainable=a.trainable, epochs=a.epochs, lr=a.lrs[0])
         s = setup(args, a.data_dir, tmp)
-        if not s.cached:
+        if not s.model.cached:
             raise SystemExit("this sweep needs a cacheable configuration")
-        trained = [p for p in s.module.parameters() if p.requires_grad]
+        trained = [p for p in s.model.module.parameters() if p.requires_grad]
         init = [p.detach().clone() for p in trained]
         df = read_split(Path(a.data_dir) / "test.csv")
         tok = load_tokenizer(s.run_config.tokenizer)
         test_ds = TextDataset(df["Text"], df["Label"], tok, s.run_config.max_length)
-        test_loader = create_dataloader(build_prefix_cache(s.clf, test_ds, None, desc="caching (test)"),
+        test_loader = create_dataloader(build_prefix_cache(s.model.classifier, test_ds, None, desc="caching (test)"),
                                         buckets=True, collate_fn=collate_hidden)
-        train_cache = s.train_loader.dataset
+        train_cache = s.data.train_loader.dataset
 
         rows = []
         for lr in a.lrs:
@@ -56,18 +56,18 @@ def main() -> None:
                 for p, p0 in zip(trained, init):
                     p.copy_(p0)
             s.args = TrainArgs(**{**args.to_dict(), "lr": lr})
-            s.optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=args.weight_decay)
-            s.train_loader = create_dataloader(train_cache, args.batch_size, shuffle=True, drop_last=True,
-                                               buckets=True, seed=args.seed, collate_fn=collate_hidden)
+            s.optim.optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=args.weight_decay)
+            s.data.train_loader = create_dataloader(train_cache, args.batch_size, shuffle=True, drop_last=True,
+                                                    buckets=True, seed=args.seed, collate_fn=collate_hidden)
             s.run_dir = Path(tmp) / f"lr{lr:g}"
             s.run_dir.mkdir()
             t0 = time.perf_counter()
             state = fit(s)
             seconds = time.perf_counter() - t0
-            s.model.eval()
-            last_test = calc_accuracy_loader(test_loader, s.forward)
-            load_weights_into(s.module, read_safetensors(s.run_dir / "model.safetensors"), "best")
-            best_test = calc_accuracy_loader(test_loader, s.forward)
+            s.model.step.eval()
+            last_test = calc_accuracy_loader(test_loader, s.model.forward)
+            load_weights_into(s.model.module, read_safetensors(s.run_dir / "model.safetensors"), "best")
+            best_test = calc_accuracy_loader(test_loader, s.model.forward)
             best = state.best_epoch or 1
             rows.append(f"| {lr:g} | {best} | {state.best_val_loss:.4f} | "
                         f"{state.history.val_acc_full[best - 1]:.2%} | **{best_test:.2%}** | "

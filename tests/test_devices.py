@@ -63,18 +63,18 @@ def test_bf16_on_the_cpu_rounds_batch_widths_up_and_changes_no_logit(tiny_gpt2_d
         for cached in (True, False):
             ts = setup(_args(tiny_gpt2_dir, dtype=dtype, device="cpu", cache_prefix=cached), data_dir,
                        tmp_path / f"{dtype}-{cached}")
-            assert ts.cached == cached
-            batches = [*ts.train_loader, *ts.val_eval_loader]
+            assert ts.model.cached == cached
+            batches = [*ts.data.train_loader, *ts.data.val_eval_loader]
             widths = {int(b[0].shape[1]) for b in batches}
             longest = {int(b[1].max()) for b in batches}
             if dtype == "bf16":
                 assert all(w % m == 0 for w in widths) and len(widths) < len(longest)
             else:
                 assert widths == longest and any(w % m for w in widths)
-    clf = ts.clf.eval()
+    clf = ts.model.classifier.eval()
     for pooling in ("last_real", "mean"):
         clf.pooling = pooling
-        seqs = [ts.train_loader.dataset.encoded[i] for i in range(8)]
+        seqs = [ts.data.train_loader.dataset.encoded[i] for i in range(8)]
         with torch.inference_mode():
             exact = clf(*pad_ids(seqs, 50256))
             rounded_ids, lengths = pad_ids(seqs, 50256, multiple=m)

@@ -99,6 +99,7 @@ def test_augment_adds_perturbed_copies(tiny_gpt2_dir, data_dir, tmp_path):
     args = TrainArgs(model=str(tiny_gpt2_dir), epochs=1, limit=16, eval_freq=2, eval_iter=1, augment=1)
     kept = KeepSetup()
     metrics = train_run(args, data_dir, tmp_path / "aug", callbacks=[kept])
-    assert kept.s is not None and 16 < len(kept.s.train_eval_loader.dataset) <= 32 and metrics["examples_seen"] > 16
+    assert kept.s is not None and 16 < len(kept.s.data.train_eval_loader.dataset) <= 32
+    assert metrics["examples_seen"] > 16
     with pytest.raises(ConfigError, match="--augment"):
         TrainArgs(augment=21)

@@ -136,27 +136,27 @@ class CachedSuffix(nn.Module):
     -> logits. Training on the prefix cache calls this through `__call__` (so hooks and DistributedDataParallel
     see the forward), and its parameters are the classifier's own."""
 
-    def __init__(self, clf: Classifier) -> None:
+    def __init__(self, classifier: Classifier) -> None:
         super().__init__()
-        self.clf = clf
+        self.classifier = classifier
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.clf.suffix(hidden, lengths)
+        return self.classifier.suffix(hidden, lengths)
 
 
-def apply_trainable(clf: Classifier, lora_rank: int = 16, lora_alpha: int = 16) -> nn.Module:
-    """Freeze everything, then unfreeze per `clf.trainable` (book §6.5: last block + final norm + head).
+def apply_trainable(classifier: Classifier, lora_rank: int = 16, lora_alpha: int = 16) -> nn.Module:
+    """Freeze everything, then unfreeze per `classifier.trainable` (book §6.5: last block + final norm + head).
 
     `lora` and `ia3` wrap the classifier with peft (LoRA: adapters on every attention and MLP projection; IA³:
     scales of keys, values and the MLP's down projection), the head in `modules_to_save` (trained and saved in
     full). Returns the module to train (the peft wrapper for an adapter).
     """
-    bb = clf.backbone
-    for p in clf.parameters():
+    bb = classifier.backbone
+    for p in classifier.parameters():
         p.requires_grad = False
     for p in bb.out_head.parameters():
         p.requires_grad = True
-    if clf.trainable in ("lora", "ia3"):
+    if classifier.trainable in ("lora", "ia3"):
         import re
 
         from peft import IA3Config, LoraConfig, get_peft_model
@@ -165,36 +165,36 @@ def apply_trainable(clf: Classifier, lora_rank: int = 16, lora_alpha: int = 16) 
             # a full-path regex: GPT-2's MLP linears are named `layers.0`/`layers.2`; a bare "0" would match blocks
             return r".*trf_blocks\.\d+\.(" + "|".join(map(re.escape, names)) + ")"
 
-        if clf.trainable == "lora":
+        if classifier.trainable == "lora":
             inner = sorted(name for name, m in bb.trf_blocks[0].named_modules() if isinstance(m, nn.Linear))
             config: Any = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0,
                                      target_modules=targets(inner), modules_to_save=["out_head"])
         else:  # IA³ (Liu et al. 2022): learned scales of the keys, the values and the MLP's down projection input
-            down = "ff.layers.2" if clf.cfg.arch == "gpt2" else "ff.fc3"
+            down = "ff.layers.2" if classifier.cfg.arch == "gpt2" else "ff.fc3"
             config = IA3Config(target_modules=targets(["att.W_key", "att.W_value", down]),
                                feedforward_modules=targets([down]), modules_to_save=["out_head"])
-        return get_peft_model(clf, config)
-    if clf.trainable == "prefix":
+        return get_peft_model(classifier, config)
+    if classifier.trainable == "prefix":
         raise ConfigError("--trainable prefix needs --backend hf")
-    if clf.trainable == "all":
-        for p in clf.parameters():
+    if classifier.trainable == "all":
+        for p in classifier.parameters():
             p.requires_grad = True
-        return clf
-    if clf.trainable != "head":
-        for block in bb.trf_blocks[clf.start :]:
+        return classifier
+    if classifier.trainable != "head":
+        for block in bb.trf_blocks[classifier.start :]:
             for p in block.parameters():
                 p.requires_grad = True
         for p in bb.final_norm.parameters():
             p.requires_grad = True
-    return clf
+    return classifier
 
 
-def prefix_is_cacheable(clf: Classifier, padding: Padding) -> bool:
+def prefix_is_cacheable(classifier: Classifier, padding: Padding) -> bool:
     """The frozen prefix's output can be computed once per message and reused across epochs when it is frozen
     (not all, not an adapter), deterministic (no dropout) and independent of batch composition (pooling `last`
     with dynamic padding reads a pad position whose value depends on the batch's width)."""
-    return (clf.trainable not in ("all", *ADAPTERS) and clf.cfg.drop_rate == 0.0
-            and not (clf.pooling == "last" and padding == "dynamic"))
+    return (classifier.trainable not in ("all", *ADAPTERS) and classifier.cfg.drop_rate == 0.0
+            and not (classifier.pooling == "last" and padding == "dynamic"))
 
 
 @torch.inference_mode()

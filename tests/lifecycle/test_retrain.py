@@ -27,11 +27,11 @@ def test_warm_start_begins_at_the_champions_tensors(tiny_run, tiny_gpt2_dir, dat
     s = setup(TrainArgs(model=str(tiny_gpt2_dir), epochs=1, limit=16, init_from=str(tiny_run)), data_dir,
               tmp_path / "r")
     champion = read_safetensors(tiny_run / "model.safetensors")
-    own = s.module.state_dict()
+    own = s.model.module.state_dict()
     assert champion and all(torch.equal(own[k], v) for k, v in champion.items())
     assert s.run_config.parent == RunConfig.from_dir(tiny_run).run_id
     cold = setup(TrainArgs(model=str(tiny_gpt2_dir), epochs=1, limit=16), data_dir, tmp_path / "c")
-    assert not all(torch.equal(cold.module.state_dict()[k], v) for k, v in champion.items())
+    assert not all(torch.equal(cold.model.module.state_dict()[k], v) for k, v in champion.items())
     with pytest.raises(ConfigError, match="its trainable is 'last_block', this run's is 'all'"):
         setup(TrainArgs(model=str(tiny_gpt2_dir), trainable="all", limit=16, init_from=str(tiny_run)), data_dir,
               tmp_path / "x")

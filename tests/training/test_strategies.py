@@ -53,7 +53,7 @@ class Snapshots(Callback):
         self.after: list[dict[str, torch.Tensor]] = []
 
     def on_epoch_end(self, s, state) -> None:
-        self.after.append({k: v.detach().clone() for k, v in s.module.state_dict().items()})
+        self.after.append({k: v.detach().clone() for k, v in s.model.module.state_dict().items()})
 
 
 def test_gradual_unfreezing_opens_one_block_per_epoch(tiny_gpt2_dir, data_dir, tmp_path):

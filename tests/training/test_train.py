@@ -22,7 +22,7 @@ def _args(model, **kw) -> TrainArgs:
 
 
 def _trained_tensors(s):
-    return {k: p.detach().clone() for k, p in s.module.named_parameters() if p.requires_grad}
+    return {k: p.detach().clone() for k, p in s.model.module.named_parameters() if p.requires_grad}
 
 
 @pytest.mark.parametrize("pooling,padding", [("last_real", "dynamic"), ("mean", "dynamic"),
@@ -36,7 +36,7 @@ def test_cached_prefix_is_exact(tiny_gpt2_dir, data_dir, tmp_path, pooling, padd
         s = setup(_args(tiny_gpt2_dir, pooling=pooling, padding=padding, cache_prefix=cached), data_dir,
                   tmp_path / str(cached))
         (tmp_path / str(cached)).mkdir()
-        assert s.cached is cached
+        assert s.model.cached is cached
         init = init or _trained_tensors(s)
         state = fit(s)
         runs[cached] = (state.history, _trained_tensors(s))
@@ -61,16 +61,17 @@ def test_context_padding(tiny_gpt2_dir, data_dir, tmp_path):
     logits = {}
     for pooling, padding in (("last_real", "dynamic"), ("last_real", "context"), ("last", "context")):
         s = setup(_args(tiny_gpt2_dir, pooling=pooling, padding=padding), data_dir, tmp_path)
-        widths = {b.hidden.shape[1] for b in s.train_loader}
+        widths = {b.hidden.shape[1] for b in s.data.train_loader}
         assert (widths == {256}) is (pooling == "last")
-        logits[pooling, padding] = collect_logits(s.val_eval_loader, s.forward)[0]  # file order; untrained head
+        # file order; untrained head
+        logits[pooling, padding] = collect_logits(s.data.val_eval_loader, s.model.forward)[0]
     torch.testing.assert_close(logits["last_real", "context"], logits["last_real", "dynamic"])
     assert not torch.allclose(logits["last", "context"], logits["last_real", "dynamic"], atol=1e-3)
 
 
 def test_last_pooling_with_dynamic_padding_is_not_cached(tiny_gpt2_dir, data_dir, tmp_path):
     s = setup(_args(tiny_gpt2_dir, pooling="last", padding="dynamic"), data_dir, tmp_path)
-    assert not s.cached
+    assert not s.model.cached
 
 
 @pytest.mark.parametrize("trainable,expected", [

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from spamtune.backends import BuiltModel
+from spamtune.backends import BuiltModel, NewModel, model_spec
 from spamtune.batching import attention_mask_from_lengths
-from spamtune.config import ADAPTERS, DType, Trainable
+from spamtune.config import ADAPTERS, DType, Trainable, TrainArgs
 from spamtune.data.labels import LabelSet
 from spamtune.errors import ConfigError, ModelSourceError
 from spamtune.runs import LoraSpec, RunConfig
@@ -181,10 +181,22 @@ def apply_hf_trainable(model: Any, head: list[str], trainable: Trainable, lora_r
     return model
 
 
-def build(run: RunConfig, label_set: LabelSet, allow_download: bool = False) -> BuiltModel:
+def build_new(args: TrainArgs, label_set: LabelSet) -> NewModel:
+    """`AutoModelForSequenceClassification` with a new head for `label_set`, and the scope."""
+    model, tok, head = load_hf(args.model, label_set, args.dtype, args.seed)
+    module = apply_hf_trainable(model, head, args.trainable, args.lora_rank, args.lora_alpha)
+    classifier = HFClassifier(module)
+    manifest = {"backend": "hf", "model": model_spec(args, False), "pooling": "last_real", "weights": "trainable",
+                "tokenizer": "transformers", "head": head, "dtype": args.dtype}
+    context = getattr(model.config, "max_position_embeddings", None) or tok.tok.model_max_length
+    return NewModel(BuiltModel(predictor=classifier, classifier=classifier, module=module, tokenizer=tok), manifest,
+                    context)
+
+
+def build(run_config: RunConfig, label_set: LabelSet, allow_download: bool = False) -> BuiltModel:
     """A run's model before its trained tensors are loaded."""
-    model, tok, head = load_hf(run.model, label_set, run.dtype, run.seed, allow_download)
-    lora = run.lora or LoraSpec()
-    module = apply_hf_trainable(model, head, run.trainable, lora.rank, lora.alpha)
-    clf = HFClassifier(module)
-    return BuiltModel(predictor=clf, classifier=clf, module=module, tokenizer=tok)
+    model, tok, head = load_hf(run_config.model, label_set, run_config.dtype, run_config.seed, allow_download)
+    lora = run_config.lora or LoraSpec()
+    module = apply_hf_trainable(model, head, run_config.trainable, lora.rank, lora.alpha)
+    classifier = HFClassifier(module)
+    return BuiltModel(predictor=classifier, classifier=classifier, module=module, tokenizer=tok)

@@ -134,9 +134,9 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, thresh
     if repick:
         op = repick_operating_point(clf, scored, target_fpr, target_precision, review_fpr)
         if store:
-            run = RunConfig.from_dir(run_dir)
-            run.operating_point = op
-            run.write(run_dir)
+            run_config = RunConfig.from_dir(run_dir)
+            run_config.operating_point = op
+            run_config.write(run_dir)
     if clf.binary and op is not None and "test" in scored:
         result["operating_point"] = operating_point_report(op, scored, stored=not repick or store)
     write_json(report, result)

@@ -142,10 +142,10 @@ def export_hf(run_dir: str | os.PathLike, out: str | os.PathLike, overwrite: boo
 
     from transformers import AutoModelForSequenceClassification
 
-    clf = run.classifier
-    assert isinstance(clf, Classifier)
-    cfg = clf.cfg
-    sd = {k: v.detach().float() for k, v in clf.backbone.state_dict().items()}
+    classifier = run.classifier
+    assert isinstance(classifier, Classifier)
+    cfg = classifier.cfg
+    sd = {k: v.detach().float() for k, v in classifier.backbone.state_dict().items()}
     tensors = (gpt2_to_hf if cfg.arch == "gpt2" else llama_to_hf)(sd, cfg.n_layers)
     head_w, head_b = sd["out_head.weight"], sd.get("out_head.bias")
     if head_b is not None:

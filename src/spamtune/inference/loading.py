@@ -55,7 +55,7 @@ def load_run(run_dir: str | os.PathLike, allow_download: bool | None = None) -> 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"no such run directory: {run_dir}")
-    run = RunConfig.from_dir(run_dir)
+    run_config = RunConfig.from_dir(run_dir)
     weights = run_dir / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{run_dir}: no {WEIGHTS} yet (the run has not finished an epoch)")
@@ -63,37 +63,38 @@ def load_run(run_dir: str | os.PathLike, allow_download: bool | None = None) -> 
         label_set = LabelSet.from_json(read_json(run_dir / LABELS, CheckpointError), str(run_dir / LABELS))
     except DataError as e:
         raise CheckpointError(str(e)) from None
-    if len(label_set) != run.num_classes or label_set.task != run.task:
+    if len(label_set) != run_config.num_classes or label_set.task != run_config.task:
         raise CheckpointError(f"{run_dir / LABELS} ({len(label_set)} labels, {label_set.task}) does not match the "
-                              f"manifest ({run.num_classes} outputs, {run.task}): incompatible checkpoint")
+                              f"manifest ({run_config.num_classes} outputs, {run_config.task}): incompatible "
+                              "checkpoint")
     tensors = read_safetensors(weights)
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"{weights}: tensor {name} holds NaN or infinite values (damaged checkpoint)")
-    built = build_run_model(run, label_set, downloads_allowed() if allow_download is None else allow_download)
-    _check_fit(run, built, tensors, str(weights))
+    built = build_run_model(run_config, label_set, downloads_allowed() if allow_download is None else allow_download)
+    _check_fit(run_config, built, tensors, str(weights))
     load_weights_into(built.module, tensors, str(weights))
     built.predictor.eval()
-    stack = NgramStack.load(run_dir, run.normalize) if run.stack == "ngrams" else None
-    cascade = load_cascade(run_dir, run.normalize) if run.cascade is not None else None
-    return LoadedRun(built.predictor, built.classifier, run, label_set, built.tokenizer, run_dir, stack, cascade)
+    stack = NgramStack.load(run_dir, run_config.normalize) if run_config.stack == "ngrams" else None
+    cascade = load_cascade(run_dir, run_config.normalize) if run_config.cascade is not None else None
+    return LoadedRun(built.predictor, built.classifier, run_config, label_set, built.tokenizer, run_dir, stack, cascade)
 
 
-def _check_fit(run: RunConfig, built: BuiltModel, tensors: dict[str, torch.Tensor], where: str) -> None:
+def _check_fit(run_config: RunConfig, built: BuiltModel, tensors: dict[str, torch.Tensor], where: str) -> None:
     """The weight file holds exactly the tensors this run saves (all of them for `full`, the trained ones for
     `trainable`), and the tokenizer and max length fit the architecture."""
-    expected = set(weights_to_save(built.module, full=run.weights == "full"))
+    expected = set(weights_to_save(built.module, full=run_config.weights == "full"))
     if missing := sorted(expected - set(tensors)):
         raise CheckpointError(f"{where}: {len(missing)} of the run's {len(expected)} trained tensors are missing, "
                               f"e.g. {missing[0]!r} (incompatible or damaged checkpoint)")
     if unexpected := sorted(set(tensors) - expected):
         raise CheckpointError(f"{where}: tensor {unexpected[0]!r} does not exist in the model "
                               f"({len(unexpected)} unexpected; incompatible checkpoint)")
-    arch = run.architecture
+    arch = run_config.architecture
     if arch is not None:
         if built.tokenizer.vocab_size > arch.vocab_size:
-            raise CheckpointError(f"tokenizer {run.tokenizer!r} has {built.tokenizer.vocab_size} tokens, more than "
-                                  f"the model's {arch.vocab_size}: the manifest names the wrong tokenizer")
-        if run.max_length > arch.context_length:
-            raise CheckpointError(f"max_length {run.max_length} exceeds the model's context of "
+            raise CheckpointError(f"tokenizer {run_config.tokenizer!r} has {built.tokenizer.vocab_size} tokens, "
+                                  f"more than the model's {arch.vocab_size}: the manifest names the wrong tokenizer")
+        if run_config.max_length > arch.context_length:
+            raise CheckpointError(f"max_length {run_config.max_length} exceeds the model's context of "
                                   f"{arch.context_length} tokens (damaged manifest)")

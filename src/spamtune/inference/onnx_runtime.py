@@ -125,15 +125,15 @@ def load_onnx_run(export_dir: str | os.PathLike, quantize: str | None = None, de
         hint = (f"export it with: spamtune export RUN --format onnx{' --quantize int8' if quantize else ''} "
                 f"--out {export_dir}")
         raise CheckpointError(f"{export_dir}: no {name}; --runtime onnx reads an ONNX export ({hint})")
-    run = RunConfig.from_dir(export_dir)
+    run_config = RunConfig.from_dir(export_dir)
     try:
         label_set = LabelSet.from_json(read_json(export_dir / LABELS, CheckpointError), str(export_dir / LABELS))
     except DataError as e:
         raise CheckpointError(str(e)) from None
-    tokenizer = load_run_tokenizer(run, export_dir)
+    tokenizer = load_run_tokenizer(run_config, export_dir)
     check_graph(export_dir / name, len(label_set))
     predictor = OnnxPredictor(export_dir / name, device)
     predictor.check_width(len(label_set))
-    stack = NgramStack.load(export_dir, run.normalize) if run.stack == "ngrams" else None
-    cascade = load_cascade(export_dir, run.normalize) if run.cascade is not None else None
-    return LoadedRun(predictor, predictor, run, label_set, tokenizer, export_dir, stack, cascade)
+    stack = NgramStack.load(export_dir, run_config.normalize) if run_config.stack == "ngrams" else None
+    cascade = load_cascade(export_dir, run_config.normalize) if run_config.cascade is not None else None
+    return LoadedRun(predictor, predictor, run_config, label_set, tokenizer, export_dir, stack, cascade)

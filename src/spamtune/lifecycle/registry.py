@@ -107,9 +107,9 @@ class Registry:
             comparison = {"decision": c.get("decision"), "forced": c.get("forced"),
                           "champion_version": c.get("champion_version"),
                           "champion_run_id": c.get("champion_run_id")}
-        run = RunConfig.from_dir(path)
-        return Version(number, path, run.run_id, str(meta.get("added", "")), str(meta.get("note", "")), run.parent,
-                       comparison)
+        run_config = RunConfig.from_dir(path)
+        return Version(number, path, run_config.run_id, str(meta.get("added", "")), str(meta.get("note", "")),
+                       run_config.parent, comparison)
 
     def versions(self) -> list[Version]:
         if not self.versions_dir.is_dir():
@@ -177,13 +177,13 @@ class Registry:
         run_dir = Path(run_dir)
         if not is_run_dir(run_dir):
             raise ConfigError(f"{run_dir} is not a spamtune run (no readable run manifest)")
-        run = RunConfig.from_dir(run_dir)
+        run_config = RunConfig.from_dir(run_dir)
         if not (run_dir / WEIGHTS).is_file():
             raise CheckpointError(f"{run_dir}: not a finished run (no {WEIGHTS})")
         check_loads(run_dir)  # truncated or non-finite weights, a wrong manifest: refused before it is a version
         with self.lock():
-            if any(v.run_id == run.run_id for v in self.versions()):
-                raise RegistryError(f"run {run.run_id} is already in {self.root}")
+            if any(v.run_id == run_config.run_id for v in self.versions()):
+                raise RegistryError(f"run {run_config.run_id} is already in {self.root}")
             self.versions_dir.mkdir(parents=True, exist_ok=True)
             numbers = [int(p.name) for p in self.versions_dir.iterdir() if p.name.isdigit()]
             number = max(numbers, default=0) + 1
@@ -194,14 +194,14 @@ class Registry:
                 shutil.rmtree(staging / RESUME, ignore_errors=True)
             else:
                 shutil.copytree(run_dir, staging, ignore=shutil.ignore_patterns(RESUME))
-            if run.data_dir == str((run_dir / RUN_DATA).resolve()):  # a retrained run's own data moves with it
-                run.data_dir = str((self.versions_dir / f"{number:04d}" / RUN_DATA).resolve())
-                run.write(staging)
-            write_json(staging / VERSION_FILE, {"version": number, "run_id": run.run_id, "added": _now(),
+            if run_config.data_dir == str((run_dir / RUN_DATA).resolve()):  # a retrained run's own data moves with it
+                run_config.data_dir = str((self.versions_dir / f"{number:04d}" / RUN_DATA).resolve())
+                run_config.write(staging)
+            write_json(staging / VERSION_FILE, {"version": number, "run_id": run_config.run_id, "added": _now(),
                                                 "note": note, "source": str(run_dir.resolve()),
                                                 "sha256": digest_files(staging)})
             os.rename(staging, self.versions_dir / f"{number:04d}")  # the version appears whole
-            self._log({"action": "add", "version": number, "run_id": run.run_id, "note": note})
+            self._log({"action": "add", "version": number, "run_id": run_config.run_id, "note": note})
         return self.version(number)
 
     def check_intact(self, version: Version) -> None:

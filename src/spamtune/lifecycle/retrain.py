@@ -70,10 +70,10 @@ def champion_data_dir(run_dir: Path) -> Path:
     """Where a run's training data is: RUN/data for a retrained run, else the directory its manifest names."""
     if (run_dir / RUN_DATA / "train.csv").is_file():
         return run_dir / RUN_DATA
-    run = RunConfig.from_dir(run_dir)
-    if run.data_dir is None:
+    run_config = RunConfig.from_dir(run_dir)
+    if run_config.data_dir is None:
         raise ConfigError(f"{run_dir} does not record its data directory: give --data-dir")
-    return Path(run.data_dir)
+    return Path(run_config.data_dir)
 
 
 def check_out(out: Path) -> Path:
@@ -181,9 +181,9 @@ def retrain(store: PredictionStore, champion_dir: str | Path, out: str | Path, d
     # the run keeps its data: OUT/data, and the manifest says so
     (staging / OWNER).unlink()
     shutil.move(staging, out / RUN_DATA)
-    run = RunConfig.from_dir(out)
-    run.data_dir = str((out / RUN_DATA).resolve())
-    run.write(out)
+    run_config = RunConfig.from_dir(out)
+    run_config.data_dir = str((out / RUN_DATA).resolve())
+    run_config.write(out)
 
     comparison = compare_runs(TextClassifier.load(champion_dir), TextClassifier.load(out), out / RUN_DATA,
                               options.promotion)

@@ -2,7 +2,7 @@
 
     prefix_cache.py   the exact fast path: frozen layers run once per message
     loss.py           the book's calc_loss_batch / calc_loss_loader / calc_accuracy_loader, for any task
-    setup.py          TrainSetup per backend: model, scope, data, loaders, optimizer, lr schedule, loss weights
+    setup.py          TrainSetup: the model (built by backends/), the data (loaders) and the optimisation
     state.py          TrainState / History and the resume checkpoint
     fit.py            the loop, with callbacks and a metric-logger seam
     calibrate.py      after the fit: temperature, operating point (binary), label thresholds (multi-label), the

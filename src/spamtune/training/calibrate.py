@@ -43,8 +43,8 @@ from spamtune.weights import read_safetensors
 
 def load_best_epoch(s: TrainSetup) -> None:
     """Put the saved best epoch (by validation loss) back into the model that trained, in eval mode."""
-    load_weights_into(s.module, read_safetensors(s.run_dir / WEIGHTS), "best epoch")
-    s.model.eval()
+    load_weights_into(s.model.module, read_safetensors(s.run_dir / WEIGHTS), "best epoch")
+    s.model.step.eval()
 
 
 def calibration_ham(s: TrainSetup) -> list[str]:
@@ -59,10 +59,10 @@ def calibration_ham(s: TrainSetup) -> list[str]:
 
 def calibrate(s: TrainSetup) -> None:
     """Fit and store the run's decision rule (see the module docstring); writes the manifest."""
-    if not (s.task.picks_thresholds or s.task.name == "single_label"):
+    if not (s.data.task.picks_thresholds or s.data.task.name == "single_label"):
         return
     load_best_epoch(s)
-    logits_t, y_t = collect_logits(s.val_eval_loader, s.forward)  # in file order (no length buckets)
+    logits_t, y_t = collect_logits(s.data.val_eval_loader, s.model.forward)  # in file order (no length buckets)
     logits, y = logits_t.numpy(), y_t.numpy()
     val_texts = list(split_rows(s, "validation")["Text"])  # the logits' file order
     memo = logits_memo(s)
@@ -72,13 +72,13 @@ def calibrate(s: TrainSetup) -> None:
     if s.args.stack == "ngrams":
         stack = fit_run_stack(s, val_texts, logits, y)
         logits = stack.combine(logits, val_texts)
-    if s.task.picks_thresholds:
-        s.run_config.thresholds = s.task.pick_thresholds(y, s.task.scores(logits))
+    if s.data.task.picks_thresholds:
+        s.run_config.thresholds = s.data.task.pick_thresholds(y, s.data.task.scores(logits))
     else:
         cal = fit_temperature(logits, y)
         s.run_config.calibration = cal
-        if len(s.label_set) == 2:
-            p_val = s.task.scores(logits / np.float32(cal.temperature))[:, 1]
+        if len(s.data.label_set) == 2:
+            p_val = s.data.task.scores(logits / np.float32(cal.temperature))[:, 1]
             ham = calibration_ham(s)
             p_ham, ham_vectors = np.zeros(0), None
             if ham:
@@ -87,11 +87,11 @@ def calibrate(s: TrainSetup) -> None:
                     memo_add(s, memo, ham, raw)
                 if stack is not None:
                     raw = stack.combine(raw, ham)
-                p_ham = s.task.scores(raw / np.float32(cal.temperature))[:, 1]
+                p_ham = s.data.task.scores(raw / np.float32(cal.temperature))[:, 1]
             a = s.args
             s.run_config.operating_point = pick_operating_point(
-                p_val[y == 1], p_val[y == 0], p_ham, s.label_set.names[POSITIVE_ID], a.target_fpr, a.target_precision,
-                a.review_fpr)
+                p_val[y == 1], p_val[y == 0], p_ham, s.data.label_set.names[POSITIVE_ID], a.target_fpr,
+                a.target_precision, a.review_fpr)
             if a.cascade == "ngrams":
                 fit_run_cascade(s, val_texts, y, ham, stack)
             vectors = None
@@ -108,9 +108,9 @@ def calibrate(s: TrainSetup) -> None:
     if memo is not None:
         # the training split's frozen prefix is cached, so its logits cost only the trained layers (--augment: the
         # loader also holds perturbed copies, which evaluation never reads)
-        if s.cached and not s.args.augment:
+        if s.model.cached and not s.args.augment:
             train = list(split_rows(s, "train")["Text"])
-            memo_add(s, memo, train, collect_logits(s.train_eval_loader, s.forward)[0].numpy())
+            memo_add(s, memo, train, collect_logits(s.data.train_eval_loader, s.model.forward)[0].numpy())
         memo.save()
 
 
@@ -124,7 +124,7 @@ def logits_memo(s: TrainSetup) -> LogitsMemo | None:
 
 def memo_add(s: TrainSetup, memo: LogitsMemo, texts: list[str], logits: np.ndarray) -> None:
     assert len(texts) == len(logits), "the logits are not the texts' (a loader out of file order?)"
-    memo.add(texts, logits, encode_for_model(s.tokenizer, texts, s.run_config.max_length)[1])
+    memo.add(texts, logits, encode_for_model(s.model.tokenizer, texts, s.run_config.max_length)[1])
 
 
 def fit_run_cascade(s: TrainSetup, val_texts: list[str], val_y: np.ndarray, ham: list[str],
@@ -148,12 +148,13 @@ def score_texts(s: TrainSetup, texts: list[str], desc: str,
                 pooled: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """The model's raw logits for `texts` and, with `pooled` (runs of ours only), the pooled vectors the head read,
     from the same pass."""
-    ds = TextDataset(texts, [0] * len(texts), s.tokenizer, s.run_config.max_length)
+    ds = TextDataset(texts, [0] * len(texts), s.model.tokenizer, s.run_config.max_length)
     width = pad_width(s.run_config.pooling, ds.max_length)
-    if not (pooled and isinstance(s.clf, Classifier)):
-        return batched_logits(s.predictor, ds.encoded, ds.pad_id, 32, width, progress=True, desc=desc), None
-    out = batched_logits(s.clf, ds.encoded, ds.pad_id, 32, width, progress=True, desc=desc, method="forward_pooled")
-    c = len(s.label_set)
+    if not (pooled and isinstance(s.model.classifier, Classifier)):
+        return batched_logits(s.model.predictor, ds.encoded, ds.pad_id, 32, width, progress=True, desc=desc), None
+    out = batched_logits(s.model.classifier, ds.encoded, ds.pad_id, 32, width, progress=True, desc=desc,
+                         method="forward_pooled")
+    c = len(s.data.label_set)
     return out[:, :c], out[:, c:]
 
 
@@ -219,10 +220,11 @@ def write_reference(s: TrainSetup, val_texts: list[str], ham: list[str], p_val: 
     embeddings = None
     if vectors is not None:
         embeddings = vectors[idx[:REFERENCE_EMBEDDINGS]]
-    elif isinstance(s.clf, Classifier):  # the hf backend's models pool inside transformers: no embeddings
+    elif isinstance(s.model.classifier, Classifier):  # the hf backend's models pool inside transformers: no embeddings
         some = texts[:REFERENCE_EMBEDDINGS]
-        ds = TextDataset(some, [0] * len(some), s.tokenizer, s.run_config.max_length)
+        ds = TextDataset(some, [0] * len(some), s.model.tokenizer, s.run_config.max_length)
         width = pad_width(s.run_config.pooling, ds.max_length)
-        embeddings = batched_logits(s.clf, ds.encoded, ds.pad_id, 32, width, progress=True,
+        embeddings = batched_logits(s.model.classifier, ds.encoded, ds.pad_id, 32, width, progress=True,
                                     desc="drift reference", method="embed")
-    Reference(scores, np.ones(len(scores)), message_features(texts, s.tokenizer), embeddings, rate).save(s.run_dir)
+    features = message_features(texts, s.model.tokenizer)
+    Reference(scores, np.ones(len(scores)), features, embeddings, rate).save(s.run_dir)

@@ -75,10 +75,10 @@ class NullLogger:
 
 def evaluate_model(s: TrainSetup) -> tuple[float, float]:
     """The book's `evaluate_model`: loss on `eval_iter` batches of train and validation."""
-    s.model.eval()
-    train_loss = calc_loss_loader(s.train_eval_loader, s.forward, s.args.eval_iter, s.task)
-    val_loss = calc_loss_loader(s.val_eval_loader, s.forward, s.args.eval_iter, s.task)
-    s.model.train()
+    s.model.step.eval()
+    train_loss = calc_loss_loader(s.data.train_eval_loader, s.model.forward, s.args.eval_iter, s.data.task)
+    val_loss = calc_loss_loader(s.data.val_eval_loader, s.model.forward, s.args.eval_iter, s.data.task)
+    s.model.step.train()
     return train_loss, val_loss
 
 
@@ -87,29 +87,28 @@ def fit(s: TrainSetup, state: TrainState | None = None, callbacks: Sequence[Call
     """Train for `args.epochs` (from `state` when resuming). Returns the final state (history, counters, times)."""
     from tqdm.auto import tqdm
 
-    assert s.optimizer is not None
     args = s.args
     main = s.dist.main  # under torchrun only rank 0 logs and writes; every rank evaluates (the same numbers)
     logger = logger or (JsonlLogger(s.run_dir / "log.jsonl") if main else NullLogger())
     state = state or TrainState()
     hist = state.history
-    steps_per_epoch = len(s.train_loader)
+    steps_per_epoch = len(s.data.train_loader)
     total = min(steps_per_epoch * args.epochs, args.max_steps or math.inf)
     bar = tqdm(total=total, initial=state.global_step, desc="training", unit="step", disable=not main)
-    s.model.train()
+    s.model.step.train()
     stop = False
     for epoch in range(state.epoch, args.epochs):
         t_epoch = time.perf_counter()
-        frozen = frozen_for_epoch(s.module, epoch, args.unfreeze_every)  # gradual unfreezing (layerwise.py)
-        for batch in s.train_loader:
-            s.optimizer.zero_grad()
-            loss = calc_loss_batch(batch, s.forward, s.task, s.loss_weight)
+        frozen = frozen_for_epoch(s.model.module, epoch, args.unfreeze_every)  # gradual unfreezing (layerwise.py)
+        for batch in s.data.train_loader:
+            s.optim.optimizer.zero_grad()
+            loss = calc_loss_batch(batch, s.model.forward, s.data.task, s.optim.loss_weight)
             loss.backward()
             for p in frozen:  # no gradient: AdamW skips them (no update, no decay, no moments)
                 p.grad = None
-            s.optimizer.step()
-            if s.scheduler is not None:
-                s.scheduler.step()
+            s.optim.optimizer.step()
+            if s.optim.scheduler is not None:
+                s.optim.scheduler.step()
             state.examples_seen += len(batch[2]) * s.dist.world_size  # every rank trains an equal share
             state.global_step += 1
             bar.update()
@@ -123,16 +122,18 @@ def fit(s: TrainSetup, state: TrainState | None = None, callbacks: Sequence[Call
                 hist.examples_seen.append(state.examples_seen)
                 bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}")
                 logger.log({"step": state.global_step, "epoch": epoch + 1, "examples_seen": state.examples_seen,
-                            "train_loss": train_loss, "val_loss": val_loss, "lr": s.optimizer.param_groups[0]["lr"]})
+                            "train_loss": train_loss, "val_loss": val_loss,
+                            "lr": s.optim.optimizer.param_groups[0]["lr"]})
             if stop:
                 break
         state.train_time_s += time.perf_counter() - t_epoch
 
-        s.model.eval()
-        train_acc = calc_accuracy_loader(s.train_eval_loader, s.forward, args.eval_iter, s.task)
-        val_acc = calc_accuracy_loader(s.val_eval_loader, s.forward, args.eval_iter, s.task)
-        val_loss_full, val_acc_full = calc_loss_and_accuracy_loader(s.val_full_loader, s.forward, task=s.task)
-        s.model.train()
+        s.model.step.eval()
+        forward, task = s.model.forward, s.data.task
+        train_acc = calc_accuracy_loader(s.data.train_eval_loader, forward, args.eval_iter, task)
+        val_acc = calc_accuracy_loader(s.data.val_eval_loader, forward, args.eval_iter, task)
+        val_loss_full, val_acc_full = calc_loss_and_accuracy_loader(s.data.val_full_loader, forward, task=task)
+        s.model.step.train()
         hist.train_accs.append(train_acc)
         hist.val_accs.append(val_acc)
         hist.val_loss_full.append(val_loss_full)
@@ -146,7 +147,7 @@ def fit(s: TrainSetup, state: TrainState | None = None, callbacks: Sequence[Call
         if val_loss_full < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss_full, epoch + 1, 0
             if main:
-                save_weights(s.run_dir / WEIGHTS, weights_to_save(s.module, args.random_init))
+                save_weights(s.run_dir / WEIGHTS, weights_to_save(s.model.module, args.random_init))
         else:
             state.bad_epochs += 1
         state.epoch = epoch + 1

@@ -86,16 +86,16 @@ def collate_hidden(items: list[tuple[torch.Tensor, int, Target]], multiple: int 
     return HiddenBatch(hidden, torch.tensor([n for _, n, _ in items]), torch.tensor([y for _, _, y in items]))
 
 
-def stored_widths(clf: Classifier, ds: TextDataset, fixed_width: int | None) -> list[int]:
+def stored_widths(classifier: Classifier, ds: TextDataset, fixed_width: int | None) -> list[int]:
     """Positions kept per message: the real ones, except for `last` pooling with fixed padding, which reads a pad
     position: then rows are padded to `fixed_width` exactly as the uncached batches are."""
-    if clf.pooling == "last" and fixed_width is not None:
+    if classifier.pooling == "last" and fixed_width is not None:
         return [fixed_width] * len(ds)
     return list(ds.lengths)
 
 
 @torch.inference_mode()
-def prefix_rows(clf: Classifier, ds: TextDataset, fixed_width: int | None, batch_size: int = 16,
+def prefix_rows(classifier: Classifier, ds: TextDataset, fixed_width: int | None, batch_size: int = 16,
                 desc: str = "cache", shallower: tuple[int, PrefixCache] | None = None,
                 dtype: str = "fp32", dist: Dist = Dist()) -> Iterator[tuple[int, torch.Tensor]]:
     """(message index, its kept prefix rows in float32 on the CPU), in length-sorted batches (little padding).
@@ -105,10 +105,10 @@ def prefix_rows(clf: Classifier, ds: TextDataset, fixed_width: int | None, batch
     """
     from tqdm.auto import tqdm
 
-    widths = stored_widths(clf, ds, fixed_width)
-    keep_pads = clf.pooling == "last" and fixed_width is not None
+    widths = stored_widths(classifier, ds, fixed_width)
+    keep_pads = classifier.pooling == "last" and fixed_width is not None
     order = sorted(range(len(ds)), key=lambda i: len(ds.encoded[i]))
-    device = next(clf.parameters()).device
+    device = next(classifier.parameters()).device
     multiple = width_multiple(device, dtype)
     starts = list(range(0, len(order), batch_size))[dist.local_rank :: dist.local_world_size]
     for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=not dist.main):
@@ -116,22 +116,22 @@ def prefix_rows(clf: Classifier, ds: TextDataset, fixed_width: int | None, batch
         ids, _ = pad_ids([ds.encoded[i] for i in rows], ds.pad_id, fixed_width if keep_pads else None, multiple)
         with autocast(device, dtype):
             if shallower is None:
-                out = clf.prefix(ids.to(device, non_blocking=True))
+                out = classifier.prefix(ids.to(device, non_blocking=True))
             else:
                 begin, cache = shallower
                 hidden = collate_hidden([cache[i] for i in rows], multiple).hidden
-                out = clf.prefix(None, hidden.to(device), begin)
+                out = classifier.prefix(None, hidden.to(device), begin)
         out = out.float().cpu()
         for r, i in enumerate(rows):
             yield i, out[r, : widths[i]].clone()
 
 
-def build_prefix_cache(clf: Classifier, ds: TextDataset, fixed_width: int | None, batch_size: int = 16,
+def build_prefix_cache(classifier: Classifier, ds: TextDataset, fixed_width: int | None, batch_size: int = 16,
                        desc: str = "cache", shallower: tuple[int, PrefixCache] | None = None,
                        dtype: str = "fp32") -> PrefixCache:
     """The whole cache in memory (see `prefix_rows`)."""
     hidden: list[torch.Tensor] = [torch.empty(0)] * len(ds)
-    for i, rows in prefix_rows(clf, ds, fixed_width, batch_size, desc, shallower, dtype):
+    for i, rows in prefix_rows(classifier, ds, fixed_width, batch_size, desc, shallower, dtype):
         hidden[i] = rows
     return PrefixCache(hidden, ds.lengths, ds.targets)
 
@@ -242,13 +242,13 @@ class DiskCache:
                  if e.index.get("base") == base and e.index.get("ids") == digest and e.index.get("depth", 1e9) < depth]
         return max(found) if found else None
 
-    def build(self, key: str, meta: dict[str, Any], clf: Classifier, ds: TextDataset, fixed_width: int | None,
+    def build(self, key: str, meta: dict[str, Any], classifier: Classifier, ds: TextDataset, fixed_width: int | None,
               desc: str, shallower: tuple[int, PrefixCache] | None, dtype: str, dist: Dist) -> PrefixCache:
         """Compute the cache into `key.partial/` and rename it into place when complete. The ranks of a torchrun
         node each write their share of the rows into the same memory-mapped file."""
-        widths = stored_widths(clf, ds, fixed_width)
+        widths = stored_widths(classifier, ds, fixed_width)
         offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
-        dim = clf.backbone.cfg.emb_dim
+        dim = classifier.backbone.cfg.emb_dim
         partial = self.root / f"{key}.partial"
         data = partial / "hidden.f32"
         if dist.local_rank == 0:
@@ -260,7 +260,8 @@ class DiskCache:
         dist.barrier()
         if offsets[-1]:
             array = np.memmap(data, dtype=np.float32, mode="r+", shape=(int(offsets[-1]), dim))
-            for i, rows in prefix_rows(clf, ds, fixed_width, desc=desc, shallower=shallower, dtype=dtype, dist=dist):
+            for i, rows in prefix_rows(classifier, ds, fixed_width, desc=desc, shallower=shallower, dtype=dtype,
+                                       dist=dist):
                 array[offsets[i] : offsets[i + 1]] = rows.numpy()
             array.flush()
             del array
@@ -314,25 +315,26 @@ class PrefixStore:
         self.entries: dict[tuple, PrefixCache] = {}
         self.disk, self.dtype, self.dist = disk, dtype, dist
 
-    def get(self, base: str, clf: Classifier, ds: TextDataset, fixed_width: int | None, split: str) -> PrefixCache:
-        digest = ids_digest(ds, stored_widths(clf, ds, fixed_width))
+    def get(self, base: str, classifier: Classifier, ds: TextDataset, fixed_width: int | None,
+            split: str) -> PrefixCache:
+        digest = ids_digest(ds, stored_widths(classifier, ds, fixed_width))
         key = (base, digest)
-        if (*key, clf.start) in self.entries:
-            return self.entries[(*key, clf.start)]
+        if (*key, classifier.start) in self.entries:
+            return self.entries[(*key, classifier.start)]
         desc = f"caching frozen layers ({split})"
-        depths = [k[-1] for k in self.entries if k[:-1] == key and k[-1] < clf.start]
+        depths = [k[-1] for k in self.entries if k[:-1] == key and k[-1] < classifier.start]
         shallower = (max(depths), self.entries[(*key, max(depths))]) if depths else None
         if self.disk is None:
-            cache = build_prefix_cache(clf, ds, fixed_width, desc=desc, shallower=shallower, dtype=self.dtype)
+            cache = build_prefix_cache(classifier, ds, fixed_width, desc=desc, shallower=shallower, dtype=self.dtype)
         else:
-            cache = self._from_disk(base, digest, clf, ds, fixed_width, desc, shallower)
-        self.entries[(*key, clf.start)] = cache
+            cache = self._from_disk(base, digest, classifier, ds, fixed_width, desc, shallower)
+        self.entries[(*key, classifier.start)] = cache
         return cache
 
-    def _from_disk(self, base: str, digest: str, clf: Classifier, ds: TextDataset, fixed_width: int | None,
+    def _from_disk(self, base: str, digest: str, classifier: Classifier, ds: TextDataset, fixed_width: int | None,
                    desc: str, shallower: tuple[int, PrefixCache] | None) -> PrefixCache:
         assert self.disk is not None
-        meta = {"base": base, "ids": digest, "depth": clf.start, "dtype": self.dtype}
+        meta = {"base": base, "ids": digest, "depth": classifier.start, "dtype": self.dtype}
         name = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:32]
         # one builder per key across processes (rank 0 of a node takes the lock for its ranks)
         lock = self.disk._lock(name) if self.dist.local_rank == 0 else contextlib.nullcontext()
@@ -345,11 +347,11 @@ class PrefixStore:
                     return hit or self.disk.open_checked(name, ds)
             elif hit is not None:
                 return hit
-            if shallower is None and (found := self.disk.find_shallower(base, digest, clf.start)):
+            if shallower is None and (found := self.disk.find_shallower(base, digest, classifier.start)):
                 depth, skey = found
                 if (cache := self.disk.open(skey, ds)) is not None:
                     shallower = (depth, cache)
-            return self.disk.build(name, meta, clf, ds, fixed_width, desc, shallower, self.dtype, self.dist)
+            return self.disk.build(name, meta, classifier, ds, fixed_width, desc, shallower, self.dtype, self.dist)
 
 
 def base_key(args: TrainArgs, source: str, device: torch.device | None = None) -> str:

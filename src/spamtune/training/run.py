@@ -91,15 +91,15 @@ def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (),
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"no such run directory: {run_dir}")
-    run = RunConfig.from_dir(run_dir)
+    run_config = RunConfig.from_dir(run_dir)
     if not has_resume_state(run_dir):
         raise CheckpointError(f"{run_dir}: no resume state yet (the run was stopped before its first epoch "
                               "ended); train it again instead")
-    if run.data_dir is None:
+    if run_config.data_dir is None:
         raise CheckpointError(f"{run_dir}: written by an older spamtune without its data directory; train it again")
     args = TrainArgs.from_dict(read_json(run_dir / TRAIN_ARGS, CheckpointError))
     args = dataclasses.replace(args, init_from=None)  # the resume state replaces a warm start's tensors anyway
-    return _run(args, run.data_dir, run_dir, callbacks, logger, None, resume=run)
+    return _run(args, run_config.data_dir, run_dir, callbacks, logger, None, resume=run_config)
 
 
 def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequence[Callback],
@@ -121,11 +121,11 @@ def _run(args: TrainArgs, data_dir: str | Path, run_dir: Path, callbacks: Sequen
             s.run_config.replaces = None if replaces is None else str(replaces.resolve())
             run_dir.mkdir(parents=True, exist_ok=True)
             s.run_config.write(run_dir)
-            write_json(run_dir / LABELS, s.label_set.to_json())
+            write_json(run_dir / LABELS, s.data.label_set.to_json())
             write_json(run_dir / TRAIN_ARGS, args.to_dict())
-            s.model.eval()
-            accs = [calc_accuracy_loader(dl, s.forward, 10, s.task) for dl in (s.train_eval_loader,
-                                                                                  s.val_eval_loader)]
+            s.model.step.eval()
+            accs = [calc_accuracy_loader(dl, s.model.forward, 10, s.data.task) for dl in (s.data.train_eval_loader,
+                                                                                  s.data.val_eval_loader)]
             print(f"untrained head: train acc {accs[0]:.2%}, val acc {accs[1]:.2%} (10 batches)")
         state = fit(s, state, callbacks, logger)
         dist.barrier()
@@ -151,7 +151,7 @@ def _finish(s: TrainSetup, state: TrainState) -> dict[str, Any]:
     examples = state.examples_seen
     metrics = {
         "run_id": s.run_config.run_id, "model": args.model, "trainable": args.trainable, "pooling": args.pooling,
-        "padding": args.padding, "cached_prefix": s.cached, "epochs_run": state.epoch, "steps": state.global_step,
+        "padding": args.padding, "cached_prefix": s.model.cached, "epochs_run": state.epoch, "steps": state.global_step,
         "examples_seen": examples, "best_epoch": state.best_epoch, "best_val_loss": state.best_val_loss,
         "val_acc_full": hist.val_acc_full, "load_s": s.timings["load_s"], "cache_s": s.timings["cache_s"],
         "train_time_s": state.train_time_s,

@@ -1,7 +1,9 @@
-"""Training setup per backend (book §6.3–6.5): load the model, swap the head, freeze the scope, tokenize, build the
-frozen-prefix cache when it applies, and make the loaders, optimizer, lr schedule and loss weights.
+"""Training setup (book §6.3–6.5): the backend builds the model (head swapped, scope frozen: backends/), then this
+tokenizes, builds the frozen-prefix cache when it applies, and makes the loaders, optimizer, lr schedule and loss
+weights.
 
-Both backends give the same `TrainSetup`, which `fit` trains without knowing which one it is.
+Both backends give the same `TrainSetup` (the model, the data, the optimisation), which `fit` trains without
+knowing which backend built it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from spamtune.backends import NewModel, build_new_model
 from spamtune.batching import TextDataset, create_dataloader
-from spamtune.classifier import CachedSuffix, Classifier, apply_trainable, default_head_bias, prefix_is_cacheable
+from spamtune.classifier import CachedSuffix, Classifier, prefix_is_cacheable
 from spamtune.config import TrainArgs
 from spamtune.data import LabelSet, read_label_set, read_split
 from spamtune.data.perturb import augment
@@ -40,39 +43,58 @@ from spamtune.runs import (
     weights_to_save,
 )
 from spamtune.tasks import Task, task_for
-from spamtune.tokenizers import load_tokenizer
 from spamtune.training.layerwise import param_groups
 from spamtune.training.loss import Forward
 from spamtune.training.prefix_cache import DiskCache, PrefixStore, base_key, collate_hidden, default_cache_dir
-from spamtune.weights import load_backbone, read_safetensors
+from spamtune.weights import read_safetensors
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainModel:
+    """The model a run trains, by role (the first four are `backends.BuiltModel`'s; one object may fill several)."""
+
+    classifier: nn.Module  # backbone + new head: a Classifier, or backends.hf.HFClassifier for --backend hf
+    module: nn.Module  # what trains and is saved (classifier, or its peft wrapper): model.safetensors uses its names
+    predictor: nn.Module  # (B, T) ids + (B,) lengths -> logits, the whole model (scoring new messages)
+    tokenizer: Any  # what encoded the splits (with the run's normalization)
+    step: nn.Module  # what a training step calls: `module`, or a CachedSuffix over the prefix cache (DDP: wrapped)
+    forward: Forward  # batch -> logits, through `step.__call__`
+    cached: bool = False  # `step` reads the frozen prefix's cached output
+    base: str = ""  # what the frozen layers' output depends on (prefix_cache.base_key); "" when not cached
+
+
+@dataclass
+class TrainData:
+    """The encoded splits as the loop reads them, and what their labels mean."""
+
+    train_loader: DataLoader
+    train_eval_loader: DataLoader  # unshuffled: the periodic evaluations look at the same batches
+    val_eval_loader: DataLoader
+    val_full_loader: DataLoader
+    label_set: LabelSet
+    task: Task
+
+
+@dataclass
+class Optimisation:
+    optimizer: torch.optim.Optimizer  # AdamW on the trainable parameters, the same way for both backends
+    scheduler: Any = None  # a transformers LambdaLR, or None for the book's constant lr
+    loss_weight: torch.Tensor | None = None  # --class-weights; the training loss only (validation stays plain)
+
 
 @dataclass
 class TrainSetup:
     args: TrainArgs
     run_dir: Path
-    clf: nn.Module  # a Classifier, or backends.hf.HFClassifier for --backend hf
-    module: nn.Module  # what trains and is saved (clf, or its peft wrapper): model.safetensors uses its names
-    model: nn.Module  # what a training step calls: `module`, or a CachedSuffix over the prefix cache
-    predictor: nn.Module  # (B, T) ids + (B,) lengths -> logits, the whole model (scoring new messages)
-    forward: Forward  # batch -> logits, through `model.__call__`
-    train_loader: DataLoader
-    train_eval_loader: DataLoader  # unshuffled: the periodic evaluations look at the same batches
-    val_eval_loader: DataLoader
-    val_full_loader: DataLoader
     run_config: RunConfig
-    label_set: LabelSet
-    task: Task
-    cached: bool
+    model: TrainModel
+    data: TrainData
+    optim: Optimisation
     timings: dict[str, float]
     device: torch.device = torch.device("cpu")
     dist: Dist = Dist()  # this process's place in a torchrun job; only the main one writes
-    base: str = ""  # what the frozen layers' output depends on (prefix_cache.base_key); "" when not cached
-    tokenizer: Any = None  # what encoded the splits
-    optimizer: torch.optim.Optimizer | None = None  # set by `setup`, the same way for both backends
-    scheduler: Any = None  # a transformers LambdaLR, or None for the book's constant lr
-    loss_weight: torch.Tensor | None = None  # --class-weights; the training loss only (validation stays plain)
 
 
 def make_datasets(args: TrainArgs, data_dir: Path, tokenizer, context_length: int,
@@ -123,11 +145,6 @@ def loss_weights(args: TrainArgs, data_dir: Path, label_set: LabelSet) -> torch.
     if len(spec) != num_classes:
         raise ConfigError(f"--class-weights has {len(spec)} values for {num_classes} classes")
     return torch.tensor(spec, dtype=torch.float32)
-
-
-def _model_spec(args: TrainArgs, random: bool) -> str:
-    """The spec a run stores for re-reading its base weights: an absolute path for a local file or directory."""
-    return args.model if random or not Path(args.model).exists() else str(Path(args.model).resolve())
 
 
 def _run_config(args: TrainArgs, data_dir: Path, label_set: LabelSet, **fields: Any) -> RunConfig:
@@ -191,78 +208,94 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: Pre
     device = device or resolve_device(args.device)
     resolve_dtype(args.dtype, device)  # bf16 on a CPU that emulates it: one warning line
     label_set = read_label_set(data_dir)
+    task = task_for(label_set)
     for flag, value in (("--stack", args.stack), ("--cascade", args.cascade)):
         if value != "none" and (label_set.task != "single_label" or len(label_set) != 2):
             raise ConfigError(f"{flag} {value} needs two labels (a binary single-label task); {data_dir} has "
                               f"{len(label_set)} ({label_set.task})")
-    loss_weight = loss_weights(args, data_dir, label_set)
-    if args.backend == "hf":
-        s = setup_hf(args, data_dir, run_dir, label_set, dist, device)
-    else:
-        s = setup_scratch(args, data_dir, run_dir, label_set, store, dist, device)
-    steps = len(s.train_loader) * args.epochs
-    s.optimizer, s.scheduler = make_optimizer(args, s.module, min(steps, args.max_steps or steps))
-    s.loss_weight = loss_weight
-    return s
-
-
-def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet,
-                  store: PrefixStore | None, dist: Dist, device: torch.device) -> TrainSetup:
-    """`setup` for spamtune's own GPT-2/Llama modules."""
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    task = task_for(label_set)
-    if task.name != "single_label":
+    if args.backend == "scratch" and task.name != "single_label":
         raise ConfigError(f"{data_dir}: task {task.name!r} needs --backend hf")
-    backbone = load_backbone(args.model, random_init=args.random_init, seed=args.seed)
-    tokenizer = normalizing(load_tokenizer(backbone.tokenizer), args.normalize)
-    timings["load_s"] = time.perf_counter() - t0
-
-    train_ds, val_ds = make_datasets(args, data_dir, tokenizer, backbone.cfg.context_length)
-    num_classes = len(label_set)
-    if max(cast(list[int], train_ds.targets + val_ds.targets)) >= num_classes:  # class ids on this backend
-        raise DataError(f"{data_dir}: a label id is outside labels.json's {num_classes} classes")
-    run_config = _run_config(args, data_dir, label_set, backend="scratch",
-                             model=_model_spec(args, backbone.source == "random"), max_length=train_ds.max_length,
-                             pooling=args.pooling, weights="full" if args.random_init else "trainable",
-                             tokenizer=backbone.tokenizer, architecture=backbone.cfg, random_init=args.random_init,
-                             head_bias=default_head_bias(backbone.cfg.arch))
-
-    clf = Classifier(backbone.model, num_classes, args.pooling, args.trainable, seed=args.seed)
-    module = apply_trainable(clf, args.lora_rank, args.lora_alpha)
-    if args.init_from:  # before the prefix cache: a full-weights run replaces frozen tensors too
-        warm_start(args.init_from, module, run_config, label_set)
-    module.to(device)
-    cached = args.cache_prefix and prefix_is_cacheable(clf, args.padding)
-    fixed = {"dynamic": None, "longest_train": train_ds.max_length,
-             "context": backbone.cfg.context_length}[args.padding]
+    loss_weight = loss_weights(args, data_dir, label_set)  # checked before the model loads: a bad value is cheap
 
     t0 = time.perf_counter()
-    model: nn.Module
-    train_src: Any  # a PrefixCache of the frozen layers' output, or the token dataset
-    val_src: Any
-    base = base_key(args, backbone.source, device) if cached else ""  # hashes the weights file: only when used
-    if cached:
-        clf.eval()
-        store = store or PrefixStore(disk_cache(args), args.dtype, dist)
-        train_src, val_src = (store.get(base, clf, ds, fixed, split)
-                              for ds, split in ((train_ds, "train"), (val_ds, "validation")))
-        log.info("prefix cache: %.1f MB", (train_src.nbytes() + val_src.nbytes()) / 1e6)
-        model = distribute(CachedSuffix(clf), device, dist)
-
-        def forward(b):
-            with autocast(device, args.dtype):
-                return model(b.hidden.to(device, non_blocking=True), b.lengths.to(device, non_blocking=True)).float()
+    new = build_new_model(args, label_set)
+    tokenizer = normalizing(new.built.tokenizer, args.normalize)
+    timings = {"load_s": time.perf_counter() - t0}
+    if args.backend == "hf":
+        # truncate at 512 tokens (or --max-length), not at the longest training message: cutting ids would drop an
+        # encoder's final [SEP], and no SMS comes near 512
+        data_args = dataclasses.replace(args, max_length=args.max_length or min(new.context_length, 512))
+        train_ds, val_ds = make_datasets(data_args, data_dir, tokenizer, new.context_length,
+                                         lambda col: task.targets(col, label_set))
     else:
-        train_src, val_src = train_ds, val_ds
-        model = distribute(module, device, dist)
+        train_ds, val_ds = make_datasets(args, data_dir, tokenizer, new.context_length)
+        if max(cast(list[int], train_ds.targets + val_ds.targets)) >= len(label_set):  # class ids on this backend
+            raise DataError(f"{data_dir}: a label id is outside labels.json's {len(label_set)} classes")
+    run_config = _run_config(args, data_dir, label_set, max_length=train_ds.max_length, **new.manifest)
+    if args.init_from:  # before the prefix cache: a full-weights run replaces frozen tensors too
+        warm_start(args.init_from, new.built.module, run_config, label_set)
+    new.built.module.to(device)
+
+    t0 = time.perf_counter()
+    if args.backend == "hf":
+        model, sources = hf_step(new, tokenizer, args, dist, device), (train_ds, val_ds)
+    else:
+        model, sources = scratch_step(new, tokenizer, train_ds, val_ds, args, store, dist, device)
+    timings["cache_s"] = time.perf_counter() - t0
+    loader = (_hf_loader if args.backend == "hf" else _scratch_loader)(args, model, train_ds.max_length,
+                                                                        new.context_length, dist, device)
+    data = TrainData(train_loader=loader(sources[0], shuffle=True, drop_last=True, train=True),
+                     train_eval_loader=loader(sources[0], buckets=False),
+                     val_eval_loader=loader(sources[1], buckets=False), val_full_loader=loader(sources[1]),
+                     label_set=label_set, task=task)
+    steps = len(data.train_loader) * args.epochs
+    optimizer, scheduler = make_optimizer(args, new.built.module, min(steps, args.max_steps or steps))
+    return TrainSetup(args=args, run_dir=run_dir, run_config=run_config, model=model, data=data,
+                      optim=Optimisation(optimizer, scheduler, loss_weight), timings=timings, device=device,
+                      dist=dist)
+
+
+def _fixed_width(args: TrainArgs, longest_train: int, context_length: int) -> int | None:
+    """The width every batch pads to under --padding (None: each batch's longest message)."""
+    return {"dynamic": None, "longest_train": longest_train, "context": context_length}[args.padding]
+
+
+def scratch_step(new: NewModel, tokenizer: Any, train_ds: TextDataset, val_ds: TextDataset, args: TrainArgs,
+                 store: PrefixStore | None, dist: Dist, device: torch.device) -> tuple[TrainModel, tuple[Any, Any]]:
+    """spamtune's own modules: the training step over the cached frozen prefix where that is exact (the splits
+    become caches of the frozen layers' output, built or read once), else over the whole module. Returns the
+    model and the train and validation sources of the loaders."""
+    classifier, module = cast(Classifier, new.built.classifier), new.built.module
+    step: nn.Module
+    if not (args.cache_prefix and prefix_is_cacheable(classifier, args.padding)):
+        step = distribute(module, device, dist)
 
         def forward(b):
             with autocast(device, args.dtype):
-                return model(b.input_ids.to(device, non_blocking=True),
-                             b.lengths.to(device, non_blocking=True)).float()
-    timings["cache_s"] = time.perf_counter() - t0
+                return step(b.input_ids.to(device, non_blocking=True),
+                            b.lengths.to(device, non_blocking=True)).float()
 
+        return TrainModel(classifier, module, new.built.predictor, tokenizer, step, forward), (train_ds, val_ds)
+    base = base_key(args, new.source or "", device)  # hashes the weights file: only when used
+    fixed = _fixed_width(args, train_ds.max_length, new.context_length)
+    classifier.eval()
+    store = store or PrefixStore(disk_cache(args), args.dtype, dist)
+    train_src, val_src = (store.get(base, classifier, ds, fixed, split)
+                          for ds, split in ((train_ds, "train"), (val_ds, "validation")))
+    log.info("prefix cache: %.1f MB", (train_src.nbytes() + val_src.nbytes()) / 1e6)
+    step = distribute(CachedSuffix(classifier), device, dist)
+
+    def forward_cached(b):
+        with autocast(device, args.dtype):
+            return step(b.hidden.to(device, non_blocking=True), b.lengths.to(device, non_blocking=True)).float()
+
+    return (TrainModel(classifier, module, new.built.predictor, tokenizer, step, forward_cached, True, base),
+            (train_src, val_src))
+
+
+def _scratch_loader(args: TrainArgs, model: TrainModel, longest_train: int, context_length: int, dist: Dist,
+                    device: torch.device) -> Callable[..., DataLoader]:
+    fixed = _fixed_width(args, longest_train, context_length)
     # `last` pooling reads position -1, which a wider batch would move: its widths stay exact
     multiple = width_multiple(device, args.dtype) if args.pooling != "last" else None
 
@@ -271,54 +304,28 @@ def setup_scratch(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: Lab
         # torchrun each rank trains on its share of the global batch and evaluates everything at the global size
         return create_dataloader(ds, args.batch_size * (1 if train else dist.world_size), padding=args.padding,
                                  pad_to=fixed, buckets=buckets, seed=args.seed, pin_memory=device.type == "cuda",
-                                 collate_fn=functools.partial(collate_hidden, multiple=multiple) if cached else None,
-                                 rank=dist.rank if train else 0, world_size=dist.world_size if train else 1,
-                                 multiple=multiple, **kw)
+                                 collate_fn=functools.partial(collate_hidden, multiple=multiple) if model.cached
+                                 else None, rank=dist.rank if train else 0,
+                                 world_size=dist.world_size if train else 1, multiple=multiple, **kw)
 
-    return TrainSetup(
-        args=args, run_dir=run_dir, clf=clf, module=module, model=model, predictor=module, forward=forward,
-        train_loader=loader(train_src, shuffle=True, drop_last=True, train=True),
-        train_eval_loader=loader(train_src, buckets=False), val_eval_loader=loader(val_src, buckets=False),
-        val_full_loader=loader(val_src), run_config=run_config, label_set=label_set, task=task, cached=cached,
-        timings=timings, device=device, dist=dist, base=base, tokenizer=tokenizer)
+    return loader
 
 
-def setup_hf(args: TrainArgs, data_dir: Path, run_dir: Path, label_set: LabelSet, dist: Dist,
-             device: torch.device) -> TrainSetup:
-    """`setup` for `--backend hf`: AutoModelForSequenceClassification, its tokenizer, the same loaders."""
-    from spamtune.backends.hf import HFClassifier, apply_hf_trainable, load_hf
+def hf_step(new: NewModel, tokenizer: Any, args: TrainArgs, dist: Dist, device: torch.device) -> TrainModel:
+    """`--backend hf`: the training step calls the whole transformers model."""
+    step = distribute(new.built.classifier, device, dist)
 
-    task = task_for(label_set)
-    t0 = time.perf_counter()
-    model, tok, head = load_hf(args.model, label_set, args.dtype, args.seed)
-    tok = normalizing(tok, args.normalize)
-    module = apply_hf_trainable(model, head, args.trainable, args.lora_rank, args.lora_alpha)
-    clf = HFClassifier(module)
-    timings = {"load_s": time.perf_counter() - t0, "cache_s": 0.0}
-    context = getattr(model.config, "max_position_embeddings", None) or tok.tok.model_max_length
-    # truncate at 512 tokens (or --max-length), not at the longest training message: cutting ids would drop an
-    # encoder's final [SEP], and no SMS comes near 512
-    hf_args = dataclasses.replace(args, max_length=args.max_length or min(context, 512))
-    train_ds, val_ds = make_datasets(hf_args, data_dir, tok, context, lambda col: task.targets(col, label_set))
-    run_config = _run_config(args, data_dir, label_set, backend="hf", model=_model_spec(args, False),
-                             max_length=train_ds.max_length, pooling="last_real", weights="trainable",
-                             tokenizer="transformers", head=head, dtype=args.dtype)
-    if args.init_from:
-        warm_start(args.init_from, module, run_config, label_set)
-    clf.to(device)
-    model = distribute(clf, device, dist)
+    def forward(b):
+        return step(b.input_ids.to(device, non_blocking=True), b.lengths.to(device, non_blocking=True))
 
+    return TrainModel(new.built.classifier, new.built.module, new.built.predictor, tokenizer, step, forward)
+
+
+def _hf_loader(args: TrainArgs, model: TrainModel, longest_train: int, context_length: int, dist: Dist,
+               device: torch.device) -> Callable[..., DataLoader]:
     def loader(ds, buckets: bool = True, train: bool = False, **kw) -> DataLoader:
         return create_dataloader(ds, args.batch_size * (1 if train else dist.world_size), buckets=buckets,
                                  seed=args.seed, pin_memory=device.type == "cuda", rank=dist.rank if train else 0,
                                  world_size=dist.world_size if train else 1, **kw)
 
-    def forward(b):
-        return model(b.input_ids.to(device, non_blocking=True), b.lengths.to(device, non_blocking=True))
-
-    return TrainSetup(
-        args=args, run_dir=run_dir, clf=clf, module=module, model=model, predictor=clf, forward=forward,
-        train_loader=loader(train_ds, shuffle=True, drop_last=True, train=True),
-        train_eval_loader=loader(train_ds, False), val_eval_loader=loader(val_ds, False),
-        val_full_loader=loader(val_ds), run_config=run_config, label_set=label_set, task=task, cached=False,
-        timings=timings, device=device, dist=dist, tokenizer=tok)
+    return loader

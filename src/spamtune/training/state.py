@@ -67,17 +67,16 @@ def _rng_of(loader: DataLoader):
 
 def save_resume(s: TrainSetup, state: TrainState) -> None:
     """Write RUN/resume/ (replacing the previous one in one rename)."""
-    assert s.optimizer is not None
-    tensors = {f"model.{k}": v for k, v in weights_to_save(s.module, s.args.random_init).items()}
-    opt = s.optimizer.state_dict()
+    tensors = {f"model.{k}": v for k, v in weights_to_save(s.model.module, s.args.random_init).items()}
+    opt = s.optim.optimizer.state_dict()
     for idx, st in opt["state"].items():
         for k, v in st.items():
             tensors[f"optim.{idx}.{k}"] = v.detach().clone().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
-    rng = _rng_of(s.train_loader)
+    rng = _rng_of(s.data.train_loader)
     record = {**state.to_json(), "param_groups": opt["param_groups"]}
-    if s.scheduler is not None:
-        record["scheduler"] = s.scheduler.state_dict()
+    if s.optim.scheduler is not None:
+        record["scheduler"] = s.optim.scheduler.state_dict()
     if isinstance(rng, torch.Generator):
         tensors["rng.loader"] = rng.get_state()
     else:
@@ -89,24 +88,23 @@ def save_resume(s: TrainSetup, state: TrainState) -> None:
 
 def load_resume(s: TrainSetup) -> TrainState:
     """Restore weights, optimizer, lr schedule and RNG states from RUN/resume/; returns the state to continue."""
-    assert s.optimizer is not None
     where = s.run_dir / RESUME
     if not (where / "state.json").is_file():
         raise CheckpointError(f"{s.run_dir}: no resume state yet (the run was stopped before its first epoch "
                               "ended); start it again instead")
     tensors = read_safetensors(where / "state.safetensors")
     record = read_json(where / "state.json", CheckpointError)
-    load_weights_into(s.module, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(where))
+    load_weights_into(s.model.module, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(where))
     opt_state: dict[int, dict] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
             _, idx, name = k.split(".", 2)
             opt_state.setdefault(int(idx), {})[name] = v
-    s.optimizer.load_state_dict({"state": opt_state, "param_groups": record.pop("param_groups")})
-    if s.scheduler is not None:
-        s.scheduler.load_state_dict(record.pop("scheduler"))
+    s.optim.optimizer.load_state_dict({"state": opt_state, "param_groups": record.pop("param_groups")})
+    if s.optim.scheduler is not None:
+        s.optim.scheduler.load_state_dict(record.pop("scheduler"))
     torch.set_rng_state(tensors["rng.torch"])
-    rng = _rng_of(s.train_loader)
+    rng = _rng_of(s.data.train_loader)
     if isinstance(rng, torch.Generator):
         rng.set_state(tensors["rng.loader"])
     else:
