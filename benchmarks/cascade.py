@@ -69,7 +69,7 @@ def decide_all(clf: TextClassifier, texts: list[str]) -> tuple[np.ndarray, float
     for i in range(0, len(texts), BATCH):
         scored = clf.score(texts[i: i + BATCH], BATCH)
         for d, hit in zip(clf.pipeline.decide(scored), scored.cached or [False] * len(scored.verdicts)):
-            spam.append(d.decision == "block")
+            spam.append(d.band == "block")
             reached += not hit and any(v.check == "model" for v in d.checks)
     return np.array(spam), reached / max(len(texts), 1), time.perf_counter() - t0
 

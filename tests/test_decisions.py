@@ -202,8 +202,8 @@ def test_pipeline_and_scikit_learn_shapes(tiny_run):
 def test_overrides_per_call(tiny_run):
     clf = TextClassifier.load(tiny_run)
     texts = ["WINNER claim now", "see you later", "call 0800 for a free prize"]
-    assert {d.decision for d in clf.decide(texts, threshold=0.0)} == {"block"}
-    assert {d.decision for d in clf.decide(texts, threshold=1.0, review_threshold=0.0)} == {"review"}
+    assert {d.band for d in clf.decide(texts, threshold=0.0)} == {"block"}
+    assert {d.band for d in clf.decide(texts, threshold=1.0, review_threshold=0.0)} == {"review"}
     assert {d.label for d in clf.decide(texts, threshold=1.0, review_threshold=0.0)} == {"ham"}
     assert list(clf.predict(texts, threshold=0.0)) == ["spam"] * 3
     with pytest.raises(ValueError, match="review threshold must not be above"):

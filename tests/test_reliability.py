@@ -81,7 +81,7 @@ def test_python_api_classifies_any_string(tiny_run, name):
             TextClassifier.load(tiny_run).predict([text])
         return
     (d,) = TextClassifier.load(tiny_run).decide([text])
-    assert d.label in ("ham", "spam") and 0.0 <= d.score <= 1.0 and d.decision in ("allow", "review", "block")
+    assert d.label in ("ham", "spam") and 0.0 <= d.score <= 1.0 and d.band in ("allow", "review", "block")
 
 
 def test_cli_args_any_string(tiny_run, capsys):

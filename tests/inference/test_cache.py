@@ -63,7 +63,7 @@ def test_repeats_come_from_the_cache_as_a_fresh_pass_decides_them(tiny_run, data
     p = float(cached.predict_proba(texts[:1])[0, 1])
     (low,) = cached.decide(texts[:1], threshold=max(p - 0.01, 0.0))
     (high,) = cached.decide(texts[:1], threshold=min(p + 0.01, 1.0), review_threshold=min(p + 0.01, 1.0))
-    assert (low.decision, high.decision) == ("block", "allow")
+    assert (low.band, high.band) == ("block", "allow")
     # what the model does not read entirely is never cached
     long = "FREE prize " * (cached.char_cap // 11 + 10)
     assert cached.pipeline.cache_key(long, None) is None

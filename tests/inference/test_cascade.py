@@ -97,12 +97,12 @@ def test_sure_messages_skip_the_model_and_the_rest_decide_as_without_the_cascade
         if s:
             label = "spam" if m >= b.block_at else "ham"
             assert first.final and first.label == label == d.label and [v.check for v in d.checks] == ["cascade"]
-            assert d.decision == ("block" if label == "spam" else "allow") and "n-gram model sure" in first.reason
+            assert d.band == ("block" if label == "spam" else "allow") and "n-gram model sure" in first.reason
         else:  # the model decided, exactly as without the cascade
             assert not first.final and first.label is None and "unsure" in first.reason
             assert [v.check for v in d.checks] == ["cascade", "model"]
             # (in other batches: padded to other widths, equal to float rounding)
-            assert (d.label, d.decision) == (w.label, w.decision)
+            assert (d.label, d.band) == (w.label, w.band)
             assert d.scores == pytest.approx(w.scores, abs=1e-5)
     assert all([v.check for v in w.checks] == ["model"] for w in without)
     # the explanation of a cascade verdict: the n-grams behind its margin, exactly

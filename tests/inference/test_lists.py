@@ -145,9 +145,9 @@ def test_lists_decide_first_and_leave_every_other_decision_as_it_was(tiny_run, d
             (v,) = after.checks  # decided by the lists alone: the model never ran on it
             assert v.check == "lists" and v.final
             assert after.label == ("spam" if free else "ham")
-            assert after.decision == ("block" if free else "allow")
+            assert after.band == ("block" if free else "allow")
         else:
             assert [v.check for v in after.checks] == ["model"]
-            assert after.label == before.label and after.decision == before.decision
+            assert after.label == before.label and after.band == before.band
             np.testing.assert_allclose(after.scores["spam"], before.scores["spam"], atol=1e-6)
     assert n_listed >= 6

@@ -52,7 +52,7 @@ def test_decisions_identical_to_the_path_before_on_test_and_unused_ham(which, ti
     assert len(texts) > 4000
     got = clf.decide(texts)
     want = reference_decisions(clf, texts)
-    assert [{"label": d.label, "scores": d.scores, "decision": d.decision, "truncated": d.truncated} for d in got] \
+    assert [{"label": d.label, "scores": d.scores, "decision": d.band, "truncated": d.truncated} for d in got] \
         == want  # exactly: same floats, same labels, same bands
     assert [[v.check for v in d.checks] for d in got] == [["model", "ngrams"] if which == "stacked" else ["model"]] \
         * len(texts)
@@ -172,3 +172,16 @@ def test_classify_explain_prints_the_checks(stacked_run, capsys):
     assert [c["check"] for c in row["checks"]] == ["model", "ngrams"]
     (d,) = TextClassifier.load(stacked_run).decide(["see you at six"])
     assert format_checks(d.checks)[0].split()[:2] == ["model", d.checks[0].label]
+
+
+def test_decision_band_is_decision_on_the_wire():
+    """In Python the band is `Decision.band`; the HTTP results, `classify --format jsonl` and the Ray rows keep
+    the field name they have always had, `decision`, and read back to the same Decision."""
+    from spamtune.inference.pipeline import Verdict
+
+    d = Decision(label="spam", score=0.97, scores={"ham": 0.03, "spam": 0.97}, band="block", threshold=0.9,
+                 review_threshold=0.5, truncated=False, checks=[Verdict("model", "spam", 0.97, "P(spam) 97 %")])
+    wire = d.to_json()
+    assert wire["decision"] == "block" and "band" not in wire
+    assert list(wire)[:4] == ["label", "score", "scores", "decision"]
+    assert Decision.from_json(json.loads(json.dumps(wire))) == d

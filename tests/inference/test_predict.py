@@ -130,5 +130,5 @@ def test_plain_output_shows_the_spam_probability(tiny_run, capsys):
     lines = capsys.readouterr().out.splitlines()
     for line, d, text in zip(lines, decided, texts):
         label, _, rest = line.partition(" ")
-        assert label == d.label and d.decision in rest
+        assert label == d.label and d.band in rest
         assert f"P(spam) {percent(d.scores['spam'])}  {text}" in line

@@ -155,7 +155,7 @@ def test_web_page_in_headless_chromium(server):
             page.wait_for_function(f"document.getElementById('result').dataset.answered === '{n}'")
             text = page.input_value("#text")
             (want,) = clf.decide([text])
-            assert page.get_attribute("#result", "class") == want.decision  # the band, not the label
+            assert page.get_attribute("#result", "class") == want.band  # the band, not the label
             assert page.text_content("#verdict").endswith(want.label)
             assert f"P(spam) = {percent(want.scores['spam'])}" in page.text_content("#detail")
             assert "100.0 %" not in page.text_content("#detail")

@@ -248,7 +248,7 @@ def _print(clf, texts: list[str], args: argparse.Namespace, record=None) -> None
             continue
         # two classes: the positive class's probability (P(spam)) whatever the label; more: the label's own
         score = f"P({clf.positive_label}) {percent(d.scores[clf.positive_label])}" if clf.binary else percent(d.score)
-        band = f"{d.decision:<6}  " if d.decision else ""
+        band = f"{d.band:<6}  " if d.band else ""
         shown = printable(text, 70) + (f"  id {rid}" if rid else "")  # the id `spamtune feedback` takes
         print(f"{d.label:<6} {band}{score}  {shown}")
         if args.explain:

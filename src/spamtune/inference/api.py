@@ -40,7 +40,7 @@ class TextClassifier:
         clf(["a", "b"], top_k=None)          # every label per message, best first
         clf.predict(["a", "b"])              # array(["ham", "spam"]): labels at the operating point (scikit-learn)
         clf.predict_proba(["a", "b"])        # (2, 2) calibrated probabilities; columns follow clf.classes_
-        clf.decide(["a", "b"])               # [Decision(label, score, scores, decision="allow"|"review"|"block",
+        clf.decide(["a", "b"])               # [Decision(label, score, scores, band="allow"|"review"|"block",
                                              #           checks=[Verdict(check, label, score, reason), ...])]
         clf.decide(["a"], explain=True)      # ... and each check's evidence (the words behind the model's label)
 

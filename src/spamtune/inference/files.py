@@ -193,7 +193,7 @@ class RowWriter:
 
     def row(self, m: Message, d: Decision, rid: str | None = None) -> None:
         if self.writer:
-            self.writer.writerow([m.where, d.label, d.decision or "", f"{d.score:.6f}",
+            self.writer.writerow([m.where, d.label, d.band or "", f"{d.score:.6f}",
                                   *(f"{d.scores[lab]:.6f}" for lab in self.names), int(d.truncated),
                                   *([rid] if self.with_id else []), neutralize_formula(checks_cell(d)),
                                   neutralize_formula(m.text)])

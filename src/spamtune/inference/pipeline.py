@@ -73,18 +73,22 @@ class Decision:
     label: str  # the decided label (binary runs: the positive label only in the "block" band)
     score: float  # calibrated probability of `label`
     scores: dict[str, float]  # calibrated probability of every label
-    decision: Band | None  # allow / review / block for binary runs; None for more classes
+    band: Band | None  # allow / review / block for binary runs; None for more classes ("decision" on the wire)
     threshold: float | None  # P(positive) at or above it: block
     review_threshold: float | None  # P(positive) at or above it: review
     truncated: bool  # the message was longer than the model reads (max_length tokens)
     checks: list[Verdict] = field(default_factory=list)  # in pipeline order
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The shape of the HTTP results, `classify --format jsonl` and the Ray rows: the band is `decision`."""
+        out = dataclasses.asdict(self)
+        return {"label": out.pop("label"), "score": out.pop("score"), "scores": out.pop("scores"),
+                "decision": out.pop("band"), **out}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Decision:
-        return cls(**{**d, "checks": [Verdict(**v) for v in d.get("checks", [])]})
+        fields = {k: v for k, v in d.items() if k != "decision"}
+        return cls(**{**fields, "band": d["decision"], "checks": [Verdict(**v) for v in d.get("checks", [])]})
 
 
 @dataclass
@@ -444,7 +448,7 @@ class DecisionPipeline:
         band: list[Band | None] = [None] * len(probs)
         if clf.binary:  # no stored operating point: argmax, i.e. 0.5, and no review band
             band = list(bands(probs[:, 1], 0.5 if block is None else block, 0.5 if review is None else review))
-        return [Decision(label=names[k], score=float(p[k]), scores=dict(zip(names, map(float, p))), decision=b,
+        return [Decision(label=names[k], score=float(p[k]), scores=dict(zip(names, map(float, p))), band=b,
                          threshold=block, review_threshold=review, truncated=bool(t),
                          checks=[dataclasses.replace(v) for v in vs])
                 for p, k, b, t, vs in zip(probs, ids, band, scored.truncated, scored.verdicts)]

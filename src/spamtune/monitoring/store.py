@@ -101,7 +101,7 @@ class PredictionRecord:
            shadow_of: str | None = None, sender: str | None = None) -> PredictionRecord:
         """From an inference `Decision` and its message."""
         record = cls(run_id=run_id, source=source, text=text if store_text else None,
-                     text_sha256=text_sha256(text), label=decision.label, decision=decision.decision,
+                     text_sha256=text_sha256(text), label=decision.label, decision=decision.band,
                      scores=decision.scores,
                      positive_score=decision.scores.get(positive_label) if positive_label else None,
                      threshold=decision.threshold, review_threshold=decision.review_threshold, latency_ms=latency_ms,

@@ -223,7 +223,7 @@ class ClassifierService:
         answers = [Answer(d, model.run_id, rid, self.keys.token(rid), row.tolist())
                    for d, rid, row in zip(decided, ids, part.scored.logits)]
         for d in decided:
-            self.metrics.predictions.labels(d.label, d.decision or "none").inc()
+            self.metrics.predictions.labels(d.label, d.band or "none").inc()
             if final := next((v for v in d.checks if v.final), None):
                 self.metrics.decided_by.labels(final.check, final.label or "").inc()
             if self.positive is not None:
