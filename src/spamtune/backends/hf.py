@@ -184,19 +184,23 @@ def apply_hf_trainable(model: Any, head: list[str], trainable: Trainable, lora_r
 def build_new(args: TrainArgs, label_set: LabelSet) -> NewModel:
     """`AutoModelForSequenceClassification` with a new head for `label_set`, and the scope."""
     model, tok, head = load_hf(args.model, label_set, args.dtype, args.seed)
-    module = apply_hf_trainable(model, head, args.trainable, args.lora_rank, args.lora_alpha)
-    classifier = HFClassifier(module)
+    built = _assemble(model, head, args.trainable, args.lora_rank, args.lora_alpha, tok)
     manifest = {"backend": "hf", "model": model_spec(args, False), "pooling": "last_real", "weights": "trainable",
                 "tokenizer": "transformers", "head": head, "dtype": args.dtype}
     context = getattr(model.config, "max_position_embeddings", None) or tok.tok.model_max_length
-    return NewModel(BuiltModel(predictor=classifier, classifier=classifier, module=module, tokenizer=tok), manifest,
-                    context)
+    return NewModel(built, manifest, context)
 
 
 def build(run_config: RunConfig, label_set: LabelSet, allow_download: bool = False) -> BuiltModel:
     """A run's model before its trained tensors are loaded."""
     model, tok, head = load_hf(run_config.model, label_set, run_config.dtype, run_config.seed, allow_download)
     lora = run_config.lora or LoraSpec()
-    module = apply_hf_trainable(model, head, run_config.trainable, lora.rank, lora.alpha)
+    return _assemble(model, head, run_config.trainable, lora.rank, lora.alpha, tok)
+
+
+def _assemble(model: Any, head: list[str], trainable: Trainable, lora_rank: int, lora_alpha: int,
+              tok: TransformersTokenizer) -> BuiltModel:
+    """The transformers model with its scope, the same for a new run and a run rebuilt from its manifest."""
+    module = apply_hf_trainable(model, head, trainable, lora_rank, lora_alpha)
     classifier = HFClassifier(module)
     return BuiltModel(predictor=classifier, classifier=classifier, module=module, tokenizer=tok)

@@ -4,12 +4,14 @@ are loaded."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from spamtune.backends import BuiltModel, NewModel, model_spec
 from spamtune.classifier import Classifier, apply_trainable, default_head_bias
-from spamtune.config import TrainArgs
+from spamtune.config import Pooling, Trainable, TrainArgs
 from spamtune.data.labels import LabelSet
 from spamtune.errors import CheckpointError
-from spamtune.models import build_model
+from spamtune.models import Decoder, build_model
 from spamtune.runs import LoraSpec, RunConfig
 from spamtune.tokenizers import load_tokenizer
 from spamtune.weights import load_backbone, resolve_config
@@ -18,14 +20,12 @@ from spamtune.weights import load_backbone, resolve_config
 def build_new(args: TrainArgs, label_set: LabelSet) -> NewModel:
     """The pretrained backbone (or `--random-init`'s) + a new head (book §6.5) + the scope."""
     backbone = load_backbone(args.model, random_init=args.random_init, seed=args.seed)
-    classifier = Classifier(backbone.model, len(label_set), args.pooling, args.trainable, seed=args.seed)
-    module = apply_trainable(classifier, args.lora_rank, args.lora_alpha)
+    built = _assemble(backbone.model, len(label_set), args.pooling, args.trainable, args.lora_rank,
+                      args.lora_alpha, backbone.tokenizer, seed=args.seed)
     manifest = {"backend": "scratch", "model": model_spec(args, backbone.source == "random"),
                 "pooling": args.pooling, "weights": "full" if args.random_init else "trainable",
                 "tokenizer": backbone.tokenizer, "architecture": backbone.cfg, "random_init": args.random_init,
                 "head_bias": default_head_bias(backbone.cfg.arch)}
-    built = BuiltModel(predictor=module, classifier=classifier, module=module,
-                       tokenizer=load_tokenizer(backbone.tokenizer))
     return NewModel(built, manifest, backbone.cfg.context_length, backbone.source)
 
 
@@ -45,9 +45,16 @@ def build(run_config: RunConfig, label_set: LabelSet, allow_download: bool = Fal
         if backbone.cfg.to_dict() != cfg.to_dict():
             raise CheckpointError(f"the base model {run_config.model!r} no longer has the architecture this run was "
                                   "trained on (incompatible checkpoint)")
-    classifier = Classifier(backbone, run_config.num_classes, run_config.pooling, run_config.trainable,
-                            head_bias=True if run_config.head_bias is None else run_config.head_bias)
     lora = run_config.lora or LoraSpec()
-    module = apply_trainable(classifier, lora.rank, lora.alpha)
-    return BuiltModel(predictor=module, classifier=classifier, module=module,
-                      tokenizer=load_tokenizer(run_config.tokenizer))
+    return _assemble(backbone, run_config.num_classes, run_config.pooling, run_config.trainable, lora.rank,
+                     lora.alpha, run_config.tokenizer,
+                     head_bias=True if run_config.head_bias is None else run_config.head_bias)
+
+
+def _assemble(backbone: Decoder, num_classes: int, pooling: Pooling, trainable: Trainable, lora_rank: int,
+              lora_alpha: int, tokenizer: str, **head: Any) -> BuiltModel:
+    """Backbone + new head + scope, the same for a new run and a run rebuilt from its manifest (`head`: the
+    head's seed or bias)."""
+    classifier = Classifier(backbone, num_classes, pooling, trainable, **head)
+    module = apply_trainable(classifier, lora_rank, lora_alpha)
+    return BuiltModel(predictor=module, classifier=classifier, module=module, tokenizer=load_tokenizer(tokenizer))

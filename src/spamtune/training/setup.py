@@ -238,12 +238,10 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: Pre
 
     t0 = time.perf_counter()
     if args.backend == "hf":
-        model, sources = hf_step(new, tokenizer, args, dist, device), (train_ds, val_ds)
+        model, sources, loader = hf_step(new, tokenizer, train_ds, val_ds, args, dist, device)
     else:
-        model, sources = scratch_step(new, tokenizer, train_ds, val_ds, args, store, dist, device)
+        model, sources, loader = scratch_step(new, tokenizer, train_ds, val_ds, args, store, dist, device)
     timings["cache_s"] = time.perf_counter() - t0
-    loader = (_hf_loader if args.backend == "hf" else _scratch_loader)(args, model, train_ds.max_length,
-                                                                        new.context_length, dist, device)
     data = TrainData(train_loader=loader(sources[0], shuffle=True, drop_last=True, train=True),
                      train_eval_loader=loader(sources[0], buckets=False),
                      val_eval_loader=loader(sources[1], buckets=False), val_full_loader=loader(sources[1]),
@@ -255,17 +253,17 @@ def setup(args: TrainArgs, data_dir: str | Path, run_dir: str | Path, store: Pre
                       dist=dist)
 
 
-def _fixed_width(args: TrainArgs, longest_train: int, context_length: int) -> int | None:
-    """The width every batch pads to under --padding (None: each batch's longest message)."""
-    return {"dynamic": None, "longest_train": longest_train, "context": context_length}[args.padding]
+Loader = Callable[..., DataLoader]  # (source, buckets=, train=, shuffle=, drop_last=) -> DataLoader
+Step = tuple[TrainModel, tuple[Any, Any], Loader]  # the model, the train and validation sources, their loader
 
 
 def scratch_step(new: NewModel, tokenizer: Any, train_ds: TextDataset, val_ds: TextDataset, args: TrainArgs,
-                 store: PrefixStore | None, dist: Dist, device: torch.device) -> tuple[TrainModel, tuple[Any, Any]]:
+                 store: PrefixStore | None, dist: Dist, device: torch.device) -> Step:
     """spamtune's own modules: the training step over the cached frozen prefix where that is exact (the splits
-    become caches of the frozen layers' output, built or read once), else over the whole module. Returns the
-    model and the train and validation sources of the loaders."""
+    become caches of the frozen layers' output, built or read once), else over the whole module."""
     classifier, module = cast(Classifier, new.built.classifier), new.built.module
+    # the width every batch pads to under --padding (None: each batch's longest message)
+    fixed = {"dynamic": None, "longest_train": train_ds.max_length, "context": new.context_length}[args.padding]
     step: nn.Module
     if not (args.cache_prefix and prefix_is_cacheable(classifier, args.padding)):
         step = distribute(module, device, dist)
@@ -275,9 +273,9 @@ def scratch_step(new: NewModel, tokenizer: Any, train_ds: TextDataset, val_ds: T
                 return step(b.input_ids.to(device, non_blocking=True),
                             b.lengths.to(device, non_blocking=True)).float()
 
-        return TrainModel(classifier, module, new.built.predictor, tokenizer, step, forward), (train_ds, val_ds)
+        return (TrainModel(classifier, module, new.built.predictor, tokenizer, step, forward), (train_ds, val_ds),
+                _scratch_loader(args, False, fixed, dist, device))
     base = base_key(args, new.source or "", device)  # hashes the weights file: only when used
-    fixed = _fixed_width(args, train_ds.max_length, new.context_length)
     classifier.eval()
     store = store or PrefixStore(disk_cache(args), args.dtype, dist)
     train_src, val_src = (store.get(base, classifier, ds, fixed, split)
@@ -290,12 +288,10 @@ def scratch_step(new: NewModel, tokenizer: Any, train_ds: TextDataset, val_ds: T
             return step(b.hidden.to(device, non_blocking=True), b.lengths.to(device, non_blocking=True)).float()
 
     return (TrainModel(classifier, module, new.built.predictor, tokenizer, step, forward_cached, True, base),
-            (train_src, val_src))
+            (train_src, val_src), _scratch_loader(args, True, fixed, dist, device))
 
 
-def _scratch_loader(args: TrainArgs, model: TrainModel, longest_train: int, context_length: int, dist: Dist,
-                    device: torch.device) -> Callable[..., DataLoader]:
-    fixed = _fixed_width(args, longest_train, context_length)
+def _scratch_loader(args: TrainArgs, cached: bool, fixed: int | None, dist: Dist, device: torch.device) -> Loader:
     # `last` pooling reads position -1, which a wider batch would move: its widths stay exact
     multiple = width_multiple(device, args.dtype) if args.pooling != "last" else None
 
@@ -304,28 +300,25 @@ def _scratch_loader(args: TrainArgs, model: TrainModel, longest_train: int, cont
         # torchrun each rank trains on its share of the global batch and evaluates everything at the global size
         return create_dataloader(ds, args.batch_size * (1 if train else dist.world_size), padding=args.padding,
                                  pad_to=fixed, buckets=buckets, seed=args.seed, pin_memory=device.type == "cuda",
-                                 collate_fn=functools.partial(collate_hidden, multiple=multiple) if model.cached
+                                 collate_fn=functools.partial(collate_hidden, multiple=multiple) if cached
                                  else None, rank=dist.rank if train else 0,
                                  world_size=dist.world_size if train else 1, multiple=multiple, **kw)
 
     return loader
 
 
-def hf_step(new: NewModel, tokenizer: Any, args: TrainArgs, dist: Dist, device: torch.device) -> TrainModel:
+def hf_step(new: NewModel, tokenizer: Any, train_ds: TextDataset, val_ds: TextDataset, args: TrainArgs, dist: Dist,
+            device: torch.device) -> Step:
     """`--backend hf`: the training step calls the whole transformers model."""
     step = distribute(new.built.classifier, device, dist)
 
     def forward(b):
         return step(b.input_ids.to(device, non_blocking=True), b.lengths.to(device, non_blocking=True))
 
-    return TrainModel(new.built.classifier, new.built.module, new.built.predictor, tokenizer, step, forward)
-
-
-def _hf_loader(args: TrainArgs, model: TrainModel, longest_train: int, context_length: int, dist: Dist,
-               device: torch.device) -> Callable[..., DataLoader]:
     def loader(ds, buckets: bool = True, train: bool = False, **kw) -> DataLoader:
         return create_dataloader(ds, args.batch_size * (1 if train else dist.world_size), buckets=buckets,
                                  seed=args.seed, pin_memory=device.type == "cuda", rank=dist.rank if train else 0,
                                  world_size=dist.world_size if train else 1, **kw)
 
-    return loader
+    return (TrainModel(new.built.classifier, new.built.module, new.built.predictor, tokenizer, step, forward),
+            (train_ds, val_ds), loader)
