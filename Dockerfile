@@ -34,6 +34,7 @@ RUN useradd --create-home --uid 10001 spamtune \
  && mkdir /data && chown spamtune:spamtune /data
 ENV PATH=/opt/venv/bin:$PATH \
     XDG_DATA_HOME=/data \
+    SPAMTUNE_CACHE=/data \
     SPAMTUNE_CACHE_DIR=/data/cache \
     SPAMTUNE_PORT=8000 \
     OMP_NUM_THREADS=2

@@ -29,12 +29,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefix_cache_dir(tmp_path_factory) -> Path:
-    """Prefix caches of the whole session in one temporary directory (keys are content hashes, so tests share
-    them safely), never in the user's ~/.cache."""
-    path = tmp_path_factory.mktemp("prefix-cache")
-    os.environ["SPAMTUNE_CACHE_DIR"] = str(path)
-    return path
+def cache_dirs(tmp_path_factory) -> None:
+    """The whole session's caches in temporary directories, never in the user's ~/.cache: the frozen prefixes
+    ($SPAMTUNE_CACHE_DIR) and what was read from GGUF files ($SPAMTUNE_CACHE). Their keys are contents or file
+    identities, so tests share them safely: the embedded model's GGUF file is parsed once per session."""
+    os.environ["SPAMTUNE_CACHE_DIR"] = str(tmp_path_factory.mktemp("prefix-cache"))
+    os.environ["SPAMTUNE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="session")

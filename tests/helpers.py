@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from spamtune.config import TrainArgs
 
 
@@ -22,3 +24,23 @@ def launch_chromium(playwright):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian chromium is required (scripts/test.sh installs it)"
     return playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+
+
+def tiny_gguf(path: Path, pre: str, tokens: tuple[str, ...] = ("a", "b", "ab")) -> Path:
+    """A GGUF file with only a byte-level BPE tokenizer (the merge "a b") and one dummy tensor."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(list(tokens))
+    w.add_token_merges(["a b"])
+    w.add_token_types([1] * len(tokens))
+    w.add_eos_token_id(0)
+    w.add_tensor("dummy", np.zeros(2, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -7,8 +7,9 @@ import re
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from tests.helpers import tiny_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -33,31 +34,13 @@ def test_the_gpt2_vocabulary_ships_with_its_license():
     assert load_tokenizer("gpt2").encode("Do you have time") == [5211, 345, 423, 640]
 
 
-def _tiny_gguf(path: Path, pre: str) -> Path:
-    import gguf
-
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(pre)
-    w.add_token_list(["a", "b", "ab"])
-    w.add_token_merges(["a b"])
-    w.add_token_types([1, 1, 1])
-    w.add_eos_token_id(0)
-    w.add_tensor("dummy", np.zeros(2, dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
-
 def test_a_gguf_with_another_pre_tokenizer_is_refused(tmp_path):
     from spamtune.errors import ModelSourceError
     from spamtune.tokenizers import gguf_to_hf_tokenizer
 
-    assert gguf_to_hf_tokenizer(_tiny_gguf(tmp_path / "ok.gguf", "smollm")).encode("ab").ids == [2]
+    assert gguf_to_hf_tokenizer(tiny_gguf(tmp_path / "ok.gguf", "smollm")).encode("ab").ids == [2]
     with pytest.raises(ModelSourceError, match="pre-tokenizer 'llama-bpe'.*--backend hf"):
-        gguf_to_hf_tokenizer(_tiny_gguf(tmp_path / "llama3.gguf", "llama-bpe"))
+        gguf_to_hf_tokenizer(tiny_gguf(tmp_path / "llama3.gguf", "llama-bpe"))
 
 
 def test_resolve_config_reads_only_the_safetensors_header(tmp_path, monkeypatch):

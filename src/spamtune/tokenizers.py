@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Protocol
 
 from spamtune.errors import ModelSourceError
-from spamtune.weights.gguf import gguf_field, open_gguf
+from spamtune.fsutil import atomic_file
+from spamtune.weights.gguf import gguf_field, open_gguf, read_through
 from spamtune.weights.sources import embedded_gguf_path
 
 GPT2_PAD_ID = 50256  # <|endoftext|>, the book's pad token
@@ -146,10 +147,26 @@ class HFTokenizer:
 
 
 def _from_gguf(spec: str, path: Path) -> HFTokenizer:
-    reader = open_gguf(str(path))
-    eos = int(gguf_field(reader, "tokenizer.ggml.eos_token_id"))
-    pad = int(gguf_field(reader, "tokenizer.ggml.padding_token_id", eos))
-    return HFTokenizer(spec, gguf_to_hf_tokenizer(path), pad, eos)
+    """The GGUF file's tokenizer, kept in the cache directory (`read_through`) as `tokenizers` JSON with its pad
+    and eos ids."""
+    from tokenizers import Tokenizer
+
+    def build() -> tuple[Tokenizer, int, int]:
+        reader = open_gguf(str(path))
+        eos = int(gguf_field(reader, "tokenizer.ggml.eos_token_id"))
+        pad = int(gguf_field(reader, "tokenizer.ggml.padding_token_id", eos))
+        return gguf_to_hf_tokenizer(path), pad, eos
+
+    def save(read: tuple[Tokenizer, int, int], kept: Path) -> None:
+        with atomic_file(kept) as f:
+            json.dump({"tokenizer": read[0].to_str(), "pad_id": read[1], "eos_id": read[2]}, f)
+
+    def load(kept: Path) -> tuple[Tokenizer, int, int]:
+        d = json.loads(kept.read_text())
+        return Tokenizer.from_str(d["tokenizer"]), int(d["pad_id"]), int(d["eos_id"])
+
+    tok, pad, eos = read_through(path, "tokenizer.json", build, save, load)
+    return HFTokenizer(spec, tok, pad, eos)
 
 
 def _from_hf_dir(spec: str, path: Path) -> HFTokenizer:

@@ -17,5 +17,7 @@ def test_evaluations_after_train_agree_and_score_less(data_dir, tiny_gpt2_dir, c
     assert first["model_logits"]["reused"] >= 64
     assert first["model_logits"]["scored"] <= n - first["model_logits"]["reused"]
     assert second["model_logits"] == {"reused": n, "scored": 0}
+    assert list(m["startup"]) == ["with a new cache directory", "with the one training filled"]
+    assert all(seconds > 0 for seconds in m["startup"].values())
     out = capsys.readouterr().out
     assert table(m) in out and "| NO |" not in out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,7 +24,7 @@ from spamtune.weights.convert import (
     hf_to_llama,
     llama_config_from_hf,
 )
-from spamtune.weights.gguf import llama_config_from_gguf, read_gguf_tensors
+from spamtune.weights.gguf import llama_config_from_gguf, read_gguf_tensors, read_through
 from spamtune.weights.sources import download_gpt2, embedded_gguf_path
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,10 @@ def resolve_config(spec: str) -> tuple[ModelConfig, str]:
     if spec in GPT2_PRESETS:
         return ModelConfig(**GPT2_PRESETS[spec].to_dict()), "gpt2"
     if spec == "smollm2-135m":
-        return llama_config_from_gguf(embedded_gguf_path(), spec), spec
+        return _gguf_config(embedded_gguf_path(), spec), spec
     path = Path(spec)
     if path.suffix == ".gguf":
-        return llama_config_from_gguf(path, path.stem), str(path)
+        return _gguf_config(path, path.stem), str(path)
     if path.is_dir() and (path / "config.json").is_file():
         try:
             d = json.loads((path / "config.json").read_text())
@@ -128,6 +128,17 @@ def resolve_config(spec: str) -> tuple[ModelConfig, str]:
         raise ModelSourceError(f"unknown model {spec!r}: use a preset ({', '.join(['smollm2-135m', *GPT2_PRESETS])})"
                                ", a .gguf file, a .safetensors file or a HF model directory")
     raise ModelSourceError(f"no such model file or directory: {spec}")
+
+
+def _gguf_config(path: Path, name: str) -> ModelConfig:
+    """`llama_config_from_gguf`, kept in the cache directory (`read_through`)."""
+    def save(cfg: ModelConfig, kept: Path) -> None:
+        with atomic_file(kept) as f:
+            json.dump(cfg.to_dict(), f)
+
+    cfg = read_through(path, "config.json", lambda: llama_config_from_gguf(path),
+                       save, lambda kept: ModelConfig.from_dict(json.loads(kept.read_text())))
+    return replace(cfg, name=name)
 
 
 def load_backbone(spec: str, random_init: bool = False, seed: int = 123, allow_download: bool = True) -> Backbone:
@@ -152,7 +163,9 @@ def load_backbone(spec: str, random_init: bool = False, seed: int = 123, allow_d
     elif spec == "smollm2-135m":
         path = embedded_gguf_path()
     if path.suffix == ".gguf":
-        converted = gguf_to_llama(read_gguf_tensors(path), cfg)
+        tensors = read_through(path, "tensors.safetensors", lambda: read_gguf_tensors(path),
+                               lambda read, kept: save_weights(kept, read), read_safetensors)
+        converted = gguf_to_llama(tensors, cfg)
     else:
         file = path / "model.safetensors" if path.is_dir() else path
         if not file.is_file():
