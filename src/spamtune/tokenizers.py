@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from spamtune.errors import ModelSourceError
-from spamtune.fsutil import atomic_file
+from spamtune.fsutil import read_json, write_json
 from spamtune.weights.gguf import gguf_field, open_gguf, read_through
 from spamtune.weights.sources import embedded_gguf_path
 
@@ -158,11 +158,10 @@ def _from_gguf(spec: str, path: Path) -> HFTokenizer:
         return gguf_to_hf_tokenizer(path), pad, eos
 
     def save(read: tuple[Tokenizer, int, int], kept: Path) -> None:
-        with atomic_file(kept) as f:
-            json.dump({"tokenizer": read[0].to_str(), "pad_id": read[1], "eos_id": read[2]}, f)
+        write_json(kept, {"tokenizer": read[0].to_str(), "pad_id": read[1], "eos_id": read[2]})
 
     def load(kept: Path) -> tuple[Tokenizer, int, int]:
-        d = json.loads(kept.read_text())
+        d = read_json(kept)
         return Tokenizer.from_str(d["tokenizer"]), int(d["pad_id"]), int(d["eos_id"])
 
     tok, pad, eos = read_through(path, "tokenizer.json", build, save, load)

@@ -14,7 +14,7 @@ from torch import nn
 
 from spamtune.config import GPT2_PRESETS, ModelConfig
 from spamtune.errors import ModelSourceError
-from spamtune.fsutil import atomic_file
+from spamtune.fsutil import atomic_file, read_json, write_json
 from spamtune.models import Decoder, build_model
 from spamtune.weights.convert import (
     gguf_to_llama,
@@ -132,12 +132,9 @@ def resolve_config(spec: str) -> tuple[ModelConfig, str]:
 
 def _gguf_config(path: Path, name: str) -> ModelConfig:
     """`llama_config_from_gguf`, kept in the cache directory (`read_through`)."""
-    def save(cfg: ModelConfig, kept: Path) -> None:
-        with atomic_file(kept) as f:
-            json.dump(cfg.to_dict(), f)
-
     cfg = read_through(path, "config.json", lambda: llama_config_from_gguf(path),
-                       save, lambda kept: ModelConfig.from_dict(json.loads(kept.read_text())))
+                       lambda read, kept: write_json(kept, read.to_dict()),
+                       lambda kept: ModelConfig.from_dict(read_json(kept)))
     return replace(cfg, name=name)
 
 
