@@ -1,6 +1,8 @@
 """Parity with transformers: the converters and modules are right if random HF models give the same logits."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -108,6 +110,29 @@ def test_gpt2_presets_parameter_counts():
         counts[name] = count_parameters(model) - model.out_head.weight.numel()
     assert counts == {"gpt2-small": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080,
                       "gpt2-xl": 1_557_611_200}
+
+
+def test_a_meta_build_draws_nothing_and_loads_no_compiler():
+    """weights/load.py builds on the meta device and then loads every tensor: the build must not run torch's Python
+    meta references (their first use imports torch._dynamo, seconds of each process start), and a build on a real
+    device still draws its random init from the seed (the golden values pin what it draws)."""
+    code = ("import sys, torch\n"
+            "from spamtune.config import GPT2_PRESETS\n"
+            "from spamtune.weights.load import resolve_config\n"
+            "from spamtune.models import build_model\n"
+            "with torch.device('meta'):\n"
+            "    models = [build_model(GPT2_PRESETS['gpt2-small']), build_model(resolve_config('smollm2-135m')[0])]\n"
+            "assert all(t.is_meta for m in models for t in [*m.parameters(), *m.buffers()])\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"], out.stderr
+    cfg = ModelConfig(arch="llama", vocab_size=100, context_length=64, emb_dim=48, n_heads=6, n_kv_heads=2,
+                      n_layers=1, hidden_dim=96)
+    torch.manual_seed(3)
+    model = LlamaModel(cfg)
+    assert 0.015 < model.tok_emb.weight.std().item() < 0.025  # N(0, 0.02), not the meta build's empty tensor
+    rope = model.trf_blocks[0].att.rope
+    torch.testing.assert_close(rope.cos[5, 0], torch.tensor(5.0).cos())  # position 5, frequency 1: cos(5)
 
 
 def test_gpt2_download_verifies_sha256(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spamtune.config import ModelConfig
+from spamtune.models.init import embedding, init_normal
 from spamtune.models.masks import causal_padding_mask
 
 
@@ -84,13 +85,13 @@ class GPTModel(nn.Module):
         if cfg.arch != "gpt2":
             raise ValueError(f"GPTModel needs arch 'gpt2', got {cfg.arch!r}")
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
-        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.tok_emb = embedding(cfg.vocab_size, cfg.emb_dim)
+        self.pos_emb = embedding(cfg.context_length, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.final_norm = LayerNorm(cfg.emb_dim, cfg.norm_eps)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
-        self.apply(_init_weights)
+        self.apply(lambda m: init_normal(m, zero_bias=True))  # GPT-2's N(0, 0.02)
 
     def embed(self, in_idx: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, D) token + position embeddings."""
@@ -109,11 +110,3 @@ class GPTModel(nn.Module):
         for block in self.trf_blocks:
             x = block(x, mask)
         return self.out_head(self.final_norm(x))
-
-
-def _init_weights(module: nn.Module) -> None:
-    # GPT-2's init (N(0, 0.02), zero biases): only matters for --random-init runs and the tiny test models
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)

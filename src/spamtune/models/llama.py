@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spamtune.config import ModelConfig
+from spamtune.models.init import building_on_meta, embedding, init_normal
 from spamtune.models.masks import causal_padding_mask
 
 
@@ -39,7 +40,10 @@ class RoPE(nn.Module):
     def __init__(self, head_dim: int, base: float, context_length: int) -> None:
         super().__init__()
         self.head_dim, self.base, self.context_length = head_dim, base, context_length
-        cos, sin = self._compute()
+        if building_on_meta():  # models/init.py: the tables come with init_buffers, after loading
+            cos, sin = torch.empty(context_length, head_dim), torch.empty(context_length, head_dim)
+        else:
+            cos, sin = self._compute()
         self.register_buffer("cos", cos, persistent=False)  # (context, Dh) float32
         self.register_buffer("sin", sin, persistent=False)
 
@@ -122,13 +126,13 @@ class LlamaModel(nn.Module):
         if cfg.arch != "llama":
             raise ValueError(f"LlamaModel needs arch 'llama', got {cfg.arch!r}")
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.tok_emb = embedding(cfg.vocab_size, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         rope = RoPE(cfg.head_dim, cfg.rope_base, cfg.context_length)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, rope) for _ in range(cfg.n_layers))
         self.final_norm = RMSNorm(cfg.emb_dim, cfg.norm_eps)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
-        self.apply(_init_weights)
+        self.apply(lambda m: init_normal(m, zero_bias=False))  # GPT-2's N(0, 0.02)
         self.tie_weights()
 
     def tie_weights(self) -> None:
@@ -148,8 +152,3 @@ class LlamaModel(nn.Module):
         for block in self.trf_blocks:
             x = block(x, mask)
         return self.out_head(self.final_norm(x))
-
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
