@@ -17,6 +17,7 @@ from spamtune.calibration.decisions import (
     pick_memory_threshold,
     unit_rows,
 )
+from spamtune.data import read_split
 from spamtune.inference import TextClassifier
 from spamtune.inference.memory import FLIP_LIMIT, MemoryCheck, MemoryEntry
 from spamtune.monitoring.memory import StoreMemory, learnt_ids, memory_check
@@ -62,6 +63,10 @@ def test_training_stores_the_memory_calibration(tiny_run, data_dir):
     assert (cal.guard_labels[n_val:] == 0).all()
     np.testing.assert_allclose(np.linalg.norm(cal.guard_vectors, axis=1), 1.0, atol=1e-5)
     assert cal.added_fpr <= 0.0005 + 1e-12
+    # validation's vectors came from the cached frozen prefix: the same as the whole model's at serving time
+    val_texts = list(read_split(data_dir / "validation.csv")["Text"][:32])
+    served = TextClassifier.load(tiny_run).embeddings(val_texts)
+    np.testing.assert_allclose(cal.guard_vectors[:n_val], unit_rows(served), atol=1e-5)
 
 
 def record(store: PredictionStore, text: str | None, label: str, confidence: float) -> str:

@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+import torch
 
 from spamtune.batching import TextDataset, encode_for_model
 from spamtune.calibration.decisions import (
@@ -34,7 +36,7 @@ from spamtune.calibration.stacking import NgramStack, fit_cascade, fit_stack, sa
 from spamtune.classifier import Classifier, batched_logits, pad_width
 from spamtune.data import SPLIT_FILES, read_split
 from spamtune.data.labels import POSITIVE_ID
-from spamtune.devices import resolve_dtype
+from spamtune.devices import autocast, resolve_dtype
 from spamtune.runs import WEIGHTS, LogitsMemo, load_weights_into, memo_setting
 from spamtune.training.loss import collect_logits
 from spamtune.training.setup import TrainSetup
@@ -96,8 +98,7 @@ def calibrate(s: TrainSetup) -> None:
                 fit_run_cascade(s, val_texts, y, ham, stack)
             vectors = None
             if ham_vectors is not None:  # a run of ours: the pooled vectors serve the memory and the reference
-                val_vectors = score_texts(s, val_texts, "validation vectors", pooled=True)[1]
-                assert val_vectors is not None
+                val_vectors = validation_vectors(s, val_texts)
                 calibrate_memory(s, val_vectors, ham_vectors,
                                  p_ham >= s.run_config.operating_point.block_threshold, y)
                 vectors = np.concatenate([val_vectors, ham_vectors])
@@ -156,6 +157,24 @@ def score_texts(s: TrainSetup, texts: list[str], desc: str,
                          method="forward_pooled")
     c = len(s.data.label_set)
     return out[:, :c], out[:, c:]
+
+
+@torch.no_grad()
+def validation_vectors(s: TrainSetup, val_texts: list[str]) -> np.ndarray:
+    """Validation's pooled vectors in file order: from the cached frozen prefix when training read one (only the
+    trained layers run, as for its logits), else through the whole model."""
+    if not s.model.cached:
+        vectors = score_texts(s, val_texts, "validation vectors", pooled=True)[1]
+        assert vectors is not None
+        return vectors
+    classifier = cast(Classifier, s.model.classifier)
+    out = []
+    for b in s.data.val_eval_loader:  # file order (no length buckets)
+        with autocast(s.device, s.args.dtype):
+            out.append(classifier.pooled(b.hidden.to(s.device), b.lengths.to(s.device)).float().cpu())
+    vectors = torch.cat(out).numpy()
+    assert len(vectors) == len(val_texts), "the vectors are not validation's (a loader out of file order?)"
+    return vectors
 
 
 def calibrate_memory(s: TrainSetup, val_vectors: np.ndarray, ham_vectors: np.ndarray, ham_blocked: np.ndarray,
