@@ -1,7 +1,8 @@
 """Inference speed, side by side in one run, on one trained run directory and the test split:
 
-- spamtune's batched prediction (length-sorted dynamic padding, batch 16) in fp32, bf16 and int8 (dynamic
-  quantization): messages/s, agreement of the predicted labels with fp32, largest probability difference;
+- spamtune's batched prediction (batches of similar length, batching.length_batches, at most 16) in fp32, bf16
+  and int8 (dynamic quantization): messages/s, agreement of the predicted labels with fp32, largest probability
+  difference;
 - the book's `classify_review`: one message per forward, padded to the longest training message;
 - latency p50/p95 of one message and of batches of 8 and 32;
 - achieved GFLOP/s as a fraction of this machine's fp32 matmul rate, measured here in the same run.

@@ -1,6 +1,8 @@
+import random
+
 import torch
 
-from spamtune.batching import TextDataset, attention_mask_from_lengths, create_dataloader
+from spamtune.batching import TextDataset, attention_mask_from_lengths, create_dataloader, length_batches
 from spamtune.data import read_split
 from spamtune.tokenizers import load_tokenizer
 
@@ -58,3 +60,35 @@ def test_truncation_to_context():
     tok = load_tokenizer("gpt2")
     ds = TextDataset(["word " * 3000, "short"], [1, 0], tok, context_length=1024)
     assert ds.max_length == 1024 and ds.lengths == [1024, 1]
+
+
+def _cost(batches: list[list[int]], lengths: list[int], pass_cost: int, width: int | None = None) -> int:
+    return sum(pass_cost + len(b) * (width or max(lengths[i] for i in b)) for b in batches)
+
+
+def _cheapest(lengths: list[int], batch_size: int, pass_cost: int) -> int:
+    """Every cut of the sorted lengths into consecutive batches, by brute force."""
+    s = sorted(lengths)
+    best = {0: 0}
+    for j in range(1, len(s) + 1):
+        best[j] = min(best[i] + pass_cost + (j - i) * s[j - 1] for i in range(max(0, j - batch_size), j))
+    return best[len(s)]
+
+
+def test_length_batches_cut_at_the_least_padding_plus_passes():
+    rng = random.Random(0)
+    for trial in range(200):
+        lengths = [rng.choice([1, 3, 8, 20, 21, 60, 200]) for _ in range(rng.randint(1, 12))]
+        batch_size, pass_cost = rng.randint(1, 6), rng.choice([0, 5, 32, 1000])
+        batches = length_batches(lengths, batch_size, pass_cost)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # each message once
+        assert all(1 <= len(b) <= batch_size for b in batches)
+        assert _cost(batches, lengths, pass_cost) == _cheapest(lengths, batch_size, pass_cost)
+    # a request of short and long messages: the short ones are not padded to the long ones' width
+    lengths = [5] * 20 + [200] * 4
+    batches = length_batches(lengths, 32, 32)
+    assert sorted(map(sorted, batches)) == [list(range(20)), list(range(20, 24))]
+    assert length_batches(lengths, 32, 10**6) == [sorted(range(24), key=lengths.__getitem__)]  # passes dear: one
+    # padded to one width, only the passes count: as few as the batch size allows
+    assert [len(b) for b in length_batches(lengths, 8, 32, width=256)] == [8, 8, 8]
+    assert length_batches([], 8) == []

@@ -10,6 +10,7 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -96,6 +97,34 @@ class TextDataset(Dataset):
 def round_width(width: int, multiple: int | None) -> int:
     """`width` rounded up to a multiple of `multiple` (None: unchanged): few distinct batch shapes."""
     return width if not multiple else -(-width // multiple) * multiple
+
+
+# What one forward pass costs beyond its tokens, in padded tokens: on a CPU every pass streams all the weights from
+# memory once (SmolLM2-135M, this project's 2-core machines: a 1-token pass ~40x a token of a large batch); on a GPU
+# kernel launches, far more, so there batches stay as large as allowed.
+PASS_COST_TOKENS = {"cpu": 32, "other": 100_000}
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, pass_cost: int = PASS_COST_TOKENS["cpu"],
+                   width: int | None = None) -> list[list[int]]:
+    """Indices of `lengths` cut into batches of at most `batch_size`, in order of length, at the cut that costs the
+    least padded tokens plus `pass_cost` per batch (dynamic programming over the sorted lengths): a request of short
+    and long messages is not all padded to its longest, nor split into passes that cost more than the padding saved.
+    `width`: every batch is padded to it (then only the number of passes counts)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    widths = np.array([lengths[i] if width is None else width for i in order], dtype=np.float64)
+    best = np.zeros(len(order) + 1)  # best[j]: the least cost of the first j sorted messages
+    start = np.zeros(len(order) + 1, dtype=np.int64)  # where the last batch of that cut begins
+    for j in range(1, len(order) + 1):
+        lo = max(0, j - batch_size)
+        cost = best[lo:j] + pass_cost + widths[j - 1] * (j - np.arange(lo, j))
+        k = int(np.argmin(cost))  # the first minimum: the largest batch among equals
+        best[j], start[j] = cost[k], lo + k
+    batches, j = [], len(order)
+    while j > 0:
+        batches.append(order[start[j] : j])
+        j = int(start[j])
+    return batches[::-1]
 
 
 def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None,

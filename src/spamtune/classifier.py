@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spamtune.batching import attention_mask_from_lengths, pad_ids
+from spamtune.batching import PASS_COST_TOKENS, attention_mask_from_lengths, length_batches, pad_ids
 from spamtune.config import ADAPTERS, ModelConfig, Padding, Pooling, Trainable
 from spamtune.errors import ConfigError
 from spamtune.models import Decoder
@@ -201,17 +201,17 @@ def prefix_is_cacheable(classifier: Classifier, padding: Padding) -> bool:
 def batched_logits(model: nn.Module, encoded: list[list[int]], pad_id: int, batch_size: int = 16,
                    pad_to: int | None = None, progress: bool = False, desc: str = "classifying",
                    method: str = "forward") -> np.ndarray:
-    """(N, C) float32 logits of a (B, T) ids + (B,) lengths -> logits model, in input order, from length-sorted
-    batches (little padding; a message's logits do not depend on its batch mates). `pad_to`: pad every batch to
-    this width (the book's `last` pooling reads a pad position at the training width). `method`: another method
-    with the same signature (a Classifier's "embed" gives the pooled vectors)."""
+    """(N, C) float32 logits of a (B, T) ids + (B,) lengths -> logits model, in input order, from batches of
+    similar length (batching.length_batches: little padding; a message's logits do not depend on its batch mates).
+    `pad_to`: pad every batch to this width (the book's `last` pooling reads a pad position at the training
+    width). `method`: another method with the same signature (a Classifier's "embed" gives the pooled vectors)."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters(), torch.empty(0)).device  # an ONNX Runtime predictor has none: the CPU
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    pass_cost = PASS_COST_TOKENS["cpu" if device.type == "cpu" else "other"]
     out: np.ndarray | None = None
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
-        rows = order[start : start + batch_size]
+    batches = length_batches([len(ids) for ids in encoded], batch_size, pass_cost, pad_to)
+    for rows in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         ids, lengths = pad_ids([encoded[i] for i in rows], pad_id, pad_to)
         call = model if method == "forward" else getattr(model, method)
         logits = call(ids.to(device), lengths.to(device)).float().cpu().numpy()

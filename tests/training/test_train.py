@@ -4,9 +4,11 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from spamtune.batching import pad_ids
 from spamtune.classifier import Classifier, apply_trainable, pool
 from spamtune.cli import main
 from spamtune.config import TrainArgs
@@ -115,9 +117,14 @@ def test_prediction_does_not_depend_on_batch_mates(tiny_gpt2_dir, data_dir, tmp_
     train_run(_args(tiny_gpt2_dir), data_dir, tmp_path / "run")
     clf = TextClassifier.load(tmp_path / "run")
     msg = "Free entry in 2 a wkly comp to win FA Cup final tkts"
-    alone = clf.predict_proba([msg])
-    with_long = clf.predict_proba([msg, "a much longer message " * 30])
-    torch.testing.assert_close(torch.tensor(alone[0]), torch.tensor(with_long[0]), rtol=1e-5, atol=1e-6)
+    encoded = [clf.tokenizer.encode(t) for t in (msg, "a much longer message " * 30)]
+    # alone, then padded in one pass with a long message (batched_logits would give each its own pass)
+    passes = [pad_ids(encoded[:1], clf.tokenizer.pad_id), pad_ids(encoded, clf.tokenizer.pad_id)]
+    assert passes[1][0].shape[1] > 3 * len(encoded[0])
+    with torch.inference_mode():
+        alone, with_long = (clf.run.predictor(ids, lengths).float() for ids, lengths in passes)
+    torch.testing.assert_close(alone[0], with_long[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba([msg], calibrated=False)[0], torch.softmax(alone[0], -1), atol=1e-6)
 
 
 def test_lora_saves_and_restores(tiny_gpt2_dir, data_dir, tmp_path):
