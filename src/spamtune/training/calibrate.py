@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
-import torch
 
 from spamtune.batching import TextDataset, encode_for_model
 from spamtune.calibration.decisions import (
@@ -159,7 +158,6 @@ def score_texts(s: TrainSetup, texts: list[str], desc: str,
     return out[:, :c], out[:, c:]
 
 
-@torch.no_grad()
 def validation_vectors(s: TrainSetup, val_texts: list[str]) -> np.ndarray:
     """Validation's pooled vectors in file order: from the cached frozen prefix when training read one (only the
     trained layers run, as for its logits), else through the whole model."""
@@ -168,11 +166,12 @@ def validation_vectors(s: TrainSetup, val_texts: list[str]) -> np.ndarray:
         assert vectors is not None
         return vectors
     classifier = cast(Classifier, s.model.classifier)
-    out = []
-    for b in s.data.val_eval_loader:  # file order (no length buckets)
+
+    def pooled(b):
         with autocast(s.device, s.args.dtype):
-            out.append(classifier.pooled(b.hidden.to(s.device), b.lengths.to(s.device)).float().cpu())
-    vectors = torch.cat(out).numpy()
+            return classifier.pooled(b.hidden.to(s.device), b.lengths.to(s.device))
+
+    vectors = collect_logits(s.data.val_eval_loader, pooled)[0].numpy()  # file order (no length buckets)
     assert len(vectors) == len(val_texts), "the vectors are not validation's (a loader out of file order?)"
     return vectors
 
